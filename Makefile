@@ -1,0 +1,44 @@
+# Two commands: `make test` (set up .venv, lint, run the suite) and, later, `make demo`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# ROS traffic stays on this machine; each run gets its own DDS domain.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
+export PYTHONUNBUFFERED := 1
+
+.PHONY: test test-all lint format venv clean
+
+venv: $(STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; \
+	  sys.exit(0 if (3, 10) <= v <= (3, 12) else f"need Python 3.10-3.12, found {v[0]}.{v[1]} (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+# Re-runs pip only when the package metadata or the pins change; pip skips what is already installed.
+$(STAMP): setup.py setup.cfg requirements/dev-constraints.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -c requirements/dev-constraints.txt -e '.[cpu,ros,test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: lint
+	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-all: lint
+	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+clean:
+	rm -rf $(VENV) build install log .pytest_cache .ruff_cache

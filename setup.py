@@ -1,0 +1,69 @@
+"""One ament_python package: `colcon build` in a ROS 2 workspace, `pip install -e .` in a plain venv."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "tacocc_ros"
+
+# The ROS 2 client libraries as wheels, for machines without a ROS distribution.
+ROS_WHEELS = [
+    "ros-rclpy[fastrtps]",
+    "ros-std-msgs",
+    "ros-sensor-msgs",
+    "ros-geometry-msgs",
+    "ros-nav-msgs",
+    "ros-visualization-msgs",
+    "ros-diagnostic-msgs",
+]
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="TACOcc 3D semantic occupancy from surround cameras and LiDAR, for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tacocc_core", "tacocc_core.*", "tacocc_ros", "tacocc_ros.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pyyaml>=6",
+        "pydantic>=2.6",
+        "opencv-python-headless>=4.8",
+        "torch>=2.4",
+        "torchvision>=0.19",
+    ],
+    extras_require={
+        # ROS 2 from PyPI wheels; on a machine with a ROS distribution use the distribution instead.
+        "ros": ROS_WHEELS,
+        # spconv: the CPU build, or the CUDA build that matches the local CUDA toolkit.
+        "cpu": ["spconv>=2.3.6"],
+        "cu118": ["spconv-cu118>=2.3.6"],
+        "cu121": ["spconv-cu121>=2.3.6"],
+        "cu124": ["spconv-cu124>=2.3.6"],
+        "cu126": ["spconv-cu126>=2.3.6"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "ruff>=0.6",
+            "catkin_pkg>=1",
+            "colcon-core",
+            "colcon-ros",
+            "colcon-python-setup-py",
+        ],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "tacocc = tacocc_core.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,409 @@
+"""
+Typed model configuration, loaded from the YAML presets under `config/`.
+
+Every section is a frozen dataclass whose field types and ranges are checked when a file is loaded:
+an unknown key, a value of the wrong type or a value out of range raises `ConfigError` naming the
+file, the dotted key and what is allowed. Keys left out of a file take the defaults below, which are
+the nuScenes preset; the preset files spell out every key so that they read top to bottom.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from tacocc_core.geometry import GridSpec
+
+# Strict: YAML `"0.5"` is not a float and `2.0` is not an int. Validation goes through JSON mode so
+# that YAML lists are accepted where the schema says tuple.
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+UnitFloat = Annotated[float, Field(ge=0, le=1)]
+
+NUSCENES_CAMERAS = (
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_FRONT_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_BACK_RIGHT",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that does not fit the schema."""
+
+
+@dataclass(config=_STRICT)
+class GridConfig:
+    """
+    Output voxel grid in the LiDAR frame (metres). Shape = (upper - lower) / voxel_size per axis.
+
+    Args:
+        x_range, y_range, z_range: (lower, upper) bounds in metres.
+        voxel_size: edge of a cubic voxel in metres.
+    """
+
+    x_range: tuple[float, float] = (-50.0, 50.0)
+    y_range: tuple[float, float] = (-50.0, 50.0)
+    z_range: tuple[float, float] = (-5.0, 3.0)
+    voxel_size: PositiveFloat = 0.5
+
+    def spec(self) -> GridSpec:
+        return GridSpec.from_ranges(self.x_range, self.y_range, self.z_range, self.voxel_size)
+
+
+@dataclass(config=_STRICT)
+class CameraConfig:
+    """
+    The camera rig as the network sees it.
+
+    Args:
+        names: camera names in network order (nuScenes channel names by default).
+        image_size: (height, width) of the images fed to the network after resize/crop.
+    """
+
+    names: tuple[str, ...] = NUSCENES_CAMERAS
+    image_size: tuple[PositiveInt, PositiveInt] = (256, 704)
+
+
+@dataclass(config=_STRICT)
+class ImageBackboneConfig:
+    """
+    torchvision ResNet trunk + FPN neck.
+
+    Args:
+        depth: ResNet depth (18/34 for small presets, 50/101 as in the paper).
+        pretrained: optional path of a local torchvision checkpoint; nothing is downloaded.
+        fpn_channels: channels of the FPN outputs.
+        feature_stride: stride of the FPN level that the view transformer lifts (8 or 16).
+    """
+
+    depth: Literal[18, 34, 50, 101] = 50
+    pretrained: str | None = None
+    fpn_channels: PositiveInt = 256
+    feature_stride: Literal[8, 16] = 16
+
+
+@dataclass(config=_STRICT)
+class ViewTransformConfig:
+    """
+    LSS lift: per-pixel depth distribution x context features, pooled into voxels.
+
+    Args:
+        depth_bins: (min, max, step) of the depth candidates in metres.
+        channels: channels of the image voxel volume F_I.
+        depth_loss_weight: weight of depth supervision from projected LiDAR (0 disables it).
+    """
+
+    depth_bins: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 60.0, 0.5)
+    channels: PositiveInt = 64
+    depth_loss_weight: NonNegativeFloat = 0.0
+
+
+@dataclass(config=_STRICT)
+class LidarConfig:
+    """
+    LiDAR input, denoising and the sparse encoder.
+
+    Args:
+        sweeps: previous sweeps merged into each keyframe (motion-compensated, with a time-lag channel).
+        encoder_channels: channels of the spconv stages; the last one is the channels of F_L.
+        min_range, max_range: points closer or farther than this (metres, LiDAR frame) are dropped.
+        ego_box: (length, width, height) of the ego-vehicle box centred on the LiDAR origin whose
+            returns are dropped; (0, 0, 0) keeps them.
+        outlier_neighbours, outlier_std: statistical outlier removal (0 neighbours disables it).
+    """
+
+    sweeps: NonNegativeInt = 9
+    encoder_channels: tuple[PositiveInt, ...] = (16, 32, 64)
+    min_range: NonNegativeFloat = 1.0
+    max_range: PositiveFloat = 80.0
+    ego_box: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (4.2, 2.0, 2.0)
+    outlier_neighbours: NonNegativeInt = 0
+    outlier_std: PositiveFloat = 3.0
+
+
+@dataclass(config=_STRICT)
+class FuserConfig:
+    """
+    Target-adaptive bidirectional fuser (paper Sec. III-A).
+
+    Args:
+        mode: "adaptive" (k per query from the selector), "fixed" (k = fixed_k), "none" (concat only).
+        k_candidates: neighbour counts the selector chooses from.
+        fixed_k: k in fixed mode.
+        num_scales: pyramid scales fused.
+        search_radius: neighbours are searched within this many voxels (Chebyshev) of the query.
+        gumbel_tau: (start, end) temperature of the Gumbel-Softmax, annealed over tau_anneal_steps.
+        tau_anneal_steps: training steps over which tau goes from start to end.
+        channels: channels of the fused volume F_IL after its output conv.
+    """
+
+    mode: Literal["adaptive", "fixed", "none"] = "adaptive"
+    k_candidates: tuple[PositiveInt, ...] = (1, 2, 3)
+    fixed_k: PositiveInt = 3
+    num_scales: PositiveInt = 2
+    search_radius: PositiveInt = 2
+    gumbel_tau: tuple[PositiveFloat, PositiveFloat] = (1.0, 0.1)
+    tau_anneal_steps: NonNegativeInt = 10000
+    channels: PositiveInt = 64
+
+
+@dataclass(config=_STRICT)
+class TemporalConfig:
+    """
+    ConvLSTM temporal aggregator (paper Eq. 2).
+
+    Args:
+        enabled: False bypasses the aggregator.
+        window: T, frames per training sequence.
+        hidden_channels: channels of the ConvLSTM state.
+        max_gap_s: the streaming state resets when consecutive stamps are farther apart than this.
+    """
+
+    enabled: bool = True
+    window: PositiveInt = 5
+    hidden_channels: PositiveInt = 64
+    max_gap_s: PositiveFloat = 1.0
+
+
+@dataclass(config=_STRICT)
+class HeadConfig:
+    """
+    Cascaded occupancy head.
+
+    Args:
+        coarse_downsample: the fusion/coarse volume is the output grid divided by this per axis.
+        cascade_ratio: upsampling of the fine stage over the coarse one.
+        channels: hidden channels of the head.
+        fine_topk_train: at most this many coarse voxels are refined per frame during training.
+    """
+
+    coarse_downsample: PositiveInt = 2
+    cascade_ratio: PositiveInt = 2
+    channels: PositiveInt = 64
+    fine_topk_train: PositiveInt = 40000
+
+
+@dataclass(config=_STRICT)
+class LossConfig:
+    """
+    Occupancy loss weights (cross-entropy + Lovasz-softmax on coarse and fine outputs).
+
+    Args:
+        ce_weight, lovasz_weight: weight of each term.
+        coarse_weight, fine_weight: weight of each stage.
+        class_weights: 17 per-class CE weights (empty tuple: uniform).
+    """
+
+    ce_weight: NonNegativeFloat = 1.0
+    lovasz_weight: NonNegativeFloat = 1.0
+    coarse_weight: NonNegativeFloat = 0.5
+    fine_weight: NonNegativeFloat = 1.0
+    class_weights: tuple[NonNegativeFloat, ...] = ()
+
+
+@dataclass(config=_STRICT)
+class RendererConfig:
+    """
+    Sequential Gaussian renderer used at training time (paper Sec. III-B/C).
+
+    Args:
+        enabled: False trains without photometric supervision (ablation).
+        dssim_lambda: lambda of L_rgb = (1 - lambda) L1 + lambda D-SSIM.
+        pc_lambda: lambda of the total (1 - lambda) L_occ + lambda L_pc.
+        inner_steps: Gaussian-only optimisation steps on L_rgb.
+        max_gaussians: cap on Gaussians per frame (LiDAR + voxel anchors).
+        lidar_anchors: LiDAR points subsampled as anchors.
+        sh_degree: spherical-harmonics degree of the colours.
+        render_scale: rendered image size relative to the network image size.
+    """
+
+    enabled: bool = True
+    dssim_lambda: UnitFloat = 0.2
+    pc_lambda: UnitFloat = 0.2
+    inner_steps: NonNegativeInt = 3
+    max_gaussians: PositiveInt = 200000
+    lidar_anchors: NonNegativeInt = 60000
+    sh_degree: Literal[0, 1, 2, 3] = 1
+    render_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
+@dataclass(config=_STRICT)
+class ModelConfig:
+    """Everything that defines a TACOcc network and its training losses."""
+
+    name: str = "nuscenes_r50_256x704"
+    grid: GridConfig = dataclasses.field(default_factory=GridConfig)
+    cameras: CameraConfig = dataclasses.field(default_factory=CameraConfig)
+    image_backbone: ImageBackboneConfig = dataclasses.field(default_factory=ImageBackboneConfig)
+    view_transform: ViewTransformConfig = dataclasses.field(default_factory=ViewTransformConfig)
+    lidar: LidarConfig = dataclasses.field(default_factory=LidarConfig)
+    fuser: FuserConfig = dataclasses.field(default_factory=FuserConfig)
+    temporal: TemporalConfig = dataclasses.field(default_factory=TemporalConfig)
+    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    renderer: RendererConfig = dataclasses.field(default_factory=RendererConfig)
+
+    def __post_init__(self) -> None:
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        """Cross-field rules that single-field types cannot express."""
+        g = self.grid
+        for axis, (lo, hi) in zip("xyz", (g.x_range, g.y_range, g.z_range), strict=True):
+            if not hi > lo:
+                raise ValueError(f"grid.{axis}_range must be (lower, upper) with upper > lower, got ({lo}, {hi})")
+        shape = g.spec().shape
+        step = self.head.coarse_downsample
+        if any(n % step for n in shape):
+            raise ValueError(f"grid shape {shape} must be divisible by head.coarse_downsample={step}")
+        lo, hi, step_d = self.view_transform.depth_bins
+        if not hi > lo:
+            raise ValueError(f"view_transform.depth_bins must be (min, max, step) with max > min, got {lo, hi}")
+        if not self.lidar.max_range > self.lidar.min_range:
+            raise ValueError("lidar.max_range must be greater than lidar.min_range")
+        if len(self.cameras.names) == 0 or len(set(self.cameras.names)) != len(self.cameras.names):
+            raise ValueError(f"cameras.names must be non-empty and unique, got {self.cameras.names}")
+        ks = self.fuser.k_candidates
+        if not ks or any(a >= b for a, b in zip(ks, ks[1:], strict=False)):
+            raise ValueError(f"fuser.k_candidates must be distinct and increasing, got {self.fuser.k_candidates}")
+        if self.loss.class_weights and len(self.loss.class_weights) != 17:
+            raise ValueError(f"loss.class_weights needs 17 values (classes 0..16), got {len(self.loss.class_weights)}")
+        if not self.lidar.encoder_channels:
+            raise ValueError("lidar.encoder_channels must name at least one stage")
+
+
+_ADAPTER = TypeAdapter(ModelConfig)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelConfig:
+    """Validate a nested dict (as read from YAML) into a ModelConfig; `source` names it in errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
+    try:
+        return _ADAPTER.validate_json(json.dumps(data))
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+    except (TypeError, ValueError) as err:  # json.dumps of a YAML value with no JSON form (dates, sets)
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """Load and validate a model config YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return config_from_dict(data if data is not None else {}, source=str(path))
+
+
+def config_to_dict(config: ModelConfig) -> dict[str, Any]:
+    """Plain nested dict (lists for tuples), the inverse of `config_from_dict`."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def diff_configs(a: ModelConfig, b: ModelConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                walk(x.get(key), y.get(key), f"{prefix}.{key}" if prefix else key)
+        elif x != y:
+            out.append(prefix)
+
+    walk(config_to_dict(a), config_to_dict(b), "")
+    return out
+
+
+def config_dirs() -> list[Path]:
+    """Where presets are looked up, in order: $TACOCC_CONFIG_DIR, the source tree, the install prefix."""
+    dirs = []
+    if env := os.environ.get("TACOCC_CONFIG_DIR"):
+        dirs.append(Path(env))
+    dirs.append(Path(__file__).resolve().parent.parent / "config")
+    dirs.append(Path(sys.prefix) / "share" / "tacocc_ros" / "config")
+    try:  # a ROS 2 install (colcon): the package's share directory
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(Path(get_package_share_directory("tacocc_ros")) / "config")
+    except Exception:  # noqa: BLE001 - not installed through ament, or no ament_index_python
+        pass
+    return dirs
+
+
+PRESETS = ("nuscenes_r50_256x704", "tiny")
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of a named preset, or a path given directly."""
+    direct = Path(name)
+    if direct.suffix in (".yaml", ".yml"):
+        if direct.is_file():
+            return direct
+        raise ConfigError(f"{direct}: config file not found")
+    for folder in config_dirs():
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"unknown preset {name!r}: known presets are {', '.join(PRESETS)}, or pass a .yaml path")
+
+
+def load_preset(name: str) -> ModelConfig:
+    """Load a preset by name (`tiny`, `nuscenes_r50_256x704`) or a config YAML path."""
+    return load_config(preset_path(name))
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        kind = e["type"]
+        if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            parent = tuple(p for p in e["loc"][:-1] if isinstance(p, str))
+            allowed = ", ".join(_field_names(parent))
+            lines.append(f"  {loc}: unknown key; allowed keys here: {allowed}")
+        elif kind == "value_error":
+            lines.append(f"  {loc or '(top level)'}: {e['msg'].removeprefix('Value error, ')}")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _field_names(path: tuple[str, ...]) -> list[str]:
+    cls: Any = ModelConfig
+    for name in path:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fields:
+            return []
+        cls = fields[name].type
+        cls = _resolve(cls)
+        if not dataclasses.is_dataclass(cls):
+            return []
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _resolve(annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        return globals().get(annotation, annotation)
+    return annotation

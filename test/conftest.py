@@ -1,0 +1,36 @@
+"""Shared test setup: ROS traffic kept on this machine, and the real-data fixtures beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Before anything imports rclpy: DDS discovery on loopback only, a domain of this run's own.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(os.environ.get("TACOCC_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def nuscenes_frame_dir() -> Path:
+    folder = FIXTURES / "nuscenes_frame"
+    if not (folder / "calib.json").is_file():
+        pytest.skip(f"real nuScenes fixture not found at {folder} (set TACOCC_FIXTURES)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def occ3d_labels_path() -> Path:
+    path = FIXTURES / "occ3d" / "labels.npz"
+    if not path.is_file():
+        pytest.skip(f"real Occ3D fixture not found at {path} (set TACOCC_FIXTURES)")
+    return path

@@ -1,0 +1,183 @@
+"""The package as ROS and pip see it: package.xml, setup.py, colcon build, pip install, style."""
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+from catkin_pkg.package import parse_package
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+EXPECTED_EXEC_DEPENDS = {
+    "rclpy",
+    "std_msgs",
+    "sensor_msgs",
+    "sensor_msgs_py",
+    "geometry_msgs",
+    "nav_msgs",
+    "visualization_msgs",
+    "diagnostic_msgs",
+    "cv_bridge",
+    "message_filters",
+    "tf_transformations",
+    "python3-numpy",
+    "python3-torch",
+}
+
+
+def setup_py_keywords() -> dict:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    return {kw.arg: kw.value for kw in call.keywords}
+
+
+def test_package_xml_is_format_3_with_the_expected_depends():
+    package = parse_package(str(REPO / "package.xml"))
+    assert package.package_format == 3
+    assert package.name == "tacocc_ros"
+    assert package.get_build_type() == "ament_python"
+    assert EXPECTED_EXEC_DEPENDS <= {d.name for d in package.exec_depends}
+    assert (REPO / "resource" / package.name).is_file()
+
+
+def test_setup_py_matches_package_xml():
+    package = parse_package(str(REPO / "package.xml"))
+    source = (REPO / "setup.py").read_text()
+    assert f'PACKAGE = "{package.name}"' in source
+    version = setup_py_keywords()["version"]
+    assert isinstance(version, ast.Constant) and version.value == package.version
+
+
+def test_tacocc_core_never_imports_ros():
+    ros_modules = (
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "nav_msgs",
+        "geometry_msgs",
+        "visualization_msgs",
+        "diagnostic_msgs",
+        "tf2_ros",
+        "message_filters",
+        "cv_bridge",
+        "launch",
+        "launch_ros",
+    )
+    for path in (REPO / "tacocc_core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] not in ros_modules, f"{path.relative_to(REPO)} imports {name}"
+
+
+def test_ruff_style():
+    """flake8 + pep257-equivalent checks (what ament_flake8/ament_pep257 give a ROS package), via ruff."""
+    ruff = shutil.which("ruff", path=str(BIN)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it comes with the `test` extra)")
+    result = subprocess.run([ruff, "check", "--no-cache", str(REPO)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_colcon_build_installs_scripts_and_share(tmp_path):
+    colcon = shutil.which("colcon", path=str(BIN))
+    if colcon is None:
+        pytest.skip("colcon is not installed (it comes with the `test` extra)")
+    src = tmp_path / "ws" / "src"
+    src.mkdir(parents=True)
+    shutil.copytree(
+        REPO,
+        src / "tacocc_ros",
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "build",
+            "install",
+            "log",
+            "__pycache__",
+            "*.egg-info",
+            ".gpu",
+            "demo_out",
+            "runs",
+        ),
+    )
+    ws = tmp_path / "ws"
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        [colcon, "build"],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    prefix = ws / "install" / "tacocc_ros"
+    share = prefix / "share" / "tacocc_ros"
+    assert (prefix / "lib" / "tacocc_ros" / "tacocc").is_file()
+    assert (share / "package.xml").is_file()
+    assert (share / "config" / "tiny.yaml").is_file()
+    assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "tacocc_ros").is_file()
+    # The installed script finds its presets through the ament index of the workspace.
+    run_env = dict(env, AMENT_PREFIX_PATH=str(prefix), TACOCC_CONFIG_DIR="")
+    site = next((prefix / "lib").glob("python3*/site-packages"))
+    run_env["PYTHONPATH"] = f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    out = subprocess.run(
+        [sys.executable, str(prefix / "lib" / "tacocc_ros" / "tacocc"), "config", "tiny"],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "name: tiny" in out.stdout
+    assert f"# file: {share / 'config' / 'tiny.yaml'}" in out.stdout
+
+
+def pip_install_into_new_venv(target: Path, *args: str) -> Path:
+    venv.create(target, with_pip=True)
+    py = target / "bin" / "python"
+    result = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", *args], capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return target
+
+
+def run_tacocc(venv_dir: Path, *args: str, cwd: Path) -> str:
+    """Run the venv's console script; the test venv's site-packages lend the dependencies (--no-deps above)."""
+    env = dict(os.environ, PYTHONPATH=sysconfig.get_paths()["purelib"])
+    env.pop("TACOCC_CONFIG_DIR", None)
+    out = subprocess.run([str(venv_dir / "bin" / "tacocc"), *args], env=env, capture_output=True, text=True, cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_pip_install_editable_in_a_new_venv(tmp_path):
+    target = pip_install_into_new_venv(tmp_path / "venv", "-e", str(REPO))
+    assert (target / "bin" / "tacocc").is_file()
+    assert "vegetation" in run_tacocc(target, "labels", cwd=tmp_path)
+    assert "name: tiny" in run_tacocc(target, "config", "tiny", cwd=tmp_path)  # presets from the source tree
+
+
+def test_pip_install_puts_presets_under_share(tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", ".gpu"))
+    target = pip_install_into_new_venv(tmp_path / "venv", str(source))
+    shutil.rmtree(source)  # the installed copy must not need the source tree
+    assert (target / "share" / "tacocc_ros" / "config" / "nuscenes_r50_256x704.yaml").is_file()
+    assert (target / "share" / "tacocc_ros" / "package.xml").is_file()
+    out = run_tacocc(target, "config", "nuscenes_r50_256x704", cwd=tmp_path)
+    assert "name: nuscenes_r50_256x704" in out
+    assert f"# file: {target / 'share' / 'tacocc_ros' / 'config' / 'nuscenes_r50_256x704.yaml'}" in out
