@@ -1,5 +1,4 @@
-"""
-Typed model configuration, loaded from the YAML presets under `config/`.
+"""Typed model configuration, loaded from the YAML presets under `config/`.
 
 Every section is a frozen dataclass whose field types and ranges are checked when a file is loaded:
 an unknown key, a value of the wrong type or a value out of range raises `ConfigError` naming the
@@ -48,8 +47,7 @@ class ConfigError(ValueError):
 
 @dataclass(config=_STRICT)
 class GridConfig:
-    """
-    Output voxel grid in the LiDAR frame (metres). Shape = (upper - lower) / voxel_size per axis.
+    """Output voxel grid in the LiDAR frame (metres). Shape = (upper - lower) / voxel_size per axis.
 
     Args:
         x_range, y_range, z_range: (lower, upper) bounds in metres.
@@ -67,8 +65,7 @@ class GridConfig:
 
 @dataclass(config=_STRICT)
 class CameraConfig:
-    """
-    The camera rig as the network sees it.
+    """The camera rig as the network sees it.
 
     Args:
         names: camera names in network order (nuScenes channel names by default).
@@ -81,8 +78,7 @@ class CameraConfig:
 
 @dataclass(config=_STRICT)
 class ImageBackboneConfig:
-    """
-    torchvision ResNet trunk + FPN neck.
+    """torchvision ResNet trunk + FPN neck.
 
     Args:
         depth: ResNet depth (18/34 for small presets, 50/101 as in the paper).
@@ -99,8 +95,7 @@ class ImageBackboneConfig:
 
 @dataclass(config=_STRICT)
 class ViewTransformConfig:
-    """
-    LSS lift: per-pixel depth distribution x context features, pooled into voxels.
+    """LSS lift: per-pixel depth distribution x context features, pooled into voxels.
 
     Args:
         depth_bins: (min, max, step) of the depth candidates in metres.
@@ -115,8 +110,7 @@ class ViewTransformConfig:
 
 @dataclass(config=_STRICT)
 class LidarConfig:
-    """
-    LiDAR input, denoising and the sparse encoder.
+    """LiDAR input, denoising and the sparse encoder.
 
     Args:
         sweeps: previous sweeps merged into each keyframe (motion-compensated, with a time-lag channel).
@@ -138,8 +132,7 @@ class LidarConfig:
 
 @dataclass(config=_STRICT)
 class FuserConfig:
-    """
-    Target-adaptive bidirectional fuser (paper Sec. III-A).
+    """Target-adaptive bidirectional fuser (paper Sec. III-A).
 
     Args:
         mode: "adaptive" (k per query from the selector), "fixed" (k = fixed_k), "none" (concat only).
@@ -164,8 +157,7 @@ class FuserConfig:
 
 @dataclass(config=_STRICT)
 class TemporalConfig:
-    """
-    ConvLSTM temporal aggregator (paper Eq. 2).
+    """ConvLSTM temporal aggregator (paper Eq. 2).
 
     Args:
         enabled: False bypasses the aggregator.
@@ -182,8 +174,7 @@ class TemporalConfig:
 
 @dataclass(config=_STRICT)
 class HeadConfig:
-    """
-    Cascaded occupancy head.
+    """Cascaded occupancy head.
 
     Args:
         coarse_downsample: the fusion/coarse volume is the output grid divided by this per axis.
@@ -200,8 +191,7 @@ class HeadConfig:
 
 @dataclass(config=_STRICT)
 class LossConfig:
-    """
-    Occupancy loss weights (cross-entropy + Lovasz-softmax on coarse and fine outputs).
+    """Occupancy loss weights (cross-entropy + Lovasz-softmax on coarse and fine outputs).
 
     Args:
         ce_weight, lovasz_weight: weight of each term.
@@ -218,8 +208,7 @@ class LossConfig:
 
 @dataclass(config=_STRICT)
 class RendererConfig:
-    """
-    Sequential Gaussian renderer used at training time (paper Sec. III-B/C).
+    """Sequential Gaussian renderer used at training time (paper Sec. III-B/C).
 
     Args:
         enabled: False trains without photometric supervision (ablation).

@@ -1,5 +1,4 @@
-"""
-Geometry shared by every part: the voxel grid, homogeneous transforms, pinhole projection.
+"""Geometry shared by every part: the voxel grid, homogeneous transforms, pinhole projection.
 
 Conventions: metres; 4x4 float64 matrices named `a2b` map points from frame a into frame b;
 a voxel (i, j, k) has its centre at `lower + (index + 0.5) * voxel_size`.
@@ -15,8 +14,7 @@ from scipy.spatial.transform import Rotation
 
 @dataclass(frozen=True)
 class GridSpec:
-    """
-    An axis-aligned voxel grid.
+    """An axis-aligned voxel grid.
 
     Args:
         lower: (3,) metres, the minimum corner (x, y, z).
@@ -58,8 +56,7 @@ class GridSpec:
         return np.asarray(self.lower) + (np.asarray(index, dtype=np.float64) + 0.5) * np.asarray(self.voxel_size)
 
     def point_to_index(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """
-        (N, 3) metric points -> ((N, 3) int64 voxel indices, (N,) bool inside-the-grid mask).
+        """(N, 3) metric points -> ((N, 3) int64 voxel indices, (N,) bool inside-the-grid mask).
 
         Indices of points outside the grid are meaningless; use the mask.
         """
@@ -116,8 +113,7 @@ def transform_points(a2b: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def project_points(points: np.ndarray, a2cam: np.ndarray, cam2img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """
-    Project (N, 3) points in frame a through a pinhole camera.
+    """Project (N, 3) points in frame a through a pinhole camera.
 
     Args:
         points: (N, 3) metres, frame a.
@@ -143,8 +139,7 @@ def in_image(uv: np.ndarray, depth: np.ndarray, width: int, height: int, min_dep
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """
-    Resize by `scale`, then crop the window starting at `crop` (column, row) of size `out_size`.
+    """Resize by `scale`, then crop the window starting at `crop` (column, row) of size `out_size`.
 
     The same bookkeeping maps pixels and intrinsics: `u' = u * sx - crop_u`, `v' = v * sy - crop_v`.
 
@@ -166,8 +161,7 @@ class ImageTransform:
 
     @classmethod
     def resize_crop_bottom(cls, in_size: tuple[int, int], out_size: tuple[int, int]) -> ImageTransform:
-        """
-        Keep the aspect ratio, scale so the width fits, and keep the bottom rows (the sky is dropped first).
+        """Keep the aspect ratio, scale so the width fits, and keep the bottom rows (the sky is dropped first).
 
         For 900x1600 -> 256x704 this resizes by 0.44 to 396x704 and crops rows 140..396.
         """

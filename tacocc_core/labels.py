@@ -1,5 +1,4 @@
-"""
-The 17 occupancy classes in one place, and readers that turn label files into dense grids.
+"""The 17 occupancy classes in one place, and readers that turn label files into dense grids.
 
 Common dense representation: a uint8 grid (nx, ny, nz) with 0 = empty, 1..16 = the semantic classes
 below, 255 = ignore (unknown or unlabelled; excluded from losses and metrics).
@@ -87,8 +86,7 @@ def colorize(labels: np.ndarray) -> np.ndarray:
 
 
 def surroundocc_to_dense(occupied: np.ndarray, shape: tuple[int, int, int], source: str = "<array>") -> np.ndarray:
-    """
-    SurroundOcc (N, 4) [x_idx, y_idx, z_idx, label] of occupied voxels -> dense uint8 grid.
+    """SurroundOcc (N, 4) [x_idx, y_idx, z_idx, label] of occupied voxels -> dense uint8 grid.
 
     Voxels not listed are empty (0); label 0 (noise) becomes 255 (ignore).
     """
@@ -139,8 +137,7 @@ def dense_to_surroundocc(dense: np.ndarray) -> np.ndarray:
 
 
 def occ3d_to_dense(semantics: np.ndarray, mask_camera: np.ndarray | None, source: str = "<array>") -> np.ndarray:
-    """
-    Occ3D semantics (0 others, 1..16 classes, 17 free) -> dense uint8 grid.
+    """Occ3D semantics (0 others, 1..16 classes, 17 free) -> dense uint8 grid.
 
     17 (free) -> 0, 0 (others) -> 255, voxels outside `mask_camera` (when given) -> 255.
     """
