@@ -1,0 +1,98 @@
+"""Checkpoint files: weights + the model config + a format version, in one file written atomically.
+
+Loading uses `torch.load(..., weights_only=True)`: a checkpoint is data, never code. The config travels as a
+plain dict so that a file can be checked against the config a user asks for before any weight is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tacocc_core.config import ConfigError, ModelConfig, config_from_dict, config_to_dict, diff_configs
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, has the wrong format, or does not fit the requested config."""
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], state_dict: dict[str, Any], config: ModelConfig, **extra: Any
+) -> None:
+    """Write {format_version, config, model, **extra} to `path` via a temp file in the same folder + rename.
+
+    `extra` holds plain data (step, optimiser state, RNG state, metrics); it must be loadable with
+    weights_only=True (tensors, numbers, strings, lists, dicts).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, "config": config_to_dict(config), "model": state_dict, **extra}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check the envelope of a checkpoint file; returns the payload dict with `config` validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path}: not a tacocc checkpoint (no format_version)")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload['format_version']} is not supported "
+            f"(this version reads {FORMAT_VERSION})"
+        )
+    for key in ("config", "model"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
+    try:
+        payload["config"] = config_from_dict(payload["config"], source=f"{path} (embedded config)")
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
+    return payload
+
+
+# Keys that do not change the network's weights or outputs: a checkpoint may differ from the request there.
+INFERENCE_IRRELEVANT = ("name", "loss", "renderer")
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], expected: ModelConfig | None = None, ignore: tuple[str, ...] = ("name",)
+) -> dict[str, Any]:
+    """Read a checkpoint; when `expected` is given, refuse one whose config differs, naming the keys.
+
+    Args:
+        ignore: top-level config keys (or dotted prefixes) left out of the comparison.
+    """
+    payload = read_checkpoint(path)
+    if expected is not None:
+        differing = [
+            key
+            for key in diff_configs(expected, payload["config"])
+            if not any(key == prefix or key.startswith(prefix + ".") for prefix in ignore)
+        ]
+        if differing:
+            raise CheckpointError(
+                f"{path}: checkpoint config does not match the requested config {expected.name!r}; "
+                f"differing keys: {', '.join(differing)}"
+            )
+    return payload

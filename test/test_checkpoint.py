@@ -1,0 +1,82 @@
+import dataclasses
+
+import pytest
+import torch
+
+from tacocc_core.checkpoint import (
+    INFERENCE_IRRELEVANT,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from tacocc_core.config import load_preset
+
+
+@pytest.fixture
+def tiny():
+    return load_preset("tiny")
+
+
+def test_round_trip(tmp_path, tiny):
+    model = torch.nn.Linear(3, 2)
+    path = tmp_path / "runs" / "ckpt.pt"
+    save_checkpoint(path, model.state_dict(), tiny, step=7, metrics={"miou": 0.25})
+    payload = load_checkpoint(path, expected=tiny)
+    assert payload["config"] == tiny and payload["step"] == 7 and payload["metrics"]["miou"] == 0.25
+    restored = torch.nn.Linear(3, 2)
+    restored.load_state_dict(payload["model"])
+    torch.testing.assert_close(restored.weight, model.weight)
+    assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]  # no temp file left
+
+
+def test_mismatched_config_names_the_keys(tmp_path, tiny):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, {}, tiny)
+    other = dataclasses.replace(
+        tiny,
+        name="renamed",
+        fuser=dataclasses.replace(tiny.fuser, fixed_k=2),
+        grid=dataclasses.replace(tiny.grid, z_range=(-4.0, 4.0)),
+    )
+    with pytest.raises(CheckpointError, match=r"differing keys: fuser.fixed_k, grid.z_range") as err:
+        load_checkpoint(path, expected=other)
+    assert str(path) in str(err.value) and "name" not in str(err.value).split("differing keys:")[1]
+    training_only = dataclasses.replace(tiny, renderer=dataclasses.replace(tiny.renderer, enabled=False))
+    with pytest.raises(CheckpointError, match="renderer.enabled"):
+        load_checkpoint(path, expected=training_only)
+    assert load_checkpoint(path, expected=training_only, ignore=INFERENCE_IRRELEVANT)["config"] == tiny
+
+
+def test_bad_files(tmp_path, tiny):
+    with pytest.raises(CheckpointError, match="absent.pt: checkpoint not found"):
+        read_checkpoint(tmp_path / "absent.pt")
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, torch.nn.Linear(64, 64).state_dict(), tiny)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated.pt: not a readable checkpoint"):
+        read_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt: not a tacocc checkpoint"):
+        read_checkpoint(foreign)
+    future = tmp_path / "future.pt"
+    torch.save({"format_version": 99, "config": {}, "model": {}}, future)
+    with pytest.raises(CheckpointError, match="format 99 is not supported"):
+        read_checkpoint(future)
+    bad_config = tmp_path / "badconfig.pt"
+    torch.save({"format_version": 1, "config": {"grid": {"voxel_size": -1.0}}, "model": {}}, bad_config)
+    with pytest.raises(CheckpointError, match=r"(?s)embedded config.*grid.voxel_size"):
+        read_checkpoint(bad_config)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "config": {}, "model": {}, "x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(path)
