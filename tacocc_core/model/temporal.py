@@ -124,11 +124,16 @@ class TemporalAggregator(nn.Module):
     def out_channels(self) -> int:
         return self.cell.hidden_channels if self.cell is not None else self.in_channels
 
-    def _check(self, volume: torch.Tensor, what: str) -> None:
-        if volume.dim() != 5 or volume.shape[1] != self.in_channels or tuple(volume.shape[2:]) != self.grid.shape:
+    def _check(self, volume: torch.Tensor, what: str, lead: str = "B") -> None:
+        n = len(lead.split(", "))
+        if (
+            volume.dim() != 4 + n
+            or volume.shape[n] != self.in_channels
+            or tuple(volume.shape[n + 1 :]) != self.grid.shape
+        ):
             raise ValueError(
-                f"TemporalAggregator.{what}: expected (B, {self.in_channels}, {', '.join(map(str, self.grid.shape))})"
-                f" volumes, got {tuple(volume.shape)}"
+                f"TemporalAggregator.{what}: expected ({lead}, {self.in_channels}, "
+                f"{', '.join(map(str, self.grid.shape))}) volumes, got {tuple(volume.shape)}"
             )
 
     def forward(
@@ -145,9 +150,7 @@ class TemporalAggregator(nn.Module):
         Returns:
             (B, T, C_out, X, Y, Z) F~_IL, frame t in the LiDAR frame of t.
         """
-        if volumes.dim() != 6:
-            raise ValueError(f"TemporalAggregator: expected (B, T, C, X, Y, Z) volumes, got {tuple(volumes.shape)}")
-        self._check(volumes[:, 0], "forward")
+        self._check(volumes, "forward", lead="B, T")
         b, t = volumes.shape[:2]
         poses = torch.as_tensor(lidar2global, dtype=torch.float64, device=volumes.device)
         if poses.shape != (b, t, 4, 4):
@@ -164,7 +167,9 @@ class TemporalAggregator(nn.Module):
                 if stamps_ns is not None:
                     dt = stamps_ns[:, step] - stamps_ns[:, step - 1]
                     keep &= (dt >= 0) & (dt.double() * 1e-9 <= self.max_gap_s)
-                prev2cur = torch.where(keep[:, None, None], prev2cur, torch.eye(4, dtype=torch.float64, device=poses.device))
+                prev2cur = torch.where(
+                    keep[:, None, None], prev2cur, torch.eye(4, dtype=torch.float64, device=poses.device)
+                )
                 both = warp_volume(torch.cat(state, dim=1), prev2cur, self.grid)
                 mask = keep.to(both.dtype)[:, None, None, None, None]
                 state = tuple((both * mask).chunk(2, dim=1))

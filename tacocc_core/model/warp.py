@@ -37,7 +37,7 @@ def scaled_grid(spec: GridSpec, factor: int) -> GridSpec:
 
 
 def relative_pose(prev_lidar2global: torch.Tensor, cur_lidar2global: torch.Tensor) -> torch.Tensor:
-    """(..., 4, 4) float64 poses of two frames -> (..., 4, 4) float64 `prev2cur` = cur_global2lidar @ prev_lidar2global."""
+    """(..., 4, 4) float64 lidar2global of two frames -> (..., 4, 4) float64 `prev2cur` = inv(cur) @ prev."""
     prev = torch.as_tensor(prev_lidar2global, dtype=torch.float64)
     cur = torch.as_tensor(cur_lidar2global, dtype=torch.float64)
     return torch.linalg.inv(cur) @ prev
@@ -79,7 +79,9 @@ def warp_volume(volume: torch.Tensor, prev2cur: torch.Tensor | np.ndarray, spec:
     if pose.shape == (4, 4):
         pose = pose.expand(volume.shape[0], 4, 4)
     if pose.shape != (volume.shape[0], 4, 4):
-        raise ValueError(f"warp_volume: expected prev2cur of shape (4, 4) or ({volume.shape[0]}, 4, 4), got {tuple(pose.shape)}")
+        raise ValueError(
+            f"warp_volume: expected prev2cur of shape (4, 4) or ({volume.shape[0]}, 4, 4), got {tuple(pose.shape)}"
+        )
     if not torch.isfinite(pose).all():
         raise ValueError("warp_volume: prev2cur holds non-finite values")
     theta = warp_theta(pose, spec)
