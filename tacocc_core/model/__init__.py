@@ -1,0 +1,1 @@
+"""The TACOcc network, one building block per module."""
