@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     start = time.perf_counter()
-    out = generate_dataset(args.out, opts, args.calib)
+    try:
+        out = generate_dataset(args.out, opts, args.calib)
+    except (ValueError, FileExistsError) as err:  # bad options, bad calibration file, existing output
+        print(f"tacocc generate-scenes: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {opts.scenes} scenes x {opts.keyframes} keyframes to {out} in {time.perf_counter() - start:.1f} s")
     return 0

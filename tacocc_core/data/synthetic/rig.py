@@ -1,5 +1,7 @@
-"""The nuScenes sensor rig (six cameras + LIDAR_TOP) read from a calibration file such as
-`fixtures/nuscenes_frame/calib.json` (4x4 `a2b` matrices, 3x3 intrinsics of 1600x900 images).
+"""The nuScenes sensor rig (six cameras + LIDAR_TOP) read from a calibration file.
+
+The file is laid out as `fixtures/nuscenes_frame/calib.json`: 4x4 `a2b` matrices, 3x3 intrinsics of
+1600x900 images, per-sensor timestamps in seconds.
 """
 
 from __future__ import annotations
