@@ -17,7 +17,8 @@ otherwise and always for mono16 (cv_bridge's 16 -> 8 bit scaling is its own rule
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import cv2
 import numpy as np
@@ -187,3 +188,34 @@ def decode_for_network(
         small = transform.apply_to_image(np.ascontiguousarray(pixels))
         return (small if to_rgb is None else cv2.cvtColor(small, to_rgb)), transform
     raise TypeError(f"{source}: expected sensor_msgs/Image or CompressedImage, got {type(msg).__name__}")
+
+
+def decode_cameras(
+    msgs: Sequence[Image | CompressedImage],
+    out_size: tuple[int, int],
+    fit: FitFn = ImageTransform.resize_crop_bottom,
+    sources: Sequence[str] | None = None,
+    executor: Executor | None = None,
+) -> tuple[np.ndarray, list[ImageTransform]]:
+    """Decode one image per camera into the `Frame.images` layout.
+
+    OpenCV's decode and resize release the GIL, so an `executor` (a ThreadPoolExecutor the node keeps)
+    decodes the cameras in parallel; without one they are decoded in turn. The first failing camera's
+    ImageDecodeError propagates.
+
+    Returns:
+        images: (V, out_h, out_w, 3) uint8 RGB, in the order of `msgs`.
+        transforms: V full-size -> network-size ImageTransforms.
+    """
+    names = list(sources) if sources is not None else [f"camera {i}" for i in range(len(msgs))]
+    if len(names) != len(msgs):
+        raise ValueError(f"{len(msgs)} image messages but {len(names)} source names")
+
+    def one(i: int) -> tuple[np.ndarray, ImageTransform]:
+        return decode_for_network(msgs[i], out_size, fit, names[i])
+
+    results = list(executor.map(one, range(len(msgs)))) if executor is not None else [one(i) for i in range(len(msgs))]
+    out = np.empty((len(msgs), *out_size, 3), dtype=np.uint8)
+    for i, (image, _) in enumerate(results):
+        out[i] = image
+    return out, [t for _, t in results]

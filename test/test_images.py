@@ -1,6 +1,7 @@
 """tacocc_ros.images: raw and compressed image messages -> RGB at the network size."""
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from tacocc_ros.images import (
     ImageDecodeError,
     compressed_size,
     compressed_to_rgb,
+    decode_cameras,
     decode_for_network,
     image_to_rgb,
     jpeg_reduction,
@@ -155,6 +157,24 @@ def test_corrupt_and_unknown_compressed_data(nuscenes_frame_dir):
     broken_header = CompressedImage(format="jpeg", data=images.JPEG_MAGIC + b"\x00" * 20)
     with pytest.raises(ImageDecodeError):
         decode_for_network(broken_header, (256, 704))
+
+
+def test_decode_cameras_in_parallel_equals_one_by_one(nuscenes_frame_dir):
+    msgs = [CompressedImage(format="jpeg", data=p.read_bytes()) for p in sorted(nuscenes_frame_dir.glob("*.jpg"))]
+    msgs.append(raw_message("bgr8", pad=3))
+    serial, transforms = decode_cameras(msgs, (64, 176))
+    assert serial.shape == (7, 64, 176, 3) and serial.dtype == np.uint8 and len(transforms) == 7
+    for image, msg in zip(serial, msgs, strict=True):
+        np.testing.assert_array_equal(image, decode_for_network(msg, (64, 176))[0])
+    with ThreadPoolExecutor(2) as pool:
+        parallel, transforms_p = decode_cameras(msgs, (64, 176), executor=pool)
+    np.testing.assert_array_equal(parallel, serial)
+    assert transforms_p == transforms
+    msgs[3] = CompressedImage(format="jpeg", data=msgs[3].data[:1000])
+    with pytest.raises(ImageDecodeError, match="CAM_D: corrupt or truncated jpeg"):
+        decode_cameras(msgs, (64, 176), sources=["CAM_A", "CAM_B", "CAM_C", "CAM_D", "E", "F", "G"])
+    with pytest.raises(ValueError, match="7 image messages but 1 source names"):
+        decode_cameras(msgs, (64, 176), sources=["CAM_A"])
 
 
 def test_decode_for_network_rejects_other_types():
