@@ -127,7 +127,8 @@ def compressed_to_bgr(msg: CompressedImage, reduction: int = 1, source: str = "C
         raise ValueError(f"reduction must be one of {sorted(_REDUCED_FLAGS)}, got {reduction}")
     kind = compressed_kind(msg, source)
     flag = _REDUCED_FLAGS[reduction] if kind == "jpeg" else cv2.IMREAD_COLOR
-    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), flag)
+    # Pixels as stored: an EXIF orientation tag would otherwise transpose the image against its header size.
+    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ImageDecodeError(f"{source}: corrupt or truncated {kind} ({len(msg.data)} bytes)")
     return image
@@ -176,6 +177,11 @@ def decode_for_network(
         transform = fit(in_size, out_size)
         reduction = jpeg_reduction(in_size, transform) if compressed_kind(msg, source) == "jpeg" else 1
         bgr = compressed_to_bgr(msg, reduction, source)
+        if bgr.shape[:2] != (in_size[0] // reduction, in_size[1] // reduction):
+            raise ImageDecodeError(
+                f"{source}: header says {in_size[1]}x{in_size[0]} but 1/{reduction} decode gave "
+                f"{bgr.shape[1]}x{bgr.shape[0]}"
+            )
         resized_w, resized_h = round(in_size[1] * transform.scale[0]), round(in_size[0] * transform.scale[1])
         h, w = bgr.shape[:2]
         on_decoded = ImageTransform((resized_w / w, resized_h / h), transform.crop, transform.out_size)
