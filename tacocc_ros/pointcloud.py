@@ -7,7 +7,8 @@ that overlap or run past `point_step`, data shorter than the header promises) so
 with a `PointCloudError` naming the field and the numbers, whichever decoder runs.
 
 Decoding uses `sensor_msgs_py.point_cloud2.read_points` where it is importable (a ROS 2 install) and the
-numpy view below otherwise; writing is always the numpy path here, because `create_cloud`'s handling of
+numpy view below otherwise (and for fields with count > 1, which sensor_msgs_py names differently
+between distributions); writing is always the numpy path here, because `create_cloud`'s handling of
 numpy input differs between ROS distributions and the writer is a plain byte copy.
 """
 
@@ -127,7 +128,7 @@ def cloud_to_array(msg: PointCloud2, organized: bool = False, source: str = "Poi
         (N,) or (height, width) structured array; read-only when it views the message buffer.
     """
     dtype = check_cloud(msg, source)
-    if _ros_point_cloud2 is not None:
+    if _ros_point_cloud2 is not None and all(f.count == 1 for f in msg.fields):
         points = np.asarray(_ros_point_cloud2.read_points(msg, skip_nans=False)).reshape(-1)
     else:
         points = _read_numpy(msg, dtype)

@@ -213,7 +213,7 @@ def test_fields_to_dtype_keeps_point_step_as_itemsize():
 
 
 @pytest.mark.skipif(not pointcloud.have_sensor_msgs_py(), reason="sensor_msgs_py is not importable (not on PyPI)")
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [c for c in CASES if all(count == 1 for *_, count in CASES[c][0])])
 def test_numpy_decoder_matches_sensor_msgs_py(case):
     layout, step, big, height, row_pad = CASES[case]
     msg = pack_cloud(layout, random_values(layout, 12, seed=3), step, big=big, height=height, row_pad=row_pad)
