@@ -218,3 +218,16 @@ def test_config_errors(kw, pattern):
 def test_unknown_camera_is_named():
     with pytest.raises(KeyError, match="unknown camera 'CAM_SIDE'"):
         LidarSynchronizer(config()).add_image("CAM_SIDE", T0, None)
+
+
+def test_sync_imports_no_ros_client_library():
+    """The offline bag reader reuses the synchroniser where no rclpy runs."""
+    import ast
+    import inspect
+
+    from tacocc_ros import sync
+
+    tree = ast.parse(inspect.getsource(sync))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if m.split(".")[0] in ("rclpy", "message_filters")}

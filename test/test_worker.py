@@ -119,3 +119,15 @@ def test_stop_of_an_idle_worker_is_prompt():
     t = time.perf_counter()
     assert worker.stop()
     assert time.perf_counter() - t < 1.0
+
+
+def test_worker_imports_no_ros_client_library():
+    import ast
+    import inspect
+
+    from tacocc_ros import worker
+
+    tree = ast.parse(inspect.getsource(worker))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if m.split(".")[0] == "rclpy"}
