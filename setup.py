@@ -43,6 +43,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "imageio>=2.30",
+        "pillow>=9",
         "rosbags>=0.10",
         "pytorch-msssim>=1.0",
         "tensorboard>=2.14",
