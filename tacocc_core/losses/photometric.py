@@ -65,7 +65,11 @@ def photometric_loss(
         return l1
     filled = torch.where(mask, rendered, target)
     score = ssim(
-        filled.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), data_range=1.0, size_average=True, win_size=SSIM_WINDOW
+        filled.permute(0, 3, 1, 2).contiguous(),
+        target.permute(0, 3, 1, 2).contiguous(),
+        data_range=1.0,
+        size_average=True,
+        win_size=SSIM_WINDOW,
     )
     dssim = (1.0 - score) / (n_valid / valid.numel())
     return (1.0 - dssim_lambda) * l1 + dssim_lambda * dssim

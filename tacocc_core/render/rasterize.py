@@ -81,6 +81,11 @@ def render_views(
         backend = "gsplat" if gaussians.device.type == "cuda" and gsplat_available() else "torch"
     if backend not in ("gsplat", "torch"):
         raise ValueError(f"render_views: backend must be 'auto', 'gsplat' or 'torch', got {backend!r}")
+    if backend == "gsplat" and not (gaussians.device.type == "cuda" and gsplat_available()):
+        raise ValueError(
+            f"render_views: backend 'gsplat' needs CUDA tensors and the gsplat package; Gaussians are on "
+            f"{gaussians.device}, CUDA available: {torch.cuda.is_available()} (use backend='torch' or 'auto')"
+        )
     dtype = gaussians.means.dtype
     cam2lidar, cam2img = cam2lidar.to(gaussians.device, dtype), cam2img.to(gaussians.device, dtype)
     opacities = gaussians.opacities
