@@ -149,7 +149,7 @@ def composite(
     opacities: torch.Tensor,
     width: int,
     height: int,
-    tile_size: int = 16,
+    tile_size: int = 8,
     max_elements: int = 1 << 22,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Front-to-back alpha compositing of projected Gaussians (step 3 of the module docstring).
@@ -223,7 +223,7 @@ def rasterize_ewa(
     cam2img: torch.Tensor,
     width: int,
     height: int,
-    tile_size: int = 16,
+    tile_size: int = 8,
     max_elements: int = 1 << 22,
 ) -> tuple[torch.Tensor, torch.Tensor, Projection]:
     """Render N Gaussians into V cameras: projection then compositing; differentiable in every float input.
