@@ -219,6 +219,9 @@ class RendererConfig:
         lidar_anchors: LiDAR points subsampled as anchors.
         sh_degree: spherical-harmonics degree of the colours.
         render_scale: rendered image size relative to the network image size.
+        velocity_beta_init: initial value of the learnable beta of the velocity gate (paper Eq. 4).
+        velocity_widen: factor on the temporal bandwidth sigma_t of Gaussians moving faster than tau.
+        velocity_softness: width of the soft gate that gives beta its gradient, relative to tau.
     """
 
     enabled: bool = True
@@ -229,6 +232,9 @@ class RendererConfig:
     lidar_anchors: NonNegativeInt = 60000
     sh_degree: Literal[0, 1, 2, 3] = 1
     render_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    velocity_beta_init: PositiveFloat = 1.0
+    velocity_widen: Annotated[float, Field(ge=1)] = 2.0
+    velocity_softness: PositiveFloat = 0.1
 
 
 @dataclass(config=_STRICT)
