@@ -1,0 +1,1 @@
+"""The TACOcc network: image branch, LiDAR branch, adaptive fuser (paper Sec. III-A)."""
