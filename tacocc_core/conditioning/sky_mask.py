@@ -8,7 +8,8 @@ clouds). Grey concrete and glass are smooth and bright too; they are told apart 
 blue enough nor white enough, which is the weakest part of the test (bluish-grey glass can pass).
 The sky is the set of candidates connected, through candidate neighbours, to a superpixel touching
 the top border: the sky is seen from the top edge downwards, so a bright smooth wall lower in the
-image that is not joined to the top is kept. At night nothing passes the brightness test and the mask is empty, which is the safe side.
+image that is not joined to the top is kept. At night nothing passes the brightness test and the
+mask is empty, which is the safe side.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 
 
 def cube_offsets(radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -58,22 +59,22 @@ def knn_in_radius(
     if n == 0 or k == 0:
         empty = torch.full((n, k), -1, dtype=torch.int64, device=query_coords.device)
         return empty, torch.zeros(n, k, 3, dtype=torch.int64, device=query_coords.device)
-    _, nx, ny, nz = key_volume.shape
+    # Pad the volume by the radius with -1 so that every cell of every query's cube is addressable
+    # without bounds checks: cube cell = query's linear index + a fixed linear offset.
+    padded = F.pad(key_volume, (radius,) * 6, value=-1)
+    _, px, py, pz = padded.shape
     q = query_coords.long()
-    cells = q[:, None, 1:] + offsets[None]  # (N, M, 3)
-    bounds = torch.tensor([nx, ny, nz], device=q.device)
-    inside = ((cells >= 0) & (cells < bounds)).all(dim=-1)
-    cells = torch.where(inside[..., None], cells, torch.zeros_like(cells))
-    flat = ((q[:, None, 0] * nx + cells[..., 0]) * ny + cells[..., 1]) * nz + cells[..., 2]
-    found = key_volume.reshape(-1)[flat]  # (N, M)
-    found = torch.where(inside, found, torch.full_like(found, -1))
-    # Rank of each cell in visiting order among the cells that hold a key; keep ranks 0..k-1.
-    order = torch.where(found >= 0, torch.arange(m, device=q.device).expand(n, m), torch.full_like(found, m))
-    first = torch.topk(order, min(k, m), dim=1, largest=False).values  # (N, min(k, M)) sorted ascending
+    q_lin = ((q[:, 0] * px + q[:, 1] + radius) * py + q[:, 2] + radius) * pz + q[:, 3] + radius
+    off_lin = (offsets[:, 0] * py + offsets[:, 1]) * pz + offsets[:, 2]
+    found = padded.reshape(-1)[q_lin[:, None] + off_lin[None]]  # (N, M) key rows, -1 for empty cells
+    # Visiting rank of each cell that holds a key (M for empty ones); keep the k smallest.
+    rank = torch.arange(m, device=q.device).expand(n, m)
+    order = torch.where(found >= 0, rank, m)
+    first = torch.topk(order, min(k, m), dim=1, largest=False).values  # (N, min(k, M)) ascending
     hit = first < m
-    pos = torch.where(hit, first, torch.zeros_like(first))
-    index = torch.where(hit, found.gather(1, pos), torch.full_like(pos, -1))
-    offset = torch.where(hit[..., None], offsets[pos], torch.zeros_like(offsets[pos]))
+    pos = torch.where(hit, first, 0)
+    index = torch.where(hit, found.gather(1, pos), -1)
+    offset = offsets[pos] * hit[..., None]
     if k > m:  # more slots than cells in the cube
         pad = k - m
         index = torch.cat([index, index.new_full((n, pad), -1)], dim=1)
