@@ -1,15 +1,16 @@
 """Unsupervised sky masks: superpixels, a colour/texture test, and a position prior.
 
-No trained weights. An image is cut into SLIC superpixels (scikit-image); a superpixel is a sky
-candidate when it is smooth (low mean gradient), brighter than the image's median, its centroid lies
-above `max_centroid_row` of the image height, and its mean colour is either blue (CIELAB b* below
-`max_blue_b`, clear sky) or near white (lightness above `min_white_lightness`, overcast sky and
-clouds). Grey concrete and glass are smooth and bright too; they are told apart by being neither
-blue enough nor white enough, which is the weakest part of the test (bluish-grey glass can pass).
-The sky is the set of candidates connected, through candidate neighbours, to a superpixel touching
-the top border: the sky is seen from the top edge downwards, so a bright smooth wall lower in the
-image that is not joined to the top is kept. At night nothing passes the brightness test and the
-mask is empty, which is the safe side.
+No trained weights. A pixel passes the sky test when it is smooth (low Sobel gradient), brighter
+than the image's median, and either blue (CIELAB b* below `max_blue_b`, clear sky) or near white
+(lightness above `min_white_lightness`, overcast sky and clouds). Grey concrete and glass are smooth
+and bright too; they fail by being neither blue enough nor white enough, which is the weakest part of
+the test (bluish-grey glass can pass). The image is cut into SLIC superpixels (scikit-image); a
+superpixel is a sky candidate when most of its pixels pass and its centroid lies above
+`max_centroid_row` of the image height. The sky is the set of candidates connected, through
+candidate neighbours, to a superpixel touching the top border: the sky is seen from the top edge
+downwards, so a bright smooth panel lower in the image that is not joined to the top is kept. Within
+sky superpixels, pixels that are both textured and not sky-coloured are left out, which trims
+superpixels that straddle the skyline. At night nothing passes the brightness test and the mask is empty, the safe side.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class SkyMaskParams:
         max_blue_b: a blue sky superpixel has mean CIELAB b* below this.
         min_white_lightness: a superpixel this light (and smooth) counts as white sky or cloud, whatever its b*.
         max_centroid_row: a sky superpixel's centroid lies above this fraction of the image height.
+        min_share: more than this fraction of a sky superpixel's pixels pass the pixel test.
     """
 
     work_width: int = 176
@@ -49,6 +51,7 @@ class SkyMaskParams:
     max_blue_b: float = -6.0
     min_white_lightness: float = 80.0
     max_centroid_row: float = 0.6
+    min_share: float = 0.5
 
 
 def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.ndarray:
@@ -70,7 +73,7 @@ def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.n
     ww = min(w, params.work_width)
     wh = max(2, round(h * ww / w))
     small = cv2.resize(image, (ww, wh), interpolation=cv2.INTER_AREA) if (ww, wh) != (w, h) else image
-    labels = slic(small, n_segments=params.segments, compactness=params.compactness, start_label=0)
+    labels = slic(small, n_segments=params.segments, compactness=params.compactness, sigma=1.0, start_label=0)
     n = int(labels.max()) + 1
 
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -80,21 +83,17 @@ def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.n
     gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)) / 4.0
     rows = np.broadcast_to(np.arange(wh, dtype=np.float32)[:, None], (wh, ww))
 
+    # Per pixel: smooth, and sky-coloured (blue, or near white) and bright enough.
+    sky_colour = ((blue_yellow < params.max_blue_b) | (lightness > params.min_white_lightness)) & (
+        lightness > max(params.min_lightness, params.min_relative_lightness * float(np.median(lightness)))
+    )
+    smooth_sky = sky_colour & (gradient < params.max_gradient)
+    # Per superpixel: mostly smooth sky-coloured pixels, centroid above the row prior.
     flat = labels.ravel()
     count = np.bincount(flat, minlength=n).astype(np.float32)
-    mean_l = np.bincount(flat, lightness.ravel(), n) / np.maximum(count, 1)
-    mean_g = np.bincount(flat, gradient.ravel(), n) / np.maximum(count, 1)
+    share = np.bincount(flat, smooth_sky.ravel().astype(np.float32), n) / np.maximum(count, 1)
     mean_row = np.bincount(flat, rows.ravel(), n) / np.maximum(count, 1)
-    mean_b = np.bincount(flat, blue_yellow.ravel(), n) / np.maximum(count, 1)
-    sky_colour = (mean_b < params.max_blue_b) | (mean_l > params.min_white_lightness)
-    candidate = (
-        (count > 0)
-        & (mean_g < params.max_gradient)
-        & (mean_l > params.min_lightness)
-        & (mean_l > params.min_relative_lightness * np.median(lightness))
-        & (mean_row < params.max_centroid_row * wh)
-        & sky_colour
-    )
+    candidate = (count > 0) & (share > params.min_share) & (mean_row < params.max_centroid_row * wh)
 
     # Superpixel adjacency from horizontally and vertically neighbouring pixels, candidates only.
     pairs = np.concatenate(
@@ -109,7 +108,8 @@ def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.n
     top = np.unique(labels[0])
     seeds = top[candidate[top]]
     sky_segments = candidate & np.isin(component, component[seeds])
-    mask = sky_segments[labels]
+    # Superpixels on the skyline: drop their pixels that are textured and not sky-coloured (foliage, edges).
+    mask = sky_segments[labels] & (sky_colour | (gradient < params.max_gradient))
     if mask.shape != (h, w):
         mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     return mask
