@@ -70,9 +70,9 @@ def synthetic_images(config: ModelConfig, batch_size: int, rng: np.random.Genera
     """(B, V, 3, H, W) uint8: a smooth blue sky over the top third, textured grey-green below."""
     h, w = config.cameras.image_size
     v = len(config.cameras.names)
-    out = rng.integers(40, 200, (batch_size, v, 3, h, w), dtype=np.uint8)
+    out = rng.integers(30, 160, (batch_size, v, 3, h, w), dtype=np.uint8)
     sky = h // 3
-    out[:, :, 0, :sky], out[:, :, 1, :sky], out[:, :, 2, :sky] = 110, 160, 225
+    out[:, :, 0, :sky], out[:, :, 1, :sky], out[:, :, 2, :sky] = 140, 185, 235
     return torch.from_numpy(out)
 
 

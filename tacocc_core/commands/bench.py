@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -102,10 +103,13 @@ def time_stages(
 
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.warmup < 0:
-        print(f"tacocc bench: error: --frames must be >= 1 and --warmup >= 0, got {args.frames}, {args.warmup}")
+        print(
+            f"tacocc bench: error: --frames must be >= 1 and --warmup >= 0, got {args.frames}, {args.warmup}",
+            file=sys.stderr,
+        )
         return 2
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("tacocc bench: error: --device cuda, but no CUDA device is available")
+        print("tacocc bench: error: --device cuda, but no CUDA device is available", file=sys.stderr)
         return 2
     device = torch.device(args.device)
     dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")

@@ -47,9 +47,15 @@ def frustum_points(
         depths: (D,) metres along the optical axis.
 
     Returns:
-        (B, V, D, h, w, 3) float32, LiDAR frame, metres.
+        (B, V, D, h, w, 3) float32, LiDAR frame, metres. Always computed in float32, also under autocast.
     """
-    cam2img, cam2lidar = cam2img.float(), cam2lidar.float()
+    with torch.autocast(cam2img.device.type, enabled=False):
+        return _frustum_points_fp32(cam2img.float(), cam2lidar.float(), pixels.float(), depths.float())
+
+
+def _frustum_points_fp32(
+    cam2img: torch.Tensor, cam2lidar: torch.Tensor, pixels: torch.Tensor, depths: torch.Tensor
+) -> torch.Tensor:
     ones = torch.ones_like(pixels[..., :1])
     rays = torch.cat([pixels, ones], dim=-1).to(cam2img.device)  # (h, w, 3) homogeneous pixels
     inv_k = torch.linalg.inv(cam2img)  # (B, V, 3, 3)
@@ -111,8 +117,23 @@ def lidar_depth_target(
 
     Returns:
         (B, V, h, w) int64 bin of the nearest point in each feature cell, -1 where there is none or
-        it falls outside the bins.
+        it falls outside the bins. Computed in float32, also under autocast.
     """
+    with torch.autocast(cam2img.device.type, enabled=False):
+        return _lidar_depth_target_fp32(
+            points[:, :3].float(), points_batch, cam2img.float(), cam2lidar.float(), feat_hw, image_hw, depth_bins
+        )
+
+
+def _lidar_depth_target_fp32(
+    points: torch.Tensor,
+    points_batch: torch.Tensor,
+    cam2img: torch.Tensor,
+    cam2lidar: torch.Tensor,
+    feat_hw: tuple[int, int],
+    image_hw: tuple[int, int],
+    depth_bins: tuple[float, float, float],
+) -> torch.Tensor:
     b, v = cam2img.shape[:2]
     (h, w), (ih, iw) = feat_hw, image_hw
     lo, _, step = depth_bins
