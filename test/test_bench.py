@@ -40,3 +40,5 @@ def test_bench_rejects_bad_arguments(capsys):
     assert "--frames must be >= 1" in capsys.readouterr().err
     assert main(["bench", "--config", "no_such_preset"]) == 2
     assert "unknown preset 'no_such_preset'" in capsys.readouterr().err
+    assert main(["bench", "--config", "tiny", "--pretrained", "/nonexistent/resnet18.pth"]) == 2
+    assert "checkpoint /nonexistent/resnet18.pth not found" in capsys.readouterr().err

@@ -8,6 +8,7 @@ in `encoder_stages`' list; "total" is the per-frame sum of all stages.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default=None, help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--points-per-sweep", type=int, default=35000)
+    p.add_argument("--pretrained", default=None, help="a local torchvision ResNet checkpoint (overrides the config)")
     p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     p.set_defaults(run=run)
 
@@ -115,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     config = load_preset(args.config)
+    if args.pretrained:
+        config = dataclasses.replace(
+            config, image_backbone=dataclasses.replace(config.image_backbone, pretrained=args.pretrained)
+        )
     model = TacoccEncoder(config).to(device).eval()
     batch = {k: v.to(device) for k, v in synthetic_step_batch(config, 1, args.points_per_sweep).items()}
     if device.type == "cuda":
