@@ -122,6 +122,10 @@ def test_bad_batches_are_named(encoder):
     ):
         encoder(step)
     step = batch()
+    step["points_batch"][-1] = 4
+    with pytest.raises(ValueError, match=r"points_batch'\] values must lie in 0..0, got 0..4"):
+        encoder(step)
+    step = batch()
     step["cam2lidar"] = step["cam2lidar"][:, :5]
     with pytest.raises(ValueError, match=r"batch\['cam2lidar'\] must be \(1, 6, 4, 4\), got \(1, 5, 4, 4\)"):
         encoder(step)

@@ -171,8 +171,13 @@ def _check_step_batch(batch: dict[str, torch.Tensor], config: ModelConfig) -> No
     points = batch["points"]
     if points.ndim != 2 or points.shape[1] != 5:
         raise ValueError(f"TacoccEncoder: batch['points'] must be (P, 5), got {tuple(points.shape)}")
-    if tuple(batch["points_batch"].shape) != (points.shape[0],):
+    points_batch = batch["points_batch"]
+    if tuple(points_batch.shape) != (points.shape[0],):
         raise ValueError(
-            f"TacoccEncoder: batch['points_batch'] must be ({points.shape[0]},), "
-            f"got {tuple(batch['points_batch'].shape)}"
+            f"TacoccEncoder: batch['points_batch'] must be ({points.shape[0]},), got {tuple(points_batch.shape)}"
+        )
+    if len(points_batch) and (int(points_batch.min()) < 0 or int(points_batch.max()) >= b):
+        raise ValueError(
+            f"TacoccEncoder: batch['points_batch'] values must lie in 0..{b - 1}, "
+            f"got {int(points_batch.min())}..{int(points_batch.max())}"
         )
