@@ -173,3 +173,16 @@ def test_cuda_bf16_agrees_with_cpu_fp32(encoder):
         a, b = getattr(out, name).float().cpu(), getattr(ref, name)
         rel = (a - b).norm() / b.norm().clamp(min=1e-6)
         assert rel < 0.05, f"{name}: relative L2 difference {rel:.3f}"
+
+
+def test_sky_pixels_do_not_reach_the_image_encoder(encoder):
+    step_a, step_b = batch(seed=1), batch(seed=2)
+    masks = torch.zeros(1, 6, 64, 176, dtype=torch.bool)
+    masks[:, :, :20] = True
+    step_b["images"][:, :, :, 20:] = step_a["images"][:, :, :, 20:]  # differ only in the masked rows
+    with torch.no_grad():
+        feats_a = encoder.encode_images(step_a["images"], masks)
+        feats_b = encoder.encode_images(step_b["images"], masks)
+        unmasked_b = encoder.encode_images(step_b["images"], torch.zeros_like(masks))
+    torch.testing.assert_close(feats_a, feats_b)
+    assert not torch.allclose(feats_a, unmasked_b)
