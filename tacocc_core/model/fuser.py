@@ -119,6 +119,8 @@ class AdaptiveFuser(nn.Module):
             candidates = ()
         self.candidates = tuple(candidates)
         self.register_buffer("k_values", torch.tensor(self.candidates, dtype=torch.float32), persistent=False)
+        # One selector and one attention per scale and query modality, at index scale * 2 + modality
+        # (0: image voxels query LiDAR voxels, 1: LiDAR voxels query image voxels).
         directions = len(MODALITIES) * self.num_scales if self.mode != "none" else 0
         self.selectors = nn.ModuleList(
             NeighbourhoodSelector(c, len(candidates)) for _ in range(directions if self.mode == "adaptive" else 0)
