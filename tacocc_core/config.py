@@ -70,10 +70,12 @@ class CameraConfig:
     Args:
         names: camera names in network order (nuScenes channel names by default).
         image_size: (height, width) of the images fed to the network after resize/crop.
+        sky_mask: mask the sky (unsupervised segmentation) out of the images before the image encoder.
     """
 
     names: tuple[str, ...] = NUSCENES_CAMERAS
     image_size: tuple[PositiveInt, PositiveInt] = (256, 704)
+    sky_mask: bool = True
 
 
 @dataclass(config=_STRICT)
@@ -118,6 +120,7 @@ class LidarConfig:
         min_range, max_range: points closer or farther than this (metres, LiDAR frame) are dropped.
         ego_box: (length, width, height) of the ego-vehicle box centred on the LiDAR origin whose
             returns are dropped; (0, 0, 0) keeps them.
+        ego_forward_axis: the LiDAR axis along which the ego box's length runs (nuScenes LIDAR_TOP: "y").
         outlier_neighbours, outlier_std: statistical outlier removal (0 neighbours disables it).
     """
 
@@ -126,6 +129,7 @@ class LidarConfig:
     min_range: NonNegativeFloat = 1.0
     max_range: PositiveFloat = 80.0
     ego_box: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = (4.2, 2.0, 2.0)
+    ego_forward_axis: Literal["x", "y"] = "y"
     outlier_neighbours: NonNegativeInt = 0
     outlier_std: PositiveFloat = 3.0
 

@@ -1,0 +1,164 @@
+"""`tacocc bench`: time the network's stages on synthetic nuScenes-like input (a benchmark, not a test).
+
+Stages run in order on a shared `state` dict; each is timed on its own (CUDA synchronised before and
+after), after `--warmup` untimed frames. A later stage (temporal aggregator, head) is one more entry
+in `encoder_stages`' list; "total" is the per-frame sum of all stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tacocc_core.config import PRESETS, load_preset
+from tacocc_core.model.encoder import TacoccEncoder
+from tacocc_core.model.selector import tau_at
+from tacocc_core.synthetic_batch import synthetic_step_batch
+
+Stage = tuple[str, Callable[[dict], None]]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="time the network stages on synthetic input")
+    p.add_argument("--config", default="tiny", help=f"a preset name ({', '.join(PRESETS)}) or a .yaml path")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--frames", type=int, default=10, help="timed frames (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default=None, help="default: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--points-per-sweep", type=int, default=35000)
+    p.add_argument("--pretrained", default=None, help="a local torchvision ResNet checkpoint (overrides the config)")
+    p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
+    p.set_defaults(run=run)
+
+
+def encoder_stages(model: TacoccEncoder) -> list[Stage]:
+    """The encoder's stages; each reads and writes `state` (which starts with the step batch in "batch")."""
+    cfg = model.config
+
+    def condition(s: dict) -> None:
+        s["masks"], s["points"], s["points_batch"] = model.condition(s["batch"])
+
+    def image_branch(s: dict) -> None:
+        s["feats"] = model.encode_images(s["batch"]["images"], s["masks"])
+
+    def view_transform(s: dict) -> None:
+        s["image_volume"], s["image_occupied"], s["depth_logits"] = model.lift(s["feats"], s["batch"])
+
+    def lidar_branch(s: dict) -> None:
+        s["lidar_volume"], s["lidar_occupied"] = model.encode_lidar(
+            s["points"], s["points_batch"], s["batch"]["images"].shape[0]
+        )
+
+    def fuser(s: dict) -> None:
+        tau = tau_at(None, cfg.fuser.gumbel_tau, cfg.fuser.tau_anneal_steps)
+        s["fused"], s["k_stats"] = model.fuser(
+            s["image_volume"], s["image_occupied"], s["lidar_volume"], s["lidar_occupied"], tau
+        )
+
+    return [
+        ("conditioning", condition),
+        ("image_branch", image_branch),
+        ("view_transform", view_transform),
+        ("lidar_branch", lidar_branch),
+        ("fuser", fuser),
+    ]
+
+
+def time_stages(
+    stages: list[Stage], batch: dict, frames: int, warmup: int, device: torch.device, dtype: torch.dtype
+) -> dict[str, dict[str, float]]:
+    """{stage: {p50_ms, p99_ms, mean_ms}} over `frames` timed frames, plus a "total" row."""
+    times = {name: [] for name, _ in stages}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for i in range(warmup + frames):
+            state = {"batch": batch}
+            for name, fn in stages:
+                sync()  # host waits for the GPU so that each stage is timed alone
+                start = time.perf_counter()
+                fn(state)
+                sync()
+                if i >= warmup:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    times["total"] = [sum(t) for t in zip(*(times[name] for name, _ in stages), strict=True)]
+    return {
+        name: {
+            "p50_ms": float(np.percentile(t, 50)),
+            "p99_ms": float(np.percentile(t, 99)),
+            "mean_ms": float(np.mean(t)),
+        }
+        for name, t in times.items()
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.frames < 1 or args.warmup < 0:
+        print(
+            f"tacocc bench: error: --frames must be >= 1 and --warmup >= 0, got {args.frames}, {args.warmup}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("tacocc bench: error: --device cuda, but no CUDA device is available", file=sys.stderr)
+        return 2
+    device = torch.device(args.device)
+    dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    config = load_preset(args.config)
+    if args.pretrained:
+        config = dataclasses.replace(
+            config, image_backbone=dataclasses.replace(config.image_backbone, pretrained=args.pretrained)
+        )
+    model = TacoccEncoder(config).to(device).eval()
+    batch = {k: v.to(device) for k, v in synthetic_step_batch(config, 1, args.points_per_sweep).items()}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    table = time_stages(encoder_stages(model), batch, args.frames, args.warmup, device, dtype)
+    report = {
+        "config": config.name,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "dtype": dtype_name,
+        "frames": args.frames,
+        "points": int(batch["points"].shape[0]),
+        "torch_threads": torch.get_num_threads(),
+        "stages": table,
+        "peak_memory_mb": (
+            torch.cuda.max_memory_allocated() / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ),
+        "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+    }
+    print(f"{config.name} on {report['device']} ({dtype_name}), {args.frames} frames, {report['points']} points")
+    print(f"{'stage':<16}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, row in table.items():
+        print(f"{name:<16}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
+    print(f"peak memory: {report['peak_memory_mb']:.0f} MiB ({report['peak_memory_kind']})")
+    if args.out is not None:
+        _write_json(args.out, report)
+    return 0
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write to a temporary file beside `path`, then rename: never a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,116 @@
+"""Conditional filtering of LiDAR points before voxelisation (paper Fig. 1).
+
+Filters, each optional through its parameters: non-finite coordinates; range bounds (Euclidean
+distance from the LiDAR origin); height bounds (z in the LiDAR frame); the ego-vehicle box (returns
+from the car's own body); statistical outlier removal (a point whose mean distance to its
+`outlier_neighbours` nearest neighbours exceeds the cloud's mean of that statistic by more than
+`outlier_std` standard deviations). The neighbour search of the last filter is scipy's cKDTree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from tacocc_core.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class DenoiseParams:
+    """What `denoise_mask` removes.
+
+    Args:
+        min_range, max_range: kept points have min_range <= |xyz| <= max_range (metres).
+        z_range: (lower, upper) kept heights in the LiDAR frame (metres).
+        ego_box: (length, width, height) of a box centred on the LiDAR origin; points inside are dropped.
+            (0, 0, 0) keeps them.
+        ego_forward_axis: "x" or "y", the LiDAR axis along which `length` runs.
+        outlier_neighbours: neighbours of the statistical outlier test; 0 disables it.
+        outlier_std: standard deviations above the mean neighbour distance beyond which a point is dropped.
+    """
+
+    min_range: float = 1.0
+    max_range: float = 80.0
+    z_range: tuple[float, float] = (-5.0, 3.0)
+    ego_box: tuple[float, float, float] = (4.2, 2.0, 2.0)
+    ego_forward_axis: str = "y"
+    outlier_neighbours: int = 0
+    outlier_std: float = 3.0
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> DenoiseParams:
+        """The LiDAR section's filters, with the output grid's z range as the height bounds."""
+        lidar = config.lidar
+        return cls(
+            min_range=lidar.min_range,
+            max_range=lidar.max_range,
+            z_range=config.grid.z_range,
+            ego_box=lidar.ego_box,
+            ego_forward_axis=lidar.ego_forward_axis,
+            outlier_neighbours=lidar.outlier_neighbours,
+            outlier_std=lidar.outlier_std,
+        )
+
+
+def denoise_mask(points: torch.Tensor, params: DenoiseParams, points_batch: torch.Tensor | None = None) -> torch.Tensor:
+    """Which points survive the filters.
+
+    Args:
+        points: (N, 3+) float, LiDAR frame, metres (x, y, z first).
+        params: the filters.
+        points_batch: (N,) int64 frame index of each point; the outlier statistics are per frame.
+
+    Returns:
+        (N,) bool on the points' device, True for kept points.
+    """
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise ValueError(f"denoise_mask: expected (N, 3+) points, got {tuple(points.shape)}")
+    if params.ego_forward_axis not in ("x", "y"):
+        raise ValueError(f"denoise_mask: ego_forward_axis must be 'x' or 'y', got {params.ego_forward_axis!r}")
+    xyz = points[:, :3].float()
+    keep = torch.isfinite(xyz).all(dim=1)
+    xyz = torch.where(keep[:, None], xyz, torch.zeros_like(xyz))
+    dist = xyz.norm(dim=1)
+    keep &= (dist >= params.min_range) & (dist <= params.max_range)
+    keep &= (xyz[:, 2] >= params.z_range[0]) & (xyz[:, 2] <= params.z_range[1])
+
+    length, width, height = params.ego_box
+    if length > 0 and width > 0 and height > 0:
+        half = (length / 2, width / 2) if params.ego_forward_axis == "x" else (width / 2, length / 2)
+        inside = (xyz[:, 0].abs() <= half[0]) & (xyz[:, 1].abs() <= half[1]) & (xyz[:, 2].abs() <= height / 2)
+        keep &= ~inside
+
+    if params.outlier_neighbours > 0:
+        keep &= _statistical_inliers(xyz, keep, params.outlier_neighbours, params.outlier_std, points_batch)
+    return keep
+
+
+def _statistical_inliers(
+    xyz: torch.Tensor, candidate: torch.Tensor, neighbours: int, std: float, points_batch: torch.Tensor | None
+) -> torch.Tensor:
+    """(N,) bool: True unless a candidate point is a statistical outlier within its frame."""
+    out = torch.ones_like(candidate)
+    frames = torch.zeros_like(candidate, dtype=torch.int64) if points_batch is None else points_batch
+    xyz_np = xyz.detach().cpu().numpy().astype(np.float64)
+    cand_np = candidate.cpu().numpy()
+    frames_np = frames.cpu().numpy()
+    for frame in np.unique(frames_np[cand_np]):
+        idx = np.flatnonzero(cand_np & (frames_np == frame))
+        if len(idx) <= neighbours:
+            continue
+        dist, _ = cKDTree(xyz_np[idx]).query(xyz_np[idx], k=neighbours + 1)  # column 0 is the point itself
+        mean_dist = dist[:, 1:].mean(axis=1)
+        limit = mean_dist.mean() + std * mean_dist.std()
+        out[torch.from_numpy(idx[mean_dist > limit]).to(out.device)] = False
+    return out
+
+
+def denoise_points(
+    points: torch.Tensor, points_batch: torch.Tensor, params: DenoiseParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept points and their frame indices: `(points[keep], points_batch[keep])`."""
+    keep = denoise_mask(points, params, points_batch)
+    return points[keep], points_batch[keep]

@@ -1,0 +1,136 @@
+"""Unsupervised sky masks: superpixels, a colour/texture test, and a position prior.
+
+No trained weights. A pixel passes the sky test when it is smooth (low Sobel gradient), brighter
+than the image's median, and either blue (CIELAB b* below `max_blue_b`, clear sky) or near white
+(lightness above `min_white_lightness`, overcast sky and clouds). Grey concrete and glass are smooth
+and bright too; they fail by being neither blue enough nor white enough, which is the weakest part of
+the test (bluish-grey glass can pass). The image is cut into SLIC superpixels (scikit-image); a
+superpixel is a sky candidate when most of its pixels pass and its centroid lies above
+`max_centroid_row` of the image height. The sky is the set of candidates connected, through
+candidate neighbours, to a superpixel touching the top border: the sky is seen from the top edge
+downwards, so a bright smooth panel lower in the image that is not joined to the top is kept. Within
+sky superpixels, pixels that are both textured and not sky-coloured are left out, which trims
+superpixels that straddle the skyline. At night nothing passes the brightness test and the mask is empty, the safe side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from skimage.segmentation import slic
+
+
+@dataclass(frozen=True)
+class SkyMaskParams:
+    """Thresholds of the sky test.
+
+    Args:
+        work_width: the image is resized to this width (keeping its aspect) before segmentation.
+        segments: approximate number of SLIC superpixels.
+        compactness: SLIC compactness (Lab units); higher gives more regular superpixels.
+        max_gradient: a sky superpixel's mean Sobel gradient magnitude of grey in [0, 1] is below this.
+        min_lightness: a sky superpixel's mean CIELAB lightness (0..100) is above this.
+        min_relative_lightness: ... and above this multiple of the image's median lightness.
+        max_blue_b: a blue sky superpixel has mean CIELAB b* below this.
+        min_white_lightness: a superpixel this light (and smooth) counts as white sky or cloud, whatever its b*.
+        max_centroid_row: a sky superpixel's centroid lies above this fraction of the image height.
+        min_share: more than this fraction of a sky superpixel's pixels pass the pixel test.
+    """
+
+    work_width: int = 176
+    segments: int = 120
+    compactness: float = 10.0
+    max_gradient: float = 0.06
+    min_lightness: float = 50.0
+    min_relative_lightness: float = 1.1
+    max_blue_b: float = -6.0
+    min_white_lightness: float = 80.0
+    max_centroid_row: float = 0.6
+    min_share: float = 0.5
+
+
+def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.ndarray:
+    """Sky pixels of one RGB image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        params: thresholds of the test.
+
+    Returns:
+        (H, W) bool, True on the sky.
+    """
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        shape = getattr(image, "shape", None)
+        raise ValueError(f"sky_mask: expected an (H, W, 3) uint8 RGB image, got {shape} {getattr(image, 'dtype', '')}")
+    h, w = image.shape[:2]
+    if h < 2 or w < 2 or not image.any():
+        return np.zeros((h, w), dtype=bool)
+    ww = min(w, params.work_width)
+    wh = max(2, round(h * ww / w))
+    small = cv2.resize(image, (ww, wh), interpolation=cv2.INTER_AREA) if (ww, wh) != (w, h) else image
+    labels = slic(small, n_segments=params.segments, compactness=params.compactness, sigma=1.0, start_label=0)
+    n = int(labels.max()) + 1
+
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lightness = lab[:, :, 0] * (100.0 / 255.0)  # OpenCV stores 8-bit L as L * 255 / 100, b* + 128
+    blue_yellow = lab[:, :, 2] - 128.0
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)) / 4.0
+    rows = np.broadcast_to(np.arange(wh, dtype=np.float32)[:, None], (wh, ww))
+
+    # Per pixel: smooth, and sky-coloured (blue, or near white) and bright enough.
+    sky_colour = ((blue_yellow < params.max_blue_b) | (lightness > params.min_white_lightness)) & (
+        lightness > max(params.min_lightness, params.min_relative_lightness * float(np.median(lightness)))
+    )
+    smooth_sky = sky_colour & (gradient < params.max_gradient)
+    # Per superpixel: mostly smooth sky-coloured pixels, centroid above the row prior.
+    flat = labels.ravel()
+    count = np.bincount(flat, minlength=n).astype(np.float32)
+    share = np.bincount(flat, smooth_sky.ravel().astype(np.float32), n) / np.maximum(count, 1)
+    mean_row = np.bincount(flat, rows.ravel(), n) / np.maximum(count, 1)
+    candidate = (count > 0) & (share > params.min_share) & (mean_row < params.max_centroid_row * wh)
+
+    # Superpixel adjacency from horizontally and vertically neighbouring pixels, candidates only.
+    pairs = np.concatenate(
+        [
+            np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], axis=1),
+            np.stack([labels[:-1, :].ravel(), labels[1:, :].ravel()], axis=1),
+        ]
+    )
+    pairs = pairs[candidate[pairs[:, 0]] & candidate[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    top = np.unique(labels[0])
+    seeds = top[candidate[top]]
+    sky_segments = candidate & np.isin(component, component[seeds])
+    # Superpixels on the skyline: drop their pixels that are textured and not sky-coloured (foliage, edges).
+    mask = sky_segments[labels] & (sky_colour | (gradient < params.max_gradient))
+    if mask.shape != (h, w):
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return mask
+
+
+def sky_masks(images: torch.Tensor, params: SkyMaskParams = SkyMaskParams()) -> torch.Tensor:
+    """Sky masks of a batch of camera images (computed on the CPU, returned on the images' device).
+
+    Args:
+        images: (B, V, 3, H, W) uint8 RGB.
+        params: thresholds of the test.
+
+    Returns:
+        (B, V, H, W) bool.
+    """
+    if images.ndim != 5 or images.shape[2] != 3 or images.dtype != torch.uint8:
+        raise ValueError(f"sky_masks: expected (B, V, 3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
+    b, v, _, h, w = images.shape
+    hwc = images.detach().permute(0, 1, 3, 4, 2).cpu().numpy()
+    out = np.zeros((b, v, h, w), dtype=bool)
+    for i in range(b):
+        for j in range(v):
+            out[i, j] = sky_mask(np.ascontiguousarray(hwc[i, j]), params)
+    return torch.from_numpy(out).to(images.device)

@@ -1,0 +1,17 @@
+"""The voxel grids the network works in: the output grid and the coarse fusion grid."""
+
+from __future__ import annotations
+
+from tacocc_core.config import ModelConfig
+from tacocc_core.geometry import GridSpec
+
+
+def coarse_grid(config: ModelConfig) -> GridSpec:
+    """The fusion grid: the output grid with voxels `head.coarse_downsample` times larger (LiDAR frame)."""
+    fine = config.grid.spec()
+    step = config.head.coarse_downsample
+    return GridSpec(
+        fine.lower,
+        tuple(s * step for s in fine.voxel_size),
+        tuple(n // step for n in fine.shape),
+    )

@@ -1,0 +1,59 @@
+"""LiDAR points -> occupied voxels with mean point features, the input of the sparse encoder."""
+
+from __future__ import annotations
+
+import torch
+
+from tacocc_core.geometry import GridSpec
+
+# Per-voxel input features: mean of [x, y, z, intensity, time_lag_s] over the voxel's points, the
+# offset of that mean from the voxel centre (x, y, z) in voxels, and log(1 + point count).
+VOXEL_FEATURES = 9
+
+
+def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group points by voxel (multi-sweep clouds keep their time lag as a feature).
+
+    Args:
+        points: (P, 5) float [x, y, z, intensity, time_lag_s], LiDAR frame.
+        points_batch: (P,) int64 sample index.
+        grid: the voxel grid (LiDAR frame).
+
+    Returns:
+        features: (M, VOXEL_FEATURES) float32 per occupied voxel.
+        coords: (M, 4) int32 [batch, x, y, z] voxel indices, unique, sorted.
+        Points outside the grid or with non-finite values are dropped; M may be 0.
+    """
+    if points.ndim != 2 or points.shape[1] != 5:
+        raise ValueError(
+            f"voxelize: expected (P, 5) points [x, y, z, intensity, time_lag_s], got {tuple(points.shape)}"
+        )
+    if points_batch.shape != points.shape[:1]:
+        raise ValueError(
+            f"voxelize: points_batch {tuple(points_batch.shape)} does not match points {tuple(points.shape)}"
+        )
+    dev = points.device
+    pts = points.float()
+    lower = torch.tensor(grid.lower, dtype=torch.float32, device=dev)
+    size = torch.tensor(grid.voxel_size, dtype=torch.float32, device=dev)
+    shape = torch.tensor(grid.shape, device=dev)
+    finite = torch.isfinite(pts).all(dim=1)
+    scaled = (torch.where(finite[:, None], pts[:, :3], torch.zeros_like(pts[:, :3])) - lower) / size
+    idx = torch.floor(scaled).long()
+    keep = finite & ((idx >= 0) & (idx < shape)).all(dim=1)
+    pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
+    nx, ny, nz = grid.shape
+    key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    m = len(uniq)
+    count = torch.zeros(m, device=dev).index_add_(0, inverse, torch.ones_like(key, dtype=torch.float32))
+    sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
+    offsets = torch.zeros(m, 3, device=dev).index_add_(0, inverse, scaled - idx - 0.5)
+    denom = count.clamp(min=1)[:, None]
+    features = torch.cat([sums / denom, offsets / denom, torch.log1p(count)[:, None]], dim=1)
+    z = uniq % nz
+    y = (uniq // nz) % ny
+    x = (uniq // (nz * ny)) % nx
+    b = uniq // (nz * ny * nx)
+    coords = torch.stack([b, x, y, z], dim=1).int()
+    return features, coords

@@ -1,0 +1,44 @@
+import json
+
+from tacocc_core.cli import main
+
+
+def test_bench_writes_the_stage_table(tmp_path, capsys):
+    out = tmp_path / "reports" / "bench.json"
+    assert (
+        main(
+            [
+                "bench",
+                "--config",
+                "tiny",
+                "--frames",
+                "2",
+                "--warmup",
+                "1",
+                "--points-per-sweep",
+                "3000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads(out.read_text())
+    stages = ["conditioning", "image_branch", "view_transform", "lidar_branch", "fuser", "total"]
+    assert list(report["stages"]) == stages
+    for row in report["stages"].values():
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert report["config"] == "tiny" and report["dtype"] == "fp32" and report["frames"] == 2
+    assert report["points"] == 3000 * (2 + 1)  # tiny preset: 2 previous sweeps
+    assert report["peak_memory_mb"] > 0
+    assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # no temporary file left behind
+    assert "fuser" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    assert main(["bench", "--config", "tiny", "--frames", "0"]) == 2
+    assert "--frames must be >= 1" in capsys.readouterr().err
+    assert main(["bench", "--config", "no_such_preset"]) == 2
+    assert "unknown preset 'no_such_preset'" in capsys.readouterr().err
+    assert main(["bench", "--config", "tiny", "--pretrained", "/nonexistent/resnet18.pth"]) == 2
+    assert "checkpoint /nonexistent/resnet18.pth not found" in capsys.readouterr().err
