@@ -139,6 +139,8 @@ def test_bad_points_and_origins_are_named():
         lidar_geometry_target(np.zeros((4, 2), np.float32), GRID)
     with pytest.raises(ValueError, match=r"origins must be \(3,\) or \(4, 3\)"):
         lidar_geometry_target(np.zeros((4, 5), np.float32), GRID, origins=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="chunk must be in"):
+        lidar_geometry_target(np.zeros((4, 3), np.float32), GRID, chunk=0)
     with pytest.raises(ValueError, match="time-lag column"):
         lidar_geometry_target(np.zeros((4, 3), np.float32), GRID, max_lag_s=0.1)
     nan = np.full((1, 5), np.nan, np.float32)
@@ -202,3 +204,13 @@ def test_teacher_labels_and_fill():
 def test_geometry_to_semantic():
     target = torch.tensor([FREE, OCCUPIED, UNKNOWN], dtype=torch.uint8)
     assert geometry_to_semantic(target).tolist() == [0, 255, 255]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: compares the CUDA traversal with the CPU one")
+def test_cuda_traversal_equals_cpu():
+    points, origins = _rays(5, "multi")
+    cpu = lidar_geometry_target(points, GRID, origins=origins)
+    cuda = lidar_geometry_target(torch.from_numpy(points).cuda(), GRID, origins=torch.from_numpy(origins).cuda())
+    assert cuda.device.type == "cuda"
+    torch.testing.assert_close(cuda.cpu(), cpu)

@@ -27,6 +27,7 @@ from tacocc_core.labels import IGNORE
 FREE = 0
 OCCUPIED = 1
 UNKNOWN = 255
+MAX_RAYS = 1 << 20  # rays per traversal call (see the sort key in `traversed_voxels`)
 
 
 def clip_to_grid(origins: torch.Tensor, ends: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +69,8 @@ def traversed_voxels(
         ray: (M,) int64 index of the segment; voxel: (M, 3) int64 voxel index. Includes the voxels
         holding the start and end points when they are inside the grid.
     """
+    if origins.shape[0] > MAX_RAYS:
+        raise ValueError(f"traversed_voxels: at most {MAX_RAYS} rays per call (pass chunks), got {origins.shape[0]}")
     lower = torch.tensor(grid.lower, dtype=torch.float64, device=origins.device)
     size = torch.tensor(grid.voxel_size, dtype=torch.float64, device=origins.device)
     uo = (origins.to(torch.float64) - lower) / size
@@ -94,8 +97,9 @@ def traversed_voxels(
         all_s.append((plane - uo[ray, axis]) / d)
     ray = torch.cat(all_rays)
     s = torch.cat(all_s)
-    order = torch.argsort(s, stable=True)
-    order = order[torch.argsort(ray[order], stable=True)]
+    # One sort by (ray, s): s lies in [0, 1], so 2 * ray + s keeps rays apart; with at most MAX_RAYS rays
+    # float64 still resolves s to ~2e-10, finer than eps.
+    order = torch.argsort(2.0 * ray.to(torch.float64) + s)
     ray, s = ray[order], s[order]
     piece = (ray[:-1] == ray[1:]) & (s[1:] - s[:-1] > eps)
     ray_p = ray[:-1][piece]
@@ -121,11 +125,13 @@ def lidar_geometry_target(
         origins: where each ray starts, the grid's frame: None (the frame's origin, i.e. the keyframe
             LiDAR), (3,) for all rays, or (N, 3) per point (see `sweep_origins`).
         max_lag_s: returns with time_lag_s (5th column) above this are left out.
-        chunk: rays traversed at once (bounds memory: about 100 bytes per crossed voxel).
+        chunk: rays traversed at once, at most MAX_RAYS (bounds memory: about 100 bytes per crossed voxel).
 
     Returns:
         (X, Y, Z) uint8 tensor on the device of `points`.
     """
+    if not 1 <= chunk <= MAX_RAYS:
+        raise ValueError(f"lidar_geometry_target: chunk must be in 1..{MAX_RAYS}, got {chunk}")
     pts = torch.as_tensor(points)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"lidar_geometry_target: expected (N, 3+) points, got {tuple(pts.shape)}")
