@@ -270,6 +270,11 @@ class ModelConfig:
         step = self.head.coarse_downsample
         if any(n % step for n in shape):
             raise ValueError(f"grid shape {shape} must be divisible by head.coarse_downsample={step}")
+        if self.head.cascade_ratio != step:
+            raise ValueError(
+                f"head.cascade_ratio={self.head.cascade_ratio} must equal head.coarse_downsample={step}: "
+                "the fine stage refines the coarse grid back to the output grid"
+            )
         lo, hi, step_d = self.view_transform.depth_bins
         if not hi > lo:
             raise ValueError(f"view_transform.depth_bins must be (min, max, step) with max > min, got {lo, hi}")

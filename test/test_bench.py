@@ -24,10 +24,21 @@ def test_bench_writes_the_stage_table(tmp_path, capsys):
         == 0
     )
     report = json.loads(out.read_text())
-    stages = ["conditioning", "image_branch", "view_transform", "lidar_branch", "fuser", "total"]
+    stages = [
+        "conditioning",
+        "image_branch",
+        "view_transform",
+        "lidar_branch",
+        "fuser",
+        "temporal",
+        "head",
+        "total",
+    ]
     assert list(report["stages"]) == stages
     for row in report["stages"].values():
         assert 0 < row["p50_ms"] <= row["p99_ms"]
+    parts = sum(report["stages"][name]["mean_ms"] for name in stages[:-1])
+    assert parts <= report["stages"]["total"]["mean_ms"] * 1.001  # the stages lie inside the total
     assert report["config"] == "tiny" and report["dtype"] == "fp32" and report["frames"] == 2
     assert report["points"] == 3000 * (2 + 1)  # tiny preset: 2 previous sweeps
     assert report["peak_memory_mb"] > 0

@@ -143,6 +143,7 @@ def test_out_of_range(tmp_path, section, key, value, expected):
         ({"grid": {"voxel_size": 0.3}}, "not a positive whole number of voxels"),
         ({"head": {"coarse_downsample": 3}}, "must be divisible by head.coarse_downsample=3"),
         ({"fuser": {"k_candidates": [3, 1]}}, "fuser.k_candidates must be distinct and increasing"),
+        ({"head": {"cascade_ratio": 4}}, "head.cascade_ratio=4 must equal head.coarse_downsample=2"),
         ({"loss": {"class_weights": [1.0, 2.0]}}, "loss.class_weights needs 17 values"),
     ],
 )

@@ -1,13 +1,13 @@
 """`tacocc bench`: time the network's stages on synthetic nuScenes-like input (a benchmark, not a test).
 
-Stages run in order on a shared `state` dict; each is timed on its own (CUDA synchronised before and
-after), after `--warmup` untimed frames. A later stage (temporal aggregator, head) is one more entry
-in `encoder_stages`' list; "total" is the per-frame sum of all stages.
+The whole network runs frame after frame as a stream (`TACOcc.forward_step`), after `--warmup` untimed
+frames; a `StageTimer` records each stage (CUDA synchronised at stage boundaries) and the total per frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,19 +15,15 @@ import platform
 import resource
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tacocc_core.config import PRESETS, load_preset
-from tacocc_core.model.encoder import TacoccEncoder
-from tacocc_core.model.selector import tau_at
+from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.synthetic_batch import synthetic_step_batch
-
-Stage = tuple[str, Callable[[dict], None]]
+from tacocc_core.timing import StageTimer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,56 +39,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def encoder_stages(model: TacoccEncoder) -> list[Stage]:
-    """The encoder's stages; each reads and writes `state` (which starts with the step batch in "batch")."""
-    cfg = model.config
-
-    def condition(s: dict) -> None:
-        s["masks"], s["points"], s["points_batch"] = model.condition(s["batch"])
-
-    def image_branch(s: dict) -> None:
-        s["feats"] = model.encode_images(s["batch"]["images"], s["masks"])
-
-    def view_transform(s: dict) -> None:
-        s["image_volume"], s["image_occupied"], s["depth_logits"] = model.lift(s["feats"], s["batch"])
-
-    def lidar_branch(s: dict) -> None:
-        s["lidar_volume"], s["lidar_occupied"] = model.encode_lidar(
-            s["points"], s["points_batch"], s["batch"]["images"].shape[0]
-        )
-
-    def fuser(s: dict) -> None:
-        tau = tau_at(None, cfg.fuser.gumbel_tau, cfg.fuser.tau_anneal_steps)
-        s["fused"], s["k_stats"] = model.fuser(
-            s["image_volume"], s["image_occupied"], s["lidar_volume"], s["lidar_occupied"], tau
-        )
-
-    return [
-        ("conditioning", condition),
-        ("image_branch", image_branch),
-        ("view_transform", view_transform),
-        ("lidar_branch", lidar_branch),
-        ("fuser", fuser),
-    ]
+STAGES = ("conditioning", "image_branch", "view_transform", "lidar_branch", "fuser", "temporal", "head")
 
 
 def time_stages(
-    stages: list[Stage], batch: dict, frames: int, warmup: int, device: torch.device, dtype: torch.dtype
+    model: TACOcc, batch: dict, frames: int, warmup: int, device: torch.device, dtype: torch.dtype
 ) -> dict[str, dict[str, float]]:
-    """{stage: {p50_ms, p99_ms, mean_ms}} over `frames` timed frames, plus a "total" row."""
-    times = {name: [] for name, _ in stages}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+    """{stage: {p50_ms, p99_ms, mean_ms}} over `frames` timed frames of a stream, plus a "total" row.
+
+    Frames are streamed 0.1 s apart with the ego driving 1 m per frame, so that the temporal aggregator
+    warps and carries its state as it does online. "total" is the wall time of the whole network per frame.
+    """
+    times: dict[str, list[float]] = {name: [] for name in (*STAGES, "total")}
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    state = None
+    with torch.inference_mode(), autocast:
         for i in range(warmup + frames):
-            state = {"batch": batch}
-            for name, fn in stages:
-                sync()  # host waits for the GPU so that each stage is timed alone
-                start = time.perf_counter()
-                fn(state)
-                sync()
-                if i >= warmup:
-                    times[name].append((time.perf_counter() - start) * 1e3)
-    times["total"] = [sum(t) for t in zip(*(times[name] for name, _ in stages), strict=True)]
+            pose = np.eye(4)
+            pose[1, 3] = float(i)
+            timer = StageTimer(device)
+            with timer.stage("total"):
+                out = model.forward_step(batch, pose, i * 100_000_000, "bench", state, timer=timer)
+            state = out.temporal.state
+            if i >= warmup:
+                for name in times:
+                    times[name].append(timer.ms[name])
     return {
         name: {
             "p50_ms": float(np.percentile(t, 50)),
@@ -121,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(
             config, image_backbone=dataclasses.replace(config.image_backbone, pretrained=args.pretrained)
         )
-    model = TacoccEncoder(config).to(device).eval()
+    model = TACOcc(config).to(device).eval()
     batch = {k: v.to(device) for k, v in synthetic_step_batch(config, 1, args.points_per_sweep).items()}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    table = time_stages(encoder_stages(model), batch, args.frames, args.warmup, device, dtype)
+    table = time_stages(model, batch, args.frames, args.warmup, device, dtype)
     report = {
         "config": config.name,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",

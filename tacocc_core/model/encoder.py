@@ -23,6 +23,7 @@ from tacocc_core.model.image_backbone import IMAGENET_MEAN, ImageBackbone
 from tacocc_core.model.lidar_encoder import LidarEncoder
 from tacocc_core.model.lss import LSSViewTransform, depth_loss, lidar_depth_target
 from tacocc_core.model.selector import tau_at
+from tacocc_core.timing import NULL_TIMER, StageTimer
 
 STEP_KEYS = ("images", "cam2img", "cam2lidar", "camera_valid", "points", "points_batch")
 
@@ -114,18 +115,28 @@ class TacoccEncoder(nn.Module):
         with torch.autocast(points.device.type, enabled=False):
             return self.lidar(points.float(), points_batch, batch_size)
 
-    def forward(self, batch: dict[str, torch.Tensor], step: int | None = None) -> EncoderOutput:
-        """One time step (`batch_at(batch, t)`); `step` is the training step that sets the Gumbel temperature."""
+    def forward(
+        self, batch: dict[str, torch.Tensor], step: int | None = None, timer: StageTimer = NULL_TIMER
+    ) -> EncoderOutput:
+        """One time step (`batch_at(batch, t)`); `step` is the training step that sets the Gumbel temperature.
+
+        `timer` records the stages (conditioning, image_branch, view_transform, lidar_branch, fuser).
+        """
         _check_step_batch(batch, self.config)
         b = batch["images"].shape[0]
-        masks, points, points_batch = self.condition(batch)
-        feats = self.encode_images(batch["images"], masks)
-        image_volume, image_occupied, depth_logits = self.lift(feats, batch)
-        lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
+        with timer.stage("conditioning"):
+            masks, points, points_batch = self.condition(batch)
+        with timer.stage("image_branch"):
+            feats = self.encode_images(batch["images"], masks)
+        with timer.stage("view_transform"):
+            image_volume, image_occupied, depth_logits = self.lift(feats, batch)
+        with timer.stage("lidar_branch"):
+            lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
         tau = tau_at(step, self.config.fuser.gumbel_tau, self.config.fuser.tau_anneal_steps)
-        fused, k_stats = self.fuser(
-            image_volume, image_occupied, lidar_volume.to(image_volume.dtype), lidar_occupied, tau
-        )
+        with timer.stage("fuser"):
+            fused, k_stats = self.fuser(
+                image_volume, image_occupied, lidar_volume.to(image_volume.dtype), lidar_occupied, tau
+            )
         target = None
         if self.config.view_transform.depth_loss_weight > 0:
             target = lidar_depth_target(

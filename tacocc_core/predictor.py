@@ -1,0 +1,195 @@
+"""`Predictor`: numpy frame in, occupancy grid out — the inference API of the ROS node and the evaluation.
+
+It owns the network, the device, the precision and the streamed temporal state. `predict` never raises
+for a bad frame: a frame the network cannot process comes back as an all-255 (unknown) grid with
+`error` set, and the temporal state starts afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tacocc_core.batch import batch_at, frames_to_batch
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
+from tacocc_core.config import ModelConfig
+from tacocc_core.frame import Frame
+from tacocc_core.geometry import ImageTransform
+from tacocc_core.labels import IGNORE
+from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.model.temporal import StreamState
+from tacocc_core.timing import StageTimer
+
+Precision = Literal["fp32", "bf16", "fp16"]
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """How the Predictor runs.
+
+    Args:
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+        precision: "fp32", or autocast to "bf16" / "fp16" (spconv and the warp stay in float32).
+        timings: measure per-stage times (synchronises CUDA at stage boundaries).
+    """
+
+    device: str = "auto"
+    precision: Precision = "fp32"
+    timings: bool = True
+
+
+@dataclass
+class Prediction:
+    """One frame's result.
+
+    Args:
+        labels: (X, Y, Z) uint8 grid on the config grid, LiDAR frame (0 empty, 1..16, 255 unknown on error).
+        probabilities: (17, X, Y, Z) float32 class probabilities, when asked for.
+        k_histogram: chosen-k counts {modality: {scale: {k: count}}} of the adaptive fuser.
+        timings_ms: per-stage milliseconds and "total".
+        temporal_reset: why the temporal state was not carried over (None when it was).
+        error: None, or why the frame could not be processed.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    k_histogram: dict = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    temporal_reset: str | None = None
+    error: str | None = None
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class Predictor:
+    """A TACOcc network ready for streaming inference.
+
+    Args:
+        config: the model config.
+        weights: a state dict (from a checkpoint); None keeps the random initialisation (tests, benchmarks).
+        options: device, precision, timings.
+    """
+
+    def __init__(
+        self, config: ModelConfig, weights: dict | None = None, options: PredictorOptions = PredictorOptions()
+    ) -> None:
+        if options.precision not in ("fp32", *AUTOCAST_DTYPES):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {options.precision!r}")
+        self.config = config
+        self.options = options
+        self.device = pick_device(options.device)
+        self.model = TACOcc(config)
+        if weights is not None:
+            self.model.load_state_dict(weights)
+        self.model.to(self.device).eval()
+        self.grid = config.grid.spec()
+        self.checkpoint_path: Path | None = None
+        self._state: StreamState | None = None
+        self._lock = threading.Lock()  # predict and a checkpoint reload may come from different threads
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, config: ModelConfig | None = None, options: PredictorOptions = PredictorOptions()
+    ) -> Predictor:
+        """Load weights + config from a checkpoint; with `config`, refuse a checkpoint built for another network."""
+        payload = load_checkpoint(path, expected=config, ignore=INFERENCE_IRRELEVANT)
+        predictor = cls(config or payload["config"], payload["model"], options)
+        predictor.checkpoint_path = Path(path)
+        return predictor
+
+    def reload(self, path: str | Path) -> None:
+        """Swap in the weights of another checkpoint of the same network, keeping the device and options.
+
+        Raises CheckpointError (and keeps the current weights) when the file is unreadable or does not fit.
+        """
+        payload = load_checkpoint(path, expected=self.config, ignore=INFERENCE_IRRELEVANT)
+        weights = {k: v.to(self.device) for k, v in payload["model"].items()}
+        with self._lock:
+            self.model.load_state_dict(weights)
+            self.checkpoint_path = Path(path)
+            self._state = None
+
+    def reset(self) -> None:
+        """Forget the temporal state (the next frame starts a new sequence)."""
+        with self._lock:
+            self._state = None
+
+    def predict(self, frame: Frame, return_probabilities: bool = False) -> Prediction:
+        """Run one frame. Images of another size than the config's are resized (intrinsics follow)."""
+        with self._lock:
+            start = time.perf_counter()
+            timer = StageTimer(self.device, enabled=self.options.timings)
+            try:
+                with timer.stage("preprocess"):
+                    step = self._to_step_batch(frame)
+                result = self._run(frame, step, timer, return_probabilities)
+            except Exception as err:  # noqa: BLE001 - one bad frame must not take the caller down
+                self._state = None
+                result = Prediction(
+                    labels=np.full(self.grid.shape, IGNORE, dtype=np.uint8),
+                    error=f"{type(err).__name__}: {err}",
+                    temporal_reset="error",
+                )
+            result.timings_ms = {**timer.ms, "total": (time.perf_counter() - start) * 1e3}
+            return result
+
+    def _run(self, frame: Frame, step: dict, timer: StageTimer, return_probabilities: bool) -> Prediction:
+        dtype = AUTOCAST_DTYPES.get(self.options.precision)
+        autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            out = self.model.forward_step(
+                step, frame.lidar2global, int(frame.stamp_ns), frame.stream_id, self._state, timer=timer
+            )
+            with timer.stage("postprocess"):
+                logits = out.head.fine_logits[0].float()
+                labels = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()  # host sync: the result leaves the GPU
+                probabilities = torch.softmax(logits, dim=0).cpu().numpy() if return_probabilities else None
+        self._state = out.temporal.state
+        return Prediction(
+            labels=labels,
+            probabilities=probabilities,
+            k_histogram=out.encoder.k_stats.as_dict(0),
+            temporal_reset=out.temporal.reset,
+        )
+
+    def _to_step_batch(self, frame: Frame) -> dict[str, torch.Tensor]:
+        """Frame -> the `batch_at` layout on the device: images at the config size, finite points only."""
+        frame = self._fit_images(frame)
+        finite = np.isfinite(frame.points).all(axis=1)
+        if not finite.all():
+            frame = _replace(frame, points=np.ascontiguousarray(frame.points[finite]))
+        batch = frames_to_batch([[_replace(frame, labels=None)]], self.grid.shape)
+        step = batch_at(batch, 0)
+        return {k: v.to(self.device, non_blocking=True) for k, v in step.items()}
+
+    def _fit_images(self, frame: Frame) -> Frame:
+        names = self.config.cameras.names
+        if frame.num_cameras != len(names):
+            raise ValueError(f"frame has {frame.num_cameras} cameras, the config expects {len(names)} ({names})")
+        h, w = self.config.cameras.image_size
+        if frame.images.shape[1:3] == (h, w):
+            return frame
+        transform = ImageTransform.resize_crop_bottom(frame.images.shape[1:3], (h, w))
+        images = np.stack([transform.apply_to_image(img) for img in frame.images])
+        cam2img = np.stack([transform.apply_to_intrinsics(k) for k in frame.cam2img])
+        return _replace(frame, images=images, cam2img=cam2img)
+
+
+def _replace(frame: Frame, **changes: object) -> Frame:
+    fields = {**frame.__dict__, **changes}
+    return Frame(**fields)
