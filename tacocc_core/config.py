@@ -9,21 +9,20 @@ the nuScenes preset; the preset files spell out every key so that they read top 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 
 from tacocc_core.geometry import GridSpec
+from tacocc_core.strict_yaml import STRICT, ConfigError, read_yaml_mapping, to_plain_dict, validate_mapping
 
 # Strict: YAML `"0.5"` is not a float and `2.0` is not an int. Validation goes through JSON mode so
 # that YAML lists are accepted where the schema says tuple.
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -41,11 +40,7 @@ NUSCENES_CAMERAS = (
 )
 
 
-class ConfigError(ValueError):
-    """A configuration file or value that does not fit the schema."""
-
-
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class GridConfig:
     """Output voxel grid in the LiDAR frame (metres). Shape = (upper - lower) / voxel_size per axis.
 
@@ -63,7 +58,7 @@ class GridConfig:
         return GridSpec.from_ranges(self.x_range, self.y_range, self.z_range, self.voxel_size)
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class CameraConfig:
     """The camera rig as the network sees it.
 
@@ -78,7 +73,7 @@ class CameraConfig:
     sky_mask: bool = True
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class ImageBackboneConfig:
     """torchvision ResNet trunk + FPN neck.
 
@@ -95,7 +90,7 @@ class ImageBackboneConfig:
     feature_stride: Literal[8, 16] = 16
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class ViewTransformConfig:
     """LSS lift: per-pixel depth distribution x context features, pooled into voxels.
 
@@ -110,7 +105,7 @@ class ViewTransformConfig:
     depth_loss_weight: NonNegativeFloat = 0.0
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class LidarConfig:
     """LiDAR input, denoising and the sparse encoder.
 
@@ -134,7 +129,7 @@ class LidarConfig:
     outlier_std: PositiveFloat = 3.0
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class FuserConfig:
     """Target-adaptive bidirectional fuser (paper Sec. III-A).
 
@@ -159,7 +154,7 @@ class FuserConfig:
     channels: PositiveInt = 64
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class TemporalConfig:
     """ConvLSTM temporal aggregator (paper Eq. 2).
 
@@ -176,7 +171,7 @@ class TemporalConfig:
     max_gap_s: PositiveFloat = 1.0
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class HeadConfig:
     """Cascaded occupancy head.
 
@@ -193,7 +188,7 @@ class HeadConfig:
     fine_topk_train: PositiveInt = 40000
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class LossConfig:
     """Occupancy loss weights (cross-entropy + Lovasz-softmax on coarse and fine outputs).
 
@@ -210,7 +205,7 @@ class LossConfig:
     class_weights: tuple[NonNegativeFloat, ...] = ()
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class RendererConfig:
     """Sequential Gaussian renderer used at training time (paper Sec. III-B/C).
 
@@ -241,7 +236,7 @@ class RendererConfig:
     velocity_softness: PositiveFloat = 0.1
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class ModelConfig:
     """Everything that defines a TACOcc network and its training losses."""
 
@@ -291,38 +286,19 @@ class ModelConfig:
             raise ValueError("lidar.encoder_channels must name at least one stage")
 
 
-_ADAPTER = TypeAdapter(ModelConfig)
-
-
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelConfig:
     """Validate a nested dict (as read from YAML) into a ModelConfig; `source` names it in errors."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
-    try:
-        return _ADAPTER.validate_json(json.dumps(data))
-    except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
-    except (TypeError, ValueError) as err:  # json.dumps of a YAML value with no JSON form (dates, sets)
-        raise ConfigError(f"{source}: {err}") from None
+    return validate_mapping(ModelConfig, data, source)
 
 
 def load_config(path: str | os.PathLike[str]) -> ModelConfig:
     """Load and validate a model config YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return config_from_dict(data if data is not None else {}, source=str(path))
+    return config_from_dict(read_yaml_mapping(path, "config"), source=str(path))
 
 
 def config_to_dict(config: ModelConfig) -> dict[str, Any]:
     """Plain nested dict (lists for tuples), the inverse of `config_from_dict`."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    return to_plain_dict(config)
 
 
 def diff_configs(a: ModelConfig, b: ModelConfig) -> list[str]:
@@ -376,38 +352,3 @@ def preset_path(name: str) -> Path:
 def load_preset(name: str) -> ModelConfig:
     """Load a preset by name (`tiny`, `nuscenes_r50_256x704`) or a config YAML path."""
     return load_config(preset_path(name))
-
-
-def _describe(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        kind = e["type"]
-        if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            parent = tuple(p for p in e["loc"][:-1] if isinstance(p, str))
-            allowed = ", ".join(_field_names(parent))
-            lines.append(f"  {loc}: unknown key; allowed keys here: {allowed}")
-        elif kind == "value_error":
-            lines.append(f"  {loc or '(top level)'}: {e['msg'].removeprefix('Value error, ')}")
-        else:
-            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def _field_names(path: tuple[str, ...]) -> list[str]:
-    cls: Any = ModelConfig
-    for name in path:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if name not in fields:
-            return []
-        cls = fields[name].type
-        cls = _resolve(cls)
-        if not dataclasses.is_dataclass(cls):
-            return []
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _resolve(annotation: Any) -> Any:
-    if isinstance(annotation, str):
-        return globals().get(annotation, annotation)
-    return annotation

@@ -9,21 +9,17 @@ is not an int) and values out of range raise `ConfigError` naming the file and t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 
-from tacocc_core.config import ConfigError, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
+from tacocc_core.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat
+from tacocc_core.strict_yaml import STRICT, read_yaml_mapping, to_plain_dict, validate_mapping
 
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class LabelEfficientConfig:
     """Training with few or no voxel labels (the OccLE idea): label fraction + self-supervised terms.
 
@@ -52,7 +48,7 @@ class LabelEfficientConfig:
     pseudo_label_max_lag_s: PositiveFloat = 0.5
 
 
-@dataclass(config=_STRICT)
+@dataclass(config=STRICT)
 class TrainConfig:
     """One training run.
 
@@ -104,56 +100,16 @@ class TrainConfig:
             raise ValueError("label_efficient.photometric_weight > 0 needs renderer: true")
 
 
-_ADAPTER = TypeAdapter(TrainConfig)
-
-
 def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
     """Validate a nested dict (as read from YAML) into a TrainConfig; `source` names it in errors."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of training settings, got {type(data).__name__}")
-    try:
-        return _ADAPTER.validate_json(json.dumps(data))
-    except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
-    except (TypeError, ValueError) as err:  # a YAML value with no JSON form (dates, sets)
-        raise ConfigError(f"{source}: {err}") from None
+    return validate_mapping(TrainConfig, data, source, what="training configuration")
 
 
 def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
     """Load and validate a training config YAML file (e.g. `config/train_tiny.yaml`)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read training config ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return train_config_from_dict(data if data is not None else {}, source=str(path))
+    return train_config_from_dict(read_yaml_mapping(path, "training config"), source=str(path))
 
 
 def train_config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """Plain nested dict, the inverse of `train_config_from_dict` (what checkpoints store)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def _describe(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid training configuration"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        kind = e["type"]
-        if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            parent: Any = TrainConfig
-            for part in e["loc"][:-1]:
-                fields = {f.name: f.type for f in dataclasses.fields(parent)}
-                parent = globals().get(fields.get(part), fields.get(part)) if isinstance(part, str) else None
-                if not dataclasses.is_dataclass(parent):
-                    break
-            allowed = ", ".join(f.name for f in dataclasses.fields(parent)) if dataclasses.is_dataclass(parent) else ""
-            lines.append(f"  {loc}: unknown key; allowed keys here: {allowed}")
-        elif kind == "value_error":
-            lines.append(f"  {loc or '(top level)'}: {e['msg'].removeprefix('Value error, ')}")
-        else:
-            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+    return to_plain_dict(config)
