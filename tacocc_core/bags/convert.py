@@ -32,13 +32,14 @@ import numpy as np
 from nuscenes.nuscenes import NuScenes
 from PIL import Image
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from tacocc_core.bags import messages as m
 from tacocc_core.bags.calibration import FILE_NAME, BagCalibration, CameraCalibration, write_calibration
 from tacocc_core.bags.cloud_layout import LIDAR_DTYPE, label_points
+from tacocc_core.bags.reading import BagError
 from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, TF_STATIC_TOPIC, camera_topics
 from tacocc_core.config import NUSCENES_CAMERAS, GridConfig, ModelConfig
 from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader, ReaderOptions, read_pcd_bin_check
@@ -253,7 +254,10 @@ class SceneConverter:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            self._write(tmp / name, scene, cameras, calib, events, bar)
+            try:
+                self._write(tmp / name, scene, cameras, calib, events, bar)
+            except WriterError as err:
+                raise BagError(f"{final}: writing the bag failed ({err})") from None
             write_calibration(tmp / name / FILE_NAME, calib)
             os.rename(tmp / name, final)
         finally:
