@@ -88,7 +88,7 @@ class BagReader:
             for conn, stamp, data in self._reader.messages(connections=connections):
                 last = stamp
                 yield RawMessage(conn.topic, conn.msgtype, int(stamp), bytes(data))
-        except (ReaderError, OSError, ValueError, IndexError, KeyError, EOFError) as err:
+        except Exception as err:  # the storage readers raise assorted errors on damaged bytes; all mean corrupt
             where = f"after the message at {last} ns" if last is not None else "before the first message"
             raise BagError(f"{self.path}: corrupt or truncated bag, {where} ({type(err).__name__}: {err})") from None
 
