@@ -7,9 +7,11 @@ subscribers) and then published as those same bytes (`Publisher.publish(bytes)`)
 does: no re-serialisation, byte-identical payloads.
 
 Timing: the message recorded at bag time t is sent at wall time t0 + (t - bag start) / rate. QoS: each
-topic is offered with the profile recorded in the bag (the first one if several were recorded); without
-one, /tf_static gets reliable + transient-local and every other topic reliable + volatile, depth 10 (what a
-camera or LiDAR driver offers; best-effort subscribers match it too). Topics whose message package is not
+topic is offered with the reliability and durability recorded in the bag (the first profile if several
+were recorded) and a history of at least MIN_DEPTH (a reliable publisher with depth 1 drops a message
+that a slow subscriber has not yet acknowledged when the next one is published); without a profile,
+/tf_static gets reliable + transient-local and every other topic reliable + volatile (what a camera or
+LiDAR driver offers; best-effort subscribers match it too). Topics whose message package is not
 importable here (tf2_msgs is not among the PyPI ROS wheels) are skipped with a warning; the calibration
 file written beside converted bags carries the same transforms.
 """
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -43,19 +46,26 @@ class PlayOptions:
         rate: playback speed factor (2.0 = twice as fast); > 0.
         loop: start again from the beginning at the end, until stopped.
         topics: topics to publish (None: all the bag has).
-        delay_s: wait this long after creating the publishers before the first message (discovery).
+        wait_subscribers_s: first wait up to this long until every topic has a matched subscriber (a warning
+            names the topics still without one when the time is up); 0 does not wait.
+        delay_s: then wait this long before the first message, so that the subscribers' side of discovery
+            completes too (a volatile subscriber drops what arrives before it has matched the publisher).
+        ack_timeout_s: at the end, wait up to this long until reliable subscribers have acknowledged every
+            message (what would otherwise be lost when the process exits right after the last publish).
     """
 
     rate: float = 1.0
     loop: bool = False
     topics: tuple[str, ...] | None = None
     delay_s: float = 0.0
+    wait_subscribers_s: float = 0.0
+    ack_timeout_s: float = 5.0
 
     def validate(self) -> None:
         if not self.rate > 0:
             raise ValueError(f"play: rate must be > 0, got {self.rate}")
-        if self.delay_s < 0:
-            raise ValueError(f"play: delay must be >= 0 s, got {self.delay_s}")
+        if self.delay_s < 0 or self.wait_subscribers_s < 0:
+            raise ValueError(f"play: waits must be >= 0 s, got {self.delay_s} and {self.wait_subscribers_s}")
 
 
 @dataclass
@@ -81,6 +91,7 @@ def message_class(msgtype: str) -> type | None:
         return None
 
 
+MIN_DEPTH = 10
 _HISTORY = {QosHistory.KEEP_ALL: QoSHistoryPolicy.KEEP_ALL}
 _RELIABILITY = {QosReliability.BEST_EFFORT: QoSReliabilityPolicy.BEST_EFFORT}
 _DURABILITY = {QosDurability.TRANSIENT_LOCAL: QoSDurabilityPolicy.TRANSIENT_LOCAL}
@@ -91,11 +102,11 @@ def qos_for(info: TopicInfo) -> QoSProfile:
     latched = info.name == TF_STATIC_TOPIC
     if not info.qos:
         durability = QoSDurabilityPolicy.TRANSIENT_LOCAL if latched else QoSDurabilityPolicy.VOLATILE
-        return QoSProfile(depth=1 if latched else 10, reliability=QoSReliabilityPolicy.RELIABLE, durability=durability)
+        return QoSProfile(depth=MIN_DEPTH, reliability=QoSReliabilityPolicy.RELIABLE, durability=durability)
     recorded = info.qos[0]
     return QoSProfile(
         history=_HISTORY.get(recorded.history, QoSHistoryPolicy.KEEP_LAST),
-        depth=max(int(recorded.depth), 1),
+        depth=max(int(recorded.depth), MIN_DEPTH),
         reliability=_RELIABILITY.get(recorded.reliability, QoSReliabilityPolicy.RELIABLE),
         durability=_DURABILITY.get(recorded.durability, QoSDurabilityPolicy.VOLATILE),
     )
@@ -136,16 +147,31 @@ class BagPlayer:
         """Publish at recorded timing; returns the report. BagError on a corrupt bag or malformed message."""
         opts = self.options
         start = time.monotonic()
-        if opts.delay_s and self._stop.wait(opts.delay_s):
-            self.report.stopped = True
+        if opts.wait_subscribers_s:
+            self._wait_for_subscribers(opts.wait_subscribers_s)
+        if opts.delay_s:
+            self._stop.wait(opts.delay_s)
         while not self._stop.is_set():
             self._one_pass()
             self.report.passes += 1
             if not opts.loop:
                 break
         self.report.stopped = self._stop.is_set()
+        if not self.report.stopped:
+            for publisher in self.publishers.values():
+                publisher.wait_for_all_acked(Duration(nanoseconds=int(opts.ack_timeout_s * 1e9)))
         self.report.wall_s = time.monotonic() - start
         return self.report
+
+    def _wait_for_subscribers(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        lonely = list(self.publishers)
+        while lonely and not self._stop.is_set():
+            lonely = [t for t, pub in self.publishers.items() if pub.get_subscription_count() == 0]
+            if lonely and time.monotonic() >= deadline:
+                self.node.get_logger().warning(f"no subscriber after {timeout_s:.1f} s on {', '.join(lonely)}")
+                return
+            self._stop.wait(0.02)
 
     def _one_pass(self) -> None:
         t0, bag_start = time.monotonic(), self.reader.start_ns
@@ -186,7 +212,11 @@ def run_play(args: argparse.Namespace) -> int:
     import rclpy
 
     options = PlayOptions(
-        rate=args.rate, loop=args.loop, topics=tuple(args.topics) if args.topics else None, delay_s=args.delay
+        rate=args.rate,
+        loop=args.loop,
+        topics=tuple(args.topics) if args.topics else None,
+        delay_s=args.delay,
+        wait_subscribers_s=args.wait_subscribers,
     )
     rclpy.init()
     node, player = None, None

@@ -6,9 +6,6 @@ import argparse
 import sys
 import time
 
-from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
-from tacocc_core.bags.reading import BagError
-from tacocc_core.data.nuscenes_reader import DataError
 from tacocc_core.labels import LabelFileError
 
 
@@ -26,6 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: nuscenes-devkit takes about 2 s to import, which no other command should pay.
+    from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
+    from tacocc_core.bags.reading import BagError
+    from tacocc_core.data.nuscenes_reader import DataError
+
     options = ConvertOptions(
         storage=args.storage, labels=args.labels, label_root=args.label_root, progress=not args.no_progress
     )

@@ -19,7 +19,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=_rate, default=1.0, help="speed factor (default 1.0)")
     p.add_argument("--loop", action="store_true", help="start again at the end until Ctrl-C")
     p.add_argument("--topics", nargs="+", metavar="TOPIC", help="only these topics (default: all)")
-    p.add_argument("--delay", type=float, default=0.0, metavar="S", help="seconds to wait before the first message")
+    p.add_argument(
+        "--wait-subscribers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="first wait up to S seconds until every played topic has a subscriber",
+    )
+    p.add_argument("--delay", type=float, default=0.0, metavar="S", help="then wait S seconds before the first message")
     p.set_defaults(run=run)
 
 
