@@ -287,3 +287,13 @@ def test_play_needs_no_ros_import_in_tacocc_core():
     env = dict(os.environ, PYTHONPATH=str(REPO))
     code = "import sys, tacocc_core.cli as c; c.build_parser(); sys.exit('rclpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, timeout=60).returncode == 0
+
+
+def test_bag_without_sensor_topics_plays_with_a_warning_naming_them(recorded, tmp_path, capfd):
+    odom = "nav_msgs/msg/Odometry"
+    only_odom = write_bag(tmp_path / "only_odom", [("/odom", odom, s, d) for s, d in recorded["/odom"][:3]])
+    assert main(["play", str(only_odom), "--rate", "100"]) == 0
+    err = capfd.readouterr().err
+    assert "no topic /LIDAR_TOP (sensor_msgs/msg/PointCloud2)" in err
+    assert "no topic /CAM_BACK/camera_info (sensor_msgs/msg/CameraInfo)" in err
+    assert "published 3 messages on 1 topics" in err
