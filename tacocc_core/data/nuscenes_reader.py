@@ -161,6 +161,16 @@ class NuScenesReader:
         )
         return np.concatenate([pc.points.T, times.T], axis=1).astype(np.float32)
 
+    def labels(self, sample_token: str) -> np.ndarray | None:
+        """The keyframe's labels on the config grid (uint8, LiDAR frame), or None when it has no label file."""
+        try:
+            sample = self.nusc.get("sample", sample_token)
+        except KeyError:
+            raise DataError(f"unknown sample token {sample_token!r}") from None
+        if "LIDAR_TOP" not in sample["data"]:
+            raise DataError(f"sample {sample_token}: no LIDAR_TOP sample_data")
+        return self._labels(sample, self.nusc.get("sample_data", sample["data"]["LIDAR_TOP"]))
+
     def _labels(self, sample: dict, lidar_sd: dict) -> np.ndarray | None:
         kind = self.options.labels
         if kind == "none":
