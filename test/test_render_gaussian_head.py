@@ -54,7 +54,7 @@ def test_documented_start_values_at_zero_raw_output():
     assert torch.allclose(gs.means, a)
     assert torch.allclose(gs.quats, torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(4, 4))
     assert torch.allclose(gs.opacities, torch.full((4,), OPACITY_INIT))
-    assert torch.allclose(gs.scales, torch.full((4, 3), SCALE_MIN + (2.0 - SCALE_MIN) * 0.5))
+    assert torch.allclose(gs.scales, torch.full((4, 3), 0.25 * 2.0))
     assert torch.allclose(gs.mu_t, torch.zeros(4))
     assert torch.allclose(gs.sigma_t, torch.full((4,), 0.4 * (SIGMA_T_FLOOR + F.softplus(torch.tensor(SIGMA_T_BIAS)))))
     assert torch.allclose(gs.sh, torch.zeros(4, 4, 3))

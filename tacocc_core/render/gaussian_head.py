@@ -7,7 +7,8 @@
 Activations (every output is a valid Gaussian; Theta is the free parameterisation of `free_params`):
     means       = anchor + b * tanh(raw), b = lidar_offset_max for LiDAR anchors, voxel_offset_max otherwise
     quats       = normalise(raw + (1, 0, 0, 0))          identity rotation at raw = 0
-    scales      = s_min + (s_max - s_min) * sigmoid(raw), s_min = 0.01 m, s_max = coarse voxel edge
+    scales      = s_min + (s_max - s_min) * sigmoid(raw + b_s), s_min = 0.01 m, s_max = coarse voxel edge e,
+                  b_s such that raw = 0 gives e / 4 (+-2 standard deviations span the voxel)
     opacities   = sigmoid(raw + logit(0.1))              0.1 at raw = 0, the usual 3DGS start
     sh          = raw                                    grey (0.5) at raw = 0
     mu_t        = time_scale * tanh(raw)                 within one frame interval of the frame's own time
@@ -29,6 +30,7 @@ from tacocc_core.render.free_params import FreeParams
 from tacocc_core.render.gaussians import sh_coefficients
 
 SCALE_MIN = 0.01  # metres
+SCALE_INIT_FRACTION = 0.25  # of the coarse voxel edge
 OPACITY_INIT = 0.1
 SIGMA_T_FLOOR = 0.05  # fraction of the frame interval
 SIGMA_T_BIAS = 0.5
@@ -64,6 +66,12 @@ class GaussianHead(nn.Module):
         self.lidar_offset_max = lidar_offset_max
         self.voxel_offset_max = voxel_offset_max
         self.scale_max = float(max(grid.voxel_size))
+        if SCALE_INIT_FRACTION * self.scale_max <= SCALE_MIN:
+            raise ValueError(
+                f"GaussianHead: coarse voxels of {self.scale_max} m are too small for Gaussians of >= {SCALE_MIN} m"
+            )
+        start = (SCALE_INIT_FRACTION * self.scale_max - SCALE_MIN) / (self.scale_max - SCALE_MIN)
+        self.scale_bias = math.log(start / (1.0 - start))
         self.conv = nn.Sequential(
             nn.Conv3d(in_channels, channels, 3, padding=1, bias=False),
             nn.GroupNorm(math.gcd(channels, 8), channels),
@@ -112,7 +120,7 @@ class GaussianHead(nn.Module):
         sh, mu, sigma = rest.split([3 * self.sh_k, 1, 1], dim=1)
         bound = torch.where(is_lidar, self.lidar_offset_max, self.voxel_offset_max).to(raw.dtype)
         identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=raw.dtype, device=raw.device)
-        scales = SCALE_MIN + (self.scale_max - SCALE_MIN) * torch.sigmoid(scale)
+        scales = SCALE_MIN + (self.scale_max - SCALE_MIN) * torch.sigmoid(scale + self.scale_bias)
         sigma_t = time_scale * (SIGMA_T_FLOOR + F.softplus(sigma[:, 0] + SIGMA_T_BIAS))
         return {
             "means": anchors + bound[:, None] * torch.tanh(off),
