@@ -136,6 +136,14 @@ def test_no_lidar_points_gives_voxel_anchors_only():
     res.l_pc.backward()
 
 
+def test_lidar_anchors_filling_the_budget_leave_no_voxel_anchors():
+    renderer = make_renderer(max_gaussians=40, lidar_anchors=100)
+    pts = wall_points()
+    res = renderer(sparse_features(renderer, pts), pts, scene_targets(pts))
+    assert res.skipped is None and (res.num_lidar, res.num_voxel) == (40, 0)
+    assert torch.isfinite(res.l_pc)
+
+
 def test_an_empty_volume_is_skipped_with_a_zero_loss_that_still_backpropagates(caplog):
     renderer = make_renderer()
     pts = wall_points()
