@@ -221,6 +221,13 @@ class RendererConfig:
         velocity_beta_init: initial value of the learnable beta of the velocity gate (paper Eq. 4).
         velocity_widen: factor on the temporal bandwidth sigma_t of Gaussians moving faster than tau.
         velocity_softness: width of the soft gate that gives beta its gradient, relative to tau.
+        head_channels: hidden channels of the light conv net that predicts each Gaussian's parameters.
+        lidar_offset_max: bound (metres, per axis) of the predicted offset of a LiDAR-anchored Gaussian.
+        voxel_offset_max: bound (metres, per axis) of the predicted offset of a voxel-anchored Gaussian.
+        voxel_threshold: a coarse voxel of F~_IL is "non-zero" (an anchor) when max |feature| exceeds this.
+        inner_lr: Adam learning rate of the Gaussian-only inner loop (same for every parameter group).
+        neighbour_frames: the Gaussians of frame t are also rendered into the cameras of this many frames
+            before and after t in the window (at their times); 0 renders frame t's cameras only.
     """
 
     enabled: bool = True
@@ -234,6 +241,12 @@ class RendererConfig:
     velocity_beta_init: PositiveFloat = 1.0
     velocity_widen: Annotated[float, Field(ge=1)] = 2.0
     velocity_softness: PositiveFloat = 0.1
+    head_channels: PositiveInt = 32
+    lidar_offset_max: PositiveFloat = 0.1
+    voxel_offset_max: PositiveFloat = 0.5
+    voxel_threshold: NonNegativeFloat = 0.0
+    inner_lr: PositiveFloat = 0.05
+    neighbour_frames: NonNegativeInt = 1
 
 
 @dataclass(config=STRICT)

@@ -1,0 +1,277 @@
+import dataclasses
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from tacocc_core.batch import frames_to_batch
+from tacocc_core.config import config_from_dict, config_to_dict, load_preset
+from tacocc_core.frame import Frame
+from tacocc_core.geometry import GridSpec
+from tacocc_core.model.temporal import TemporalAggregator
+from tacocc_core.render.gaussians import Gaussians
+from tacocc_core.render.rasterize import render_views
+from tacocc_core.render.sequential_renderer import SequentialRenderer, render_window
+from tacocc_core.render.targets import Motion, RenderTargets
+
+H, W = 16, 24
+
+
+def small_config(**renderer):
+    """The tiny preset (coarse grid 24 x 24 x 4 of 2 m voxels) with a small renderer."""
+    data = config_to_dict(load_preset("tiny"))
+    data["renderer"].update(
+        dict(max_gaussians=160, lidar_anchors=60, inner_steps=2, head_channels=8, neighbour_frames=0, render_scale=1.0)
+    )
+    data["renderer"].update(renderer)
+    return config_from_dict(data)
+
+
+def rig(yaws=(0.0, 180.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """cam2lidar (V, 4, 4) 1.5 m up looking out at the yaws, cam2img (V, 3, 3)."""
+    base = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    c2l = np.tile(np.eye(4), (len(yaws), 1, 1))
+    for v, yaw in enumerate(yaws):
+        c2l[v, :3, :3] = Rotation.from_euler("z", yaw, degrees=True).as_matrix() @ base
+        c2l[v, :3, 3] = [0.5, 0.0, 1.5]
+    k = np.array([[0.7 * W, 0.0, W / 2], [0.0, 0.7 * W, H / 2], [0.0, 0.0, 1.0]])
+    return torch.tensor(c2l, dtype=torch.float32), torch.tensor(np.tile(k, (len(yaws), 1, 1)), dtype=torch.float32)
+
+
+def wall_points(seed: int = 0) -> torch.Tensor:
+    """(P, 5) LiDAR points on two walls: 8 m ahead and 8 m behind the vehicle."""
+    g = torch.Generator().manual_seed(seed)
+    n = 200
+    y = torch.rand(n, generator=g) * 12 - 6
+    z = torch.rand(n, generator=g) * 4 - 1
+    x = torch.where(torch.arange(n) % 2 == 0, 8.3, -8.3)
+    return torch.stack([x, y, z, torch.ones(n), torch.zeros(n)], dim=1)
+
+
+def sparse_features(renderer: SequentialRenderer, points: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """(C, X, Y, Z) random features in the voxels holding points, zeros elsewhere (a sparse F_IL)."""
+    grid = renderer.grid
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.zeros(renderer.head.in_channels, *grid.shape)
+    idx, inside = grid.point_to_index(points[:, :3].numpy())
+    idx = torch.from_numpy(idx[inside])
+    feats[:, idx[:, 0], idx[:, 1], idx[:, 2]] = torch.randn(feats.shape[0], len(idx), generator=g)
+    return feats.requires_grad_(True)
+
+
+def scene_targets(points: torch.Tensor, times=(0.0,)) -> RenderTargets:
+    """Images of a red front wall and a blue back wall, rendered from Gaussians on the points."""
+    c2l, k = rig()
+    n = points.shape[0]
+    colour = torch.where(
+        (points[:, 0] > 0)[:, None], torch.tensor([0.45, -0.3, -0.3]), torch.tensor([-0.3, -0.2, 0.45])
+    )
+    truth = Gaussians(
+        means=points[:, :3].clone(),
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+        scales=torch.full((n, 3), 0.6),
+        opacities=torch.full((n,), 0.9),
+        sh=(colour / 0.28209479177387814)[:, None, :],
+        mu_t=torch.zeros(n),
+        sigma_t=torch.ones(n),
+    )
+    with torch.no_grad():
+        rgb, _, _ = render_views(truth, c2l, k, W, H)
+    s = len(times)
+    return RenderTargets(
+        images=rgb.clamp(0, 1)[None].repeat(s, 1, 1, 1, 1),
+        valid=torch.ones(s, 2, H, W, dtype=torch.bool),
+        cam2lidar=c2l[None].repeat(s, 1, 1, 1),
+        cam2img=k[None].repeat(s, 1, 1, 1),
+        times=torch.tensor(times, dtype=torch.float32),
+    )
+
+
+def make_renderer(**renderer) -> SequentialRenderer:
+    torch.manual_seed(0)
+    return SequentialRenderer.from_config(small_config(**renderer), backend="torch")
+
+
+def test_lpc_reaches_features_and_head_lrgb_reaches_only_beta():
+    renderer = make_renderer()
+    pts = wall_points()
+    feats = sparse_features(renderer, pts)
+    res = renderer(feats, pts, scene_targets(pts), generator=torch.Generator().manual_seed(0))
+    assert res.skipped is None and res.stopped is None
+    assert res.num_lidar == 60 and 0 < res.num_voxel <= 100 and res.num_gaussians <= 160
+    assert len(res.rgb_steps) == 3 and res.l_pc.item() > 0
+    grads = torch.autograd.grad(res.l_pc, [feats, *renderer.head.parameters()], retain_graph=True)
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert grads[0].abs().sum() > 0 and all(g.abs().sum() > 0 for g in grads[1:])
+    beta = renderer.gate.log_beta
+    assert torch.autograd.grad(res.l_pc, beta, allow_unused=True)[0] is None
+    from_rgb = torch.autograd.grad(res.l_rgb, [feats, beta, *renderer.head.parameters()], allow_unused=True)
+    assert all(g is None for g in from_rgb[:1] + from_rgb[2:])  # L_rgb never reaches the network
+    assert from_rgb[1] is not None
+
+
+def test_inner_loop_reduces_lrgb_on_a_synthetic_scene():
+    renderer = make_renderer(inner_steps=8, inner_lr=0.1)
+    pts = wall_points()
+    res = renderer(sparse_features(renderer, pts), pts, scene_targets(pts), generator=torch.Generator().manual_seed(0))
+    steps = res.rgb_steps
+    assert len(steps) == 9 and all(math.isfinite(v) for v in steps)
+    assert steps[-1] < 0.8 * steps[0], steps
+    assert res.l_rgb.item() == pytest.approx(steps[-1])
+    # More inner steps move Theta further from Theta^0.
+    short = make_renderer(inner_steps=1, inner_lr=0.1)
+    res_short = short(sparse_features(short, pts), pts, scene_targets(pts), generator=torch.Generator().manual_seed(0))
+    assert res.l_pc.item() > res_short.l_pc.item() > 0
+
+
+def test_no_lidar_points_gives_voxel_anchors_only():
+    renderer = make_renderer()
+    pts = wall_points()
+    res = renderer(sparse_features(renderer, pts), torch.zeros(0, 5), scene_targets(pts))
+    assert res.skipped is None and res.num_lidar == 0 and res.num_voxel > 0
+    assert torch.isfinite(res.l_pc) and torch.isfinite(res.l_rgb)
+    res.l_pc.backward()
+
+
+def test_lidar_anchors_filling_the_budget_leave_no_voxel_anchors():
+    renderer = make_renderer(max_gaussians=40, lidar_anchors=100)
+    pts = wall_points()
+    res = renderer(sparse_features(renderer, pts), pts, scene_targets(pts))
+    assert res.skipped is None and (res.num_lidar, res.num_voxel) == (40, 0)
+    assert torch.isfinite(res.l_pc)
+
+
+def test_an_empty_volume_is_skipped_with_a_zero_loss_that_still_backpropagates(caplog):
+    renderer = make_renderer()
+    pts = wall_points()
+    feats = torch.zeros(renderer.head.in_channels, *renderer.grid.shape, requires_grad=True)
+    with caplog.at_level(logging.WARNING):
+        res = renderer(feats, pts, scene_targets(pts))
+    assert "no non-zero voxels" in res.skipped and "no non-zero voxels" in caplog.text
+    assert res.l_pc.item() == 0.0 and res.l_rgb.item() == 0.0 and res.rgb_steps == []
+    (res.l_pc + res.l_rgb).backward()
+    assert feats.grad is not None and feats.grad.abs().sum() == 0
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in renderer.parameters())
+
+
+def test_non_finite_features_are_skipped_and_never_reach_the_weights():
+    renderer = make_renderer()
+    pts = wall_points()
+    feats = sparse_features(renderer, pts).detach()
+    feats[0, 0, 0, 0] = float("nan")
+    feats.requires_grad_(True)
+    res = renderer(feats, pts, scene_targets(pts))
+    assert "non-finite" in res.skipped and res.l_pc.item() == 0.0
+    res.l_pc.backward()
+    assert torch.isfinite(feats.grad).all()
+
+
+def test_cameras_behind_every_gaussian_give_an_empty_render_finite_losses_and_finite_weights():
+    renderer = make_renderer()
+    pts = wall_points()
+    targets = scene_targets(pts)
+    away = targets.cam2lidar.clone()
+    away[..., :3, 3] = torch.tensor([60.0, 0.0, 1.5])  # 60 m out, both cameras facing away from the scene
+    away[:, 1, :3, :3] = away[:, 0, :3, :3]
+    targets = dataclasses.replace(targets, cam2lidar=away)
+    feats = sparse_features(renderer, pts)
+    optimiser = torch.optim.SGD(renderer.parameters(), lr=0.1)
+    res = renderer(feats, pts, targets, return_images=True)
+    rgb, depth = res.images
+    assert rgb.abs().sum() == 0 and depth.abs().sum() == 0
+    assert all(math.isfinite(v) for v in res.rgb_steps) and torch.isfinite(res.l_pc)
+    assert res.l_pc.item() == 0.0  # nothing seen, nothing to learn: Theta^final = Theta^0
+    (res.l_pc + res.l_rgb).backward()
+    optimiser.step()
+    assert all(torch.isfinite(p).all() for p in renderer.parameters())
+    assert torch.isfinite(feats.grad).all()
+
+
+def test_neighbour_frames_see_the_gaussians_through_their_temporal_weights():
+    renderer = make_renderer()
+    pts = wall_points()
+    # Frame t and a "neighbour" 20 frame intervals later: sigma_t is about one interval, the weight ~ 0.
+    targets = scene_targets(pts, times=(0.0, 10.0))
+    res = renderer(sparse_features(renderer, pts), pts, targets, time_scale=0.5, return_images=True)
+    rgb, _ = res.images
+    assert rgb.shape == (4, H, W, 3)
+    assert rgb[:2].abs().sum() > 0 and rgb[2:].abs().max() == 0
+
+
+def test_velocity_gate_marks_the_gaussians_of_moving_voxels():
+    renderer = make_renderer(lidar_anchors=0, max_gaussians=400)
+    pts = wall_points()
+    feats = sparse_features(renderer, pts)
+    grid: GridSpec = renderer.grid
+    occupied = (feats.detach().abs().amax(0) > 0).nonzero()
+    moving = occupied[:2]
+    disp = torch.zeros(len(occupied), 3)
+    disp[:2, 0] = 1.5  # two voxels moved 1.5 m in 0.5 s, the rest stood still
+    motion = Motion(index=occupied, displacement=disp, dt=0.5, grid=grid)
+    res = renderer(feats, pts, scene_targets(pts), motion=motion)
+    assert res.num_voxel == len(occupied) and res.num_moving == len(moving)
+    res.l_rgb.backward()
+    assert torch.isfinite(renderer.gate.log_beta.grad)
+    still = Motion(index=occupied, displacement=torch.zeros(len(occupied), 3), dt=0.5, grid=grid)
+    assert renderer(feats, pts, scene_targets(pts), motion=still).num_moving == 0
+
+
+def window_batch(steps: int = 2):
+    """One sequence of `steps` frames: the two walls, the ego moving 1 m per 0.5 s frame."""
+    c2l, k = rig()
+    pts = wall_points()
+    targets = scene_targets(pts)
+    frames = []
+    for s in range(steps):
+        pose = np.eye(4)
+        pose[0, 3] = float(s)
+        moved = pts.clone()
+        moved[:, 0] -= float(s)
+        frames.append(
+            Frame(
+                images=(targets.images[0].numpy() * 255).astype(np.uint8),
+                cam2img=k.double().numpy(),
+                cam2lidar=c2l.double().numpy(),
+                points=moved.numpy(),
+                lidar2global=pose,
+                stamp_ns=s * 500_000_000,
+            )
+        )
+    return frames
+
+
+def test_render_window_back_propagates_through_the_temporal_aggregator():
+    cfg = small_config(neighbour_frames=1, inner_steps=1)
+    torch.manual_seed(0)
+    renderer = SequentialRenderer.from_config(cfg, backend="torch")
+    aggregator = TemporalAggregator.from_config(cfg)
+    batch = frames_to_batch([window_batch()], cfg.grid.spec().shape)
+    fused = torch.zeros(1, 2, cfg.fuser.channels, *renderer.grid.shape)
+    fused[..., 14:18, 8:16, 1:3] = torch.randn(1, 2, cfg.fuser.channels, 4, 8, 2)  # around the front wall
+    fused.requires_grad_(True)
+    smoothed = aggregator(fused, batch["lidar2global"], batch["stamps_ns"])
+    out = render_window(renderer, smoothed, batch, generator=torch.Generator().manual_seed(0))
+    assert [bt for bt, _ in out.frames] == [(0, 0), (0, 1)]
+    assert all(res.skipped is None for _, res in out.frames)
+    assert out.l_pc.item() == pytest.approx(np.mean([res.l_pc.item() for _, res in out.frames]))
+    out.l_pc.backward()
+    assert fused.grad.abs().sum() > 0 and torch.isfinite(fused.grad).all()
+    assert all(p.grad is not None for p in aggregator.parameters())
+    with pytest.raises(ValueError, match=r"features must be \(B, T, C, X, Y, Z\)"):
+        render_window(renderer, smoothed[:, :1], batch)
+
+
+def test_presets_build_and_bad_input_is_named():
+    for name in ("tiny", "nuscenes_r50_256x704"):
+        cfg = load_preset(name)
+        renderer = SequentialRenderer.from_config(cfg)
+        assert renderer.grid.shape == tuple(n // cfg.head.coarse_downsample for n in cfg.grid.spec().shape)
+    renderer = make_renderer()
+    pts = wall_points()
+    with pytest.raises(ValueError, match=r"features must be \(C, 24, 24, 4\)"):
+        renderer(torch.zeros(16, 24, 24, 3), pts, scene_targets(pts))
+    with pytest.raises(ValueError, match=r"points must be \(P, 3\+\)"):
+        renderer(torch.zeros(16, 24, 24, 4), pts[:, :2], scene_targets(pts))
