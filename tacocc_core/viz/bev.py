@@ -30,14 +30,17 @@ class BevStyle:
     """How a bird's-eye view is drawn.
 
     Args:
-        pixels_per_voxel: each grid column becomes a square of this many pixels.
+        pixels_per_voxel: each grid column becomes a square of this many pixels; None picks the most
+            that keeps the picture within `target_size` (at least 1).
+        target_size: the picture's longer side in pixels when `pixels_per_voxel` is None.
         height_shading: darken columns whose top voxel is low in the grid.
         shading_floor: brightness (0..1] of a top voxel in the lowest layer; the highest layer is 1.
         ring_spacing_m: distance rings around the ego every this many metres on empty ground (0: none).
         ego_length_m, ego_width_m: size of the ego arrow drawn at the frame's origin (0: none).
     """
 
-    pixels_per_voxel: int = 3
+    pixels_per_voxel: int | None = None
+    target_size: int = 600
     height_shading: bool = True
     shading_floor: float = 0.6
     ring_spacing_m: float = 10.0
@@ -45,10 +48,14 @@ class BevStyle:
     ego_width_m: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.pixels_per_voxel < 1:
+        if self.pixels_per_voxel is not None and self.pixels_per_voxel < 1:
             raise ValueError(f"BevStyle.pixels_per_voxel must be >= 1, got {self.pixels_per_voxel}")
         if not 0 < self.shading_floor <= 1:
             raise ValueError(f"BevStyle.shading_floor must be in (0, 1], got {self.shading_floor}")
+
+    def scale_for(self, shape: tuple[int, ...]) -> int:
+        """Pixels per voxel for a grid of `shape` (X, Y, ...)."""
+        return self.pixels_per_voxel or max(1, self.target_size // max(shape[0], shape[1]))
 
 
 def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -115,7 +122,7 @@ def bev_image(labels: np.ndarray, grid: GridSpec, forward: str, style: BevStyle 
         shade = style.shading_floor + (1 - style.shading_floor) * np.clip(k, 0, None) / (labels.shape[2] - 1)
         rgb = np.where((k >= 0)[:, :, None], rgb * shade[:, :, None], rgb)
     rgb[top == EMPTY] = BEV_BACKGROUND
-    s = style.pixels_per_voxel
+    s = style.scale_for(labels.shape)
     image = np.repeat(np.repeat(orient_columns(rgb.round().astype(np.uint8), forward), s, axis=0), s, axis=1)
     empty = np.repeat(np.repeat(orient_columns(top == EMPTY, forward), s, axis=0), s, axis=1)
     origin = bev_pixel(np.zeros((1, 2)), grid, forward, s)[0]

@@ -26,8 +26,22 @@ def text_size(text: str, size: int) -> tuple[int, int]:
     return int(right - min(left, 0)), int(bottom)
 
 
+def fit_text(text: str, width: int, size: int) -> str:
+    """`text`, shortened in the middle with an ellipsis until it fits in `width` pixels."""
+    if text_size(text, size)[0] <= width:
+        return text
+    keep = len(text)
+    while keep > 2:
+        keep -= 1
+        short = text[: (keep + 1) // 2] + "\u2026" + text[len(text) - keep // 2 :]
+        if text_size(short, size)[0] <= width:
+            return short
+    return text[:1] + "\u2026"
+
+
 def titled(image: np.ndarray, title: str, size: int = 18, pad: int = 6) -> np.ndarray:
-    """Add a band with `title` centred above an (H, W, 3) uint8 image."""
+    """Add a band with `title` centred above an (H, W, 3) uint8 image (shortened to the image's width)."""
+    title = fit_text(title, max(image.shape[1] - 2 * pad, 1), size)
     tw, th = text_size(title, size)
     band_h = th + 2 * pad
     width = max(image.shape[1], tw + 2 * pad)
