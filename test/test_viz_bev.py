@@ -102,10 +102,11 @@ def test_figure_has_prediction_and_ground_truth_side_by_side_with_a_legend():
     car = np.all(left == PALETTE[CAR], axis=2)
     tree = np.all(right == PALETTE[TREE], axis=2)
     assert car.sum() >= 16 and tree.sum() >= 16
-    assert not np.all(right == PALETTE[CAR], axis=2)[:-40].any(), "the prediction's car leaked into the GT half"
-    # the legend under the panels shows both classes' swatches
-    legend = figure[-40:]
-    assert np.all(legend == PALETTE[CAR], axis=2).any() and np.all(legend == PALETTE[TREE], axis=2).any()
+    panels = figure[: figure.shape[0] - 60]  # above the legend
+    assert not np.all(panels[:, half:] == PALETTE[CAR], axis=2).any(), "the prediction's car leaked into the GT half"
+    # beyond the voxel's 4x4 square in its panel, each class has a swatch (13x13 inside its outline) in the legend
+    assert np.all(figure == PALETTE[CAR], axis=2).sum() >= 16 + 12 * 12
+    assert np.all(figure == PALETTE[TREE], axis=2).sum() >= 16 + 12 * 12
 
 
 def test_figure_rejects_grids_of_different_shapes():
