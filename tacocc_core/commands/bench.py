@@ -16,14 +16,17 @@ import resource
 import sys
 import tempfile
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from tacocc_core.config import PRESETS, load_preset
-from tacocc_core.model.tacocc import TACOcc
-from tacocc_core.synthetic_batch import synthetic_step_batch
-from tacocc_core.timing import StageTimer
+
+if TYPE_CHECKING:
+    import torch
+
+    from tacocc_core.model.tacocc import TACOcc
+
+# torch and the model are imported inside the functions: every `tacocc` command builds this parser,
+# and none of the others should pay for importing torch.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +53,11 @@ def time_stages(
     Frames are streamed 0.1 s apart with the ego driving 1 m per frame, so that the temporal aggregator
     warps and carries its state as it does online. "total" is the wall time of the whole network per frame.
     """
+    import numpy as np
+    import torch
+
+    from tacocc_core.timing import StageTimer
+
     times: dict[str, list[float]] = {name: [] for name in (*STAGES, "total")}
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     state = None
@@ -75,6 +83,11 @@ def time_stages(
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from tacocc_core.model.tacocc import TACOcc
+    from tacocc_core.synthetic_batch import synthetic_step_batch
+
     if args.frames < 1 or args.warmup < 0:
         print(
             f"tacocc bench: error: --frames must be >= 1 and --warmup >= 0, got {args.frames}, {args.warmup}",
