@@ -31,8 +31,16 @@ def _config():
 
 def _spec(data, run_dir, steps=4, **changes):
     tc = TrainConfig(
-        steps=steps, warmup_steps=1, lr=1e-3, renderer=False, val_every=steps, ckpt_every=2, log_every=1,
-        image_every=2, num_workers=0, bf16=False,
+        steps=steps,
+        warmup_steps=1,
+        lr=1e-3,
+        renderer=False,
+        val_every=steps,
+        ckpt_every=2,
+        log_every=1,
+        image_every=2,
+        num_workers=0,
+        bf16=False,
     )
     return RunSpec(config=_config(), train_config=tc, data_root=data, run_dir=run_dir, device="cpu", **changes)
 
@@ -143,7 +151,9 @@ def test_kill_9_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(synt
     proc.wait()
     killed_at = torch.load(latest, map_location="cpu", weights_only=True)["step"]
     assert 1 <= killed_at < steps, "the run ended before it could be killed"
-    subprocess.run(_cli(synthetic_dataset, tmp_path / "b", steps, ["--resume"]), check=True, env=env, capture_output=True)
+    subprocess.run(
+        _cli(synthetic_dataset, tmp_path / "b", steps, ["--resume"]), check=True, env=env, capture_output=True
+    )
     a, b = _weights(tmp_path / "a" / "latest.pt"), _weights(latest)
     for name, value in a.items():
         torch.testing.assert_close(b[name], value, rtol=1e-5, atol=1e-6, msg=name)

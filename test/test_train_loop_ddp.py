@@ -30,7 +30,9 @@ def test_torchrun_two_processes_equal_one_process_with_the_doubled_batch(synthet
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
-    ddp = subprocess.run(torchrun + _args(synthetic_dataset, tmp_path / "ddp", 1), env=env, capture_output=True, text=True)
+    ddp = subprocess.run(
+        torchrun + _args(synthetic_dataset, tmp_path / "ddp", 1), env=env, capture_output=True, text=True
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = subprocess.run(
         [sys.executable, *_args(synthetic_dataset, tmp_path / "one", 2)], env=env, capture_output=True, text=True

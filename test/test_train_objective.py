@@ -37,7 +37,9 @@ def test_occupancy_term_is_the_mean_over_labelled_frames_only():
         out = objective(batch, step=0)
         # Reference: the loss of frame 0 alone (frame 1 has no labels and must not count).
         seq = objective.net.forward_sequence(batch, step=0)
-        expected = OccupancyLoss(config.loss, config.head.cascade_ratio)(head_frame(seq.heads[0], 0), batch["labels"][0, 0][None])
+        expected = OccupancyLoss(config.loss, config.head.cascade_ratio)(
+            head_frame(seq.heads[0], 0), batch["labels"][0, 0][None]
+        )
     assert out.learnable and set(out.terms) == {"occ"}
     torch.testing.assert_close(out.total, expected.total, rtol=1e-5, atol=1e-5)
 
@@ -54,7 +56,9 @@ def test_unlabelled_window_is_not_learnable_in_supervised_mode_but_is_with_lidar
 
     le = LabelEfficientConfig(label_fraction=0.1, geometry_weight=1.0)
     torch.manual_seed(0)
-    label_efficient = TrainingObjective(config, TrainConfig(steps=10, warmup_steps=0, renderer=False, label_efficient=le))
+    label_efficient = TrainingObjective(
+        config, TrainConfig(steps=10, warmup_steps=0, renderer=False, label_efficient=le)
+    )
     out = label_efficient(batch, step=0)
     assert out.learnable and set(out.terms) == {"geo"} and torch.isfinite(out.total)
     out.total.backward()
