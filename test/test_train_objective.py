@@ -2,13 +2,13 @@ import dataclasses
 
 import pytest
 import torch
+from test_tacocc_model import sequence_batch
 
 from tacocc_core.config import load_preset
 from tacocc_core.labels import IGNORE
 from tacocc_core.losses.occupancy import OccupancyLoss
 from tacocc_core.train.objective import TrainingObjective, head_frame
 from tacocc_core.train.train_config import LabelEfficientConfig, TrainConfig
-from test_tacocc_model import sequence_batch
 
 
 def _config():
