@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tacocc_core.commands import bench, convert_nuscenes, generate_scenes, play, render, show_config, show_labels
+from tacocc_core.commands import (
+    bench,
+    convert_nuscenes,
+    evaluate,
+    generate_scenes,
+    play,
+    render,
+    show_config,
+    show_labels,
+    train,
+)
 from tacocc_core.config import ConfigError
 from tacocc_core.labels import LabelFileError
 
 # Listed explicitly, in the order `tacocc --help` shows them.
-COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, bench, render)
+COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, train, evaluate, bench, render)
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, LabelFileError, FileNotFoundError)

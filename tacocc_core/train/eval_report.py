@@ -1,0 +1,107 @@
+"""Evaluation report in the shape of the paper's tables, as Markdown and JSON, written atomically.
+
+- per-class IoU (Table I): one row, columns IoU (geometry), mIoU, then the 16 classes, in percent;
+- distance bands (Table VI): IoU and mIoU of the voxels within 25 / 50 / 100 m of the LiDAR;
+- chosen-k histogram of the adaptive fuser (Table V): share of each k per modality and pyramid scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tacocc_core.labels import CLASS_NAMES, NUM_CLASSES
+from tacocc_core.train.evaluation import EvalResult
+
+
+def _pct(value: float) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+
+
+def report_dict(result: EvalResult, meta: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready report: `meta` (checkpoint, split, ...), frame counts, scores per region, k histogram."""
+    k_share = {
+        modality: {
+            str(scale): {str(k): n / max(1, sum(counts.values())) for k, n in sorted(counts.items())}
+            for scale, counts in sorted(scales.items())
+        }
+        for modality, scales in result.k_histogram.items()
+    }
+    counts = {
+        modality: {str(s): {str(k): n for k, n in sorted(c.items())} for s, c in sorted(scales.items())}
+        for modality, scales in result.k_histogram.items()
+    }
+    return {
+        **meta,
+        "frames": result.frames,
+        "unlabelled_frames": result.unlabelled,
+        "scores": {name: s.to_dict() for name, s in result.evaluator.results().items()},
+        "k_histogram": {"counts": counts, "share": k_share},
+    }
+
+
+def report_markdown(result: EvalResult, meta: dict[str, Any]) -> str:
+    """The three tables as Markdown, headed by `meta` (one `key: value` line each)."""
+    scores = result.evaluator.results()
+    lines = ["# Occupancy evaluation", ""]
+    lines += [f"- {key}: {value}" for key, value in meta.items()]
+    lines += [f"- frames scored: {result.frames} (run without labels: {result.unlabelled})", ""]
+
+    lines += ["## Per-class IoU (%, all voxels)", ""]
+    header = ["IoU", "mIoU", *CLASS_NAMES[1:NUM_CLASSES]]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---:|" * len(header))
+    every = scores["all"]
+    cells = [_pct(every.geometry_iou), _pct(every.miou), *(_pct(v) for v in every.class_iou[1:])]
+    lines += ["| " + " | ".join(cells) + " |", ""]
+
+    lines += ["## Distance bands (%)", "", "| range | IoU | mIoU | voxels |", "|---|---:|---:|---:|"]
+    for name, s in scores.items():
+        label = "all" if name == "all" else name.removeprefix("within_").replace("m", " m")
+        lines.append(f"| {label} | {_pct(s.geometry_iou)} | {_pct(s.miou)} | {s.voxels} |")
+    lines.append("")
+
+    lines += ["## Chosen k of the adaptive fuser (% of queries)", ""]
+    if not result.k_histogram:
+        lines += ["(no fuser statistics: fuser mode without retrieval)", ""]
+    else:
+        ks = sorted({int(k) for scales in result.k_histogram.values() for c in scales.values() for k in c})
+        lines.append("| modality | scale | " + " | ".join(f"k={k}" for k in ks) + " | queries |")
+        lines.append("|---|---:|" + "---:|" * (len(ks) + 1))
+        for modality, scales in result.k_histogram.items():
+            for scale, c in sorted(scales.items()):
+                n = sum(c.values())
+                shares = " | ".join(_pct(c.get(k, 0) / n) if n else "-" for k in ks)
+                lines.append(f"| {modality} | {scale} | {shares} | {n} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write through a temporary file in the same folder and rename: never a half-written report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    out_dir: str | os.PathLike[str], stem: str, result: EvalResult, meta: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write `<out_dir>/<stem>.md` and `<out_dir>/<stem>.json`; returns both paths."""
+    out_dir = Path(out_dir)
+    md, js = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
+    write_text_atomic(js, json.dumps(report_dict(result, meta), indent=2) + "\n")
+    write_text_atomic(md, report_markdown(result, meta))
+    return md, js

@@ -1,0 +1,104 @@
+"""Scoring a network on held-out scenes the way it runs online: frame after frame, scene after scene.
+
+Each scene is streamed through a `Predictor` (the inference API of the ROS node), so the temporal state is
+carried as in deployment and every keyframe is scored exactly once. Frames without labels are still run
+(they feed the temporal state) but not scored. Under several processes the scenes are dealt round-robin
+and the confusion matrices summed over ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tacocc_core.data.nuscenes_reader import NuScenesReader
+from tacocc_core.data.sequences import scene_samples, split_scenes
+from tacocc_core.metrics import OccupancyEvaluator
+from tacocc_core.predictor import Predictor
+from tacocc_core.train.distributed import DistContext, all_reduce_sum
+
+KHistogram = dict[str, dict[int, dict[int, int]]]
+
+
+@dataclass
+class EvalResult:
+    """Scores of one split.
+
+    Args:
+        evaluator: confusion matrices (all voxels and the distance bands), summed over ranks.
+        k_histogram: chosen-k counts {modality: {scale: {k: count}}} over the frames this rank ran.
+        frames: frames scored (with labels), over all ranks.
+        unlabelled: frames run but not scored (no labels), over all ranks.
+    """
+
+    evaluator: OccupancyEvaluator
+    k_histogram: KHistogram = field(default_factory=dict)
+    frames: int = 0
+    unlabelled: int = 0
+
+
+def split_streams(reader: NuScenesReader, split: str) -> list[list[str]]:
+    """Sample tokens of each scene of `split`, in time order."""
+    return [scene_samples(reader.nusc, name) for name in split_scenes(reader.nusc, split)]
+
+
+def add_k_histogram(total: KHistogram, more: KHistogram) -> None:
+    """Total += more, entry by entry (nested {modality: {scale: {k: count}}})."""
+    for modality, scales in more.items():
+        for scale, counts in scales.items():
+            slot = total.setdefault(modality, {}).setdefault(int(scale), {})
+            for k, n in counts.items():
+                slot[int(k)] = slot.get(int(k), 0) + int(n)
+
+
+def evaluate_streams(
+    predictor: Predictor,
+    reader: NuScenesReader,
+    streams: list[list[str]],
+    ctx: DistContext | None = None,
+    max_frames: int | None = None,
+    on_frame: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Run every scene of `streams` (this rank's share) through `predictor` and score labelled frames.
+
+    Args:
+        predictor: the network; its temporal state is reset at the start of every scene.
+        reader: reads the frames (labels on the predictor's grid).
+        streams: tokens per scene (`split_streams`).
+        ctx: the process group (scenes rank::world_size on each rank); None: a single process.
+        max_frames: stop after this many frames on this rank (quick validation of a long split).
+        on_frame: called with each token after it ran (progress).
+
+    Raises:
+        RuntimeError: a frame the network could not process (names the sample token).
+    """
+    ctx = ctx or DistContext()
+    evaluator = OccupancyEvaluator(predictor.grid)
+    histogram: KHistogram = {}
+    counts = [0, 0]
+    done = 0
+    for scene in streams[ctx.rank :: ctx.world_size]:
+        predictor.reset()
+        for token in scene:
+            if max_frames is not None and done >= max_frames:
+                break
+            frame = reader.frame(token)
+            prediction = predictor.predict(frame)
+            if prediction.error is not None:
+                raise RuntimeError(f"evaluation: sample {token}: {prediction.error}")
+            add_k_histogram(histogram, prediction.k_histogram)
+            if frame.labels is None:
+                counts[1] += 1
+            else:
+                evaluator.update(prediction.labels, frame.labels)
+                counts[0] += 1
+            done += 1
+            if on_frame is not None:
+                on_frame(token)
+    for name, matrix in evaluator.matrices.items():
+        evaluator.matrices[name] = all_reduce_sum(matrix, ctx)
+    scored, unlabelled = (int(x) for x in all_reduce_sum(np.asarray(counts, dtype=np.int64), ctx))
+    evaluator.frames = scored
+    return EvalResult(evaluator, histogram, scored, unlabelled)
