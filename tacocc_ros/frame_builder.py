@@ -170,22 +170,30 @@ class SweepBuffer:
         Returns:
             (M, 5) float32 [x, y, z, intensity, time_lag_s], current sweep first (lag 0), then newest to oldest.
         """
-        parts = [np.concatenate([points[:, :4], np.zeros((len(points), 1), np.float32)], axis=1)]
         previous = self.previous(stamp_ns) if self.sweeps else []
         current = lidar2global(stamp_ns) if previous else None
+        moves = []
         if current is not None:
             global2current = invert_transform(current)
             for stamp, sweep in previous:
                 pose = lidar2global(stamp)
-                if pose is None:
-                    continue
-                a2b = global2current @ pose
-                moved = np.empty((len(sweep), 5), dtype=np.float32)
-                moved[:, :3] = sweep[:, :3].astype(np.float64) @ a2b[:3, :3].T + a2b[:3, 3]
-                moved[:, 3] = sweep[:, 3]
-                moved[:, 4] = (stamp_ns - stamp) / 1e9
-                parts.append(moved)
-        return np.ascontiguousarray(np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+                if pose is not None:
+                    moves.append((stamp, sweep, global2current @ pose))
+        total = len(points) + sum(len(sweep) for _, sweep, _ in moves)
+        out = np.empty((total, 5), dtype=np.float32)
+        out[: len(points), :4] = points[:, :4]
+        out[: len(points), 4] = 0.0
+        start = len(points)
+        for stamp, sweep, a2b in moves:
+            # float32 is exact enough here: sweep points are within ~100 m of their sensor and a2b is a
+            # short relative motion, so no large global coordinates enter the product.
+            rows = out[start : start + len(sweep)]
+            np.matmul(sweep[:, :3], a2b[:3, :3].T.astype(np.float32), out=rows[:, :3])
+            rows[:, :3] += a2b[:3, 3].astype(np.float32)
+            rows[:, 3] = sweep[:, 3]
+            rows[:, 4] = (stamp_ns - stamp) / 1e9
+            start += len(sweep)
+        return out
 
 
 def camera_arrays(
