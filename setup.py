@@ -15,6 +15,7 @@ ROS_WHEELS = [
     "ros-nav-msgs",
     "ros-visualization-msgs",
     "ros-diagnostic-msgs",
+    "ros-std-srvs",
 ]
 
 
@@ -75,6 +76,7 @@ setup(
     entry_points={
         "console_scripts": [
             "tacocc = tacocc_core.cli:main",
+            "occupancy_node = tacocc_ros.occupancy_node:main",
         ],
     },
 )

@@ -173,7 +173,8 @@ def build_diagnostics(
 
     Level: WARN when frames were dropped or failed since the previous snapshot, otherwise OK.
     Values (strings, as DiagnosticStatus carries them): one `rate <topic> (Hz)` per input, `latency p50 (ms)`,
-    `latency p99 (ms)`, `published`, `dropped <reason>`, `failed <reason>`, `k=<k> count`.
+    `latency p99 (ms)`, `published`, `dropped <reason>`, `failed <reason>`, `k=<k> count`, and one value
+    per counted event (`NodeStats.on_event`).
     """
     values = [KeyValue(key=f"rate {topic} (Hz)", value=f"{hz:.2f}") for topic, hz in sorted(stats["rates_hz"].items())]
     for q in ("p50", "p99"):
@@ -183,6 +184,7 @@ def build_diagnostics(
     values += [KeyValue(key=f"dropped {r}", value=str(n)) for r, n in sorted(stats["dropped"].items())]
     values += [KeyValue(key=f"failed {r}", value=str(n)) for r, n in sorted(stats["failed"].items())]
     values += [KeyValue(key=f"k={k} count", value=str(n)) for k, n in sorted(stats["k_histogram"].items())]
+    values += [KeyValue(key=name, value=str(n)) for name, n in sorted(stats.get("events", {}).items())]
     new_dropped, new_failed = stats["new_dropped"], stats["new_failed"]
     if new_dropped or new_failed:
         level, message = DiagnosticStatus.WARN, f"{new_dropped} dropped, {new_failed} failed since last report"

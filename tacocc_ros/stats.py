@@ -30,6 +30,7 @@ class NodeStats:
         self._dropped: Counter[str] = Counter()
         self._failed: Counter[str] = Counter()
         self._k: Counter[int] = Counter()
+        self._events: Counter[str] = Counter()
         self._published = 0
         self._reported_dropped = 0
         self._reported_failed = 0
@@ -58,6 +59,11 @@ class NodeStats:
         with self._lock:
             self._failed[reason] += count
 
+    def on_event(self, name: str, count: int = 1) -> None:
+        """Count something that is neither a drop nor a failure (a degraded frame, a temporal reset)."""
+        with self._lock:
+            self._events[name] += count
+
     def on_k(self, k_values: np.ndarray) -> None:
         """Add the k chosen per fusion query ((Q,) ints) of one frame to the histogram."""
         values, counts = np.unique(np.asarray(k_values, dtype=np.int64), return_counts=True)
@@ -84,6 +90,7 @@ class NodeStats:
                 "dropped": dict(self._dropped),
                 "failed": dict(self._failed),
                 "k_histogram": dict(self._k),
+                "events": dict(self._events),
                 "new_dropped": total_dropped - self._reported_dropped,
                 "new_failed": total_failed - self._reported_failed,
             }

@@ -1,0 +1,166 @@
+"""Parameters of the occupancy node: declaration with descriptions, validation, a typed snapshot.
+
+`config/occupancy_node.yaml` spells out every parameter. Per-camera parameters are declared for the
+camera names of the model config (`cameras.<NAME>.image_topic`, ...), so the model config is read first.
+Parameters marked read-only need a restart (they shape subscriptions or the network); the others can be
+changed while the node runs and are checked by `check_parameter` in the on-set callback, which returns
+the reason a value is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    default: Any
+    description: str
+    read_only: bool = False
+    check: Callable[[Any], str | None] | None = None
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}, got {v!r}"
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}, got {v}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _device(v: Any) -> str | None:
+    ok = v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+    return None if ok else f"must be auto, cpu, cuda or cuda:N, got {v!r}"
+
+
+def _file_or_empty(v: Any) -> str | None:
+    return None if v == "" or Path(v).is_file() else f"file {v!r} not found"
+
+
+def _topic(v: Any) -> str | None:
+    return None if v and " " not in v else f"must be a topic name, got {v!r}"
+
+
+# Parameters that do not depend on the camera names.
+NODE_PARAMS: dict[str, ParamSpec] = {
+    "model_config": ParamSpec("nuscenes_r50_256x704", "model preset name or config YAML path", True),
+    "checkpoint": ParamSpec(
+        "", "checkpoint file; empty = random weights (demos and tests only); a change reloads it", False, _file_or_empty
+    ),
+    "device": ParamSpec("auto", "auto, cpu, cuda or cuda:N", True, _device),
+    "precision": ParamSpec("fp32", "fp32, bf16 or fp16 (autocast)", True, _one_of("fp32", "bf16", "fp16")),
+    "lidar_topic": ParamSpec("/LIDAR_TOP", "sensor_msgs/PointCloud2 input", True, _topic),
+    "odom_topic": ParamSpec("/odom", "nav_msgs/Odometry input (ego pose for the temporal warp)", True, _topic),
+    "sensor_reliability": ParamSpec(
+        "best_effort",
+        "QoS reliability of sensor inputs: best_effort (sensor data) or reliable",
+        True,
+        _one_of("best_effort", "reliable"),
+    ),  # fmt: skip
+    "camera_info_durability": ParamSpec(
+        "transient_local",
+        "QoS durability of CameraInfo: transient_local (latched) or volatile",
+        True,
+        _one_of("transient_local", "volatile"),
+    ),  # fmt: skip
+    "slop_s": ParamSpec(0.05, "largest |image stamp - (LiDAR stamp + offset)| matched, seconds", False, _at_least(0.0)),
+    "timeout_s": ParamSpec(0.2, "how long (message time) a sweep waits for its images, seconds", False, _at_least(0.0)),
+    "min_cameras": ParamSpec(
+        6,
+        "a sweep that times out with at least this many cameras is processed degraded; more than "
+        "the camera count means all are required",
+        False,
+        _at_least(0),
+    ),  # fmt: skip
+    "use_message_filters": ParamSpec(False, "message_filters' ApproximateTimeSynchronizer where importable", True),
+    "max_cubes": ParamSpec(100000, "cap on marker cubes (nearest kept); 0 = no cap", False, _at_least(0)),
+    "calibration": ParamSpec(
+        "", "calibration YAML (tacocc_ros/calibration.py schema); empty = TF only", True, _file_or_empty
+    ),  # fmt: skip
+    "extrinsics": ParamSpec("auto", "auto, tf or calibration", True, _one_of("auto", "tf", "calibration")),
+    "ego_frame": ParamSpec("base_link", "odometry child frame (TF lookups of the LiDAR mount)", True),
+    "odom_tolerance_s": ParamSpec(
+        0.1, "a LiDAR stamp this far outside the odometry is still matched", False, _at_least(0.0)
+    ),  # fmt: skip
+    "odom_wait_s": ParamSpec(
+        0.05, "the worker waits this long (wall time) for odometry at the LiDAR stamp", False, _at_least(0.0)
+    ),  # fmt: skip
+    "diagnostics_period_s": ParamSpec(1.0, "period of /diagnostics, seconds", True, _positive),
+    "latency_from": ParamSpec(
+        "stamp",
+        "latency measured from the LiDAR stamp (node clock; live sensors or sim time) or from its arrival",
+        False,
+        _one_of("stamp", "arrival"),
+    ),  # fmt: skip
+    "decode_threads": ParamSpec(2, "threads decoding the camera images", True, _at_least(1)),
+}
+
+
+def camera_params(camera: str) -> dict[str, ParamSpec]:
+    """The per-camera parameters, defaults following the common nuScenes converters' topic names."""
+    prefix = f"cameras.{camera}."
+    return {
+        prefix + "image_topic": ParamSpec(f"/{camera}/image_rect_compressed", "image input", True, _topic),
+        prefix + "info_topic": ParamSpec(f"/{camera}/camera_info", "CameraInfo (transient local)", True, _topic),
+        prefix + "transport": ParamSpec(
+            "compressed", "compressed (CompressedImage) or raw (Image)", True, _one_of("compressed", "raw")
+        ),  # fmt: skip
+        prefix + "offset_s": ParamSpec(0.0, "expected image stamp minus LiDAR stamp, seconds", False),
+    }
+
+
+def all_params(cameras: tuple[str, ...]) -> dict[str, ParamSpec]:
+    specs = dict(NODE_PARAMS)
+    for camera in cameras:
+        specs.update(camera_params(camera))
+    return specs
+
+
+def check_parameter(specs: dict[str, ParamSpec], name: str, value: Any) -> str | None:
+    """Why `value` is refused for parameter `name`, or None when it is fine."""
+    spec = specs.get(name)
+    if spec is None:
+        return None  # not ours (use_sim_time and the like)
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        return f"{name}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
+    if spec.check is not None and (reason := spec.check(value)) is not None:
+        return f"{name}: {reason}"
+    return None
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    name: str
+    image_topic: str
+    info_topic: str
+    transport: str
+    offset_ns: int
+
+
+def camera_inputs(values: dict[str, Any], cameras: tuple[str, ...]) -> list[CameraInput]:
+    """Per-camera inputs from a {parameter name: value} dict."""
+    out = []
+    for camera in cameras:
+        p = f"cameras.{camera}."
+        out.append(
+            CameraInput(
+                camera,
+                values[p + "image_topic"],
+                values[p + "info_topic"],
+                values[p + "transport"],
+                round(values[p + "offset_s"] * NS_PER_S),
+            )
+        )
+    return out

@@ -1,0 +1,443 @@
+"""`occupancy_node`: six cameras + LiDAR + odometry in, semantic voxel grid out (markers, cloud, diagnostics).
+
+Wiring only; the work is done by the tested modules it calls:
+    callbacks (sensor group) -> conversions (pointcloud.py) -> synchroniser (sync.py) -> keep-latest Worker
+    worker thread -> decode (images.py) -> Frame (frame_builder.py) -> Predictor.predict -> outputs.py
+
+- Subscription callbacks never wait for the network: a complete set goes into a one-place slot that a
+  newer set replaces (counted as dropped "replaced").
+- CameraInfo is kept outside the synchroniser (latest per camera, transient-local QoS by default).
+- One bad message (malformed cloud, unknown encoding, corrupt JPEG, a failing frame) is logged,
+  counted on /diagnostics, and the node goes on with the next one.
+- Time going backwards (a bag loop) clears the synchroniser and the sweep buffer and resets the
+  network's temporal state before the next frame.
+- `~/occupancy/markers` and `~/occupancy/cloud` are built only while someone subscribes; their header is
+  the LiDAR stamp and frame. `/diagnostics` goes out every `diagnostics_period_s`.
+- The checkpoint is reloaded when the `checkpoint` parameter changes and by the `~/reload_checkpoint`
+  service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
+  the current weights stay.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from tacocc_core.checkpoint import CheckpointError
+from tacocc_core.config import load_preset
+from tacocc_core.frame import Frame
+from tacocc_core.predictor import Predictor, PredictorOptions
+from tacocc_ros.calibration import load_calibration
+from tacocc_ros.extrinsics import make_extrinsics
+from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.images import ImageDecodeError, decode_for_network
+from tacocc_ros.node_params import NS_PER_S, all_params, camera_inputs, check_parameter
+from tacocc_ros.outputs import MarkerBuilder, build_cloud, build_diagnostics
+from tacocc_ros.pointcloud import PointCloudError, cloud_to_points
+from tacocc_ros.stamps import stamp_to_ns
+from tacocc_ros.stats import NodeStats
+from tacocc_ros.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
+from tacocc_ros.sync_message_filters import make_synchronizer
+from tacocc_ros.worker import Worker
+
+SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
+
+
+def guarded(callback):
+    """A subscription callback that logs and counts an unexpected exception instead of ending the spin."""
+
+    @functools.wraps(callback)
+    def run(self, *args):
+        try:
+            callback(self, *args)
+        except Exception as err:  # noqa: BLE001 - one bad message must not take the node down
+            self.stats.on_failed(f"callback {callback.__name__}")
+            self.get_logger().error(f"{callback.__name__}: {type(err).__name__}: {err}")
+
+    return run
+
+
+@dataclass(frozen=True)
+class LidarInput:
+    """A converted sweep: (N, 4) float32 [x, y, z, intensity] in `frame_id`, arrival on the monotonic clock."""
+
+    stamp_ns: int
+    frame_id: str
+    points: np.ndarray
+    arrival_ns: int
+
+
+class OccupancyNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("occupancy_node", **kwargs)
+        model_config = self.declare_parameter(
+            "model_config",
+            "nuscenes_r50_256x704",
+            ParameterDescriptor(description="model preset or YAML", read_only=True),
+        ).value
+        self.config = load_preset(model_config)
+        self.cameras = tuple(self.config.cameras.names)
+        self.specs = all_params(self.cameras)
+        for name, spec in self.specs.items():
+            if name != "model_config":
+                self.declare_parameter(
+                    name, spec.default, ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+                )
+        self.values = {name: self.get_parameter(name).value for name in self.specs}
+        for name, value in self.values.items():
+            if (reason := check_parameter(self.specs, name, value)) is not None:
+                raise ValueError(f"parameter {reason}")
+        v = self.values
+
+        self.predictor = self._make_predictor(v["checkpoint"], v["device"], v["precision"])
+        calibration = load_calibration(v["calibration"]) if v["calibration"] else None
+        self.extrinsics = make_extrinsics(self, v["extrinsics"], calibration, v["ego_frame"])
+        self.inputs = camera_inputs(v, self.cameras)
+        self.grid = self.config.grid.spec()
+        self.stats = NodeStats()
+        self.poses = PoseBuffer(tolerance_ns=round(v["odom_tolerance_s"] * NS_PER_S))
+        self.sweeps = SweepBuffer(self.config.lidar.sweeps)
+        self.markers = MarkerBuilder(self.grid, v["max_cubes"] or None)
+        self.camera_info: dict[str, np.ndarray] = {}
+        self._sync_lock = threading.Lock()
+        self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])
+        self._reset_requested = threading.Event()
+        self._warned: set[str] = set()
+        self._decode_pool = ThreadPoolExecutor(v["decode_threads"], thread_name_prefix="tacocc-decode")
+
+        reliability = (
+            ReliabilityPolicy.RELIABLE if v["sensor_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        )
+        sensor_qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=reliability)
+        durability = (
+            DurabilityPolicy.TRANSIENT_LOCAL
+            if v["camera_info_durability"] == "transient_local"
+            else DurabilityPolicy.VOLATILE
+        )
+        info_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
+        sensors = MutuallyExclusiveCallbackGroup()
+        for cam in self.inputs:
+            msg_type = CompressedImage if cam.transport == "compressed" else Image
+            self.create_subscription(
+                msg_type, cam.image_topic, lambda m, c=cam: self._on_image(c, m), sensor_qos, callback_group=sensors
+            )
+            self.create_subscription(
+                CameraInfo, cam.info_topic, lambda m, c=cam: self._on_info(c, m), info_qos, callback_group=sensors
+            )
+        self.create_subscription(PointCloud2, v["lidar_topic"], self._on_cloud, sensor_qos, callback_group=sensors)
+        self.create_subscription(Odometry, v["odom_topic"], self._on_odom, sensor_qos, callback_group=sensors)
+
+        out_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/occupancy/markers", out_qos)
+        self.pub_cloud = self.create_publisher(PointCloud2, "~/occupancy/cloud", out_qos)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "~/reload_checkpoint", self._on_reload)
+        self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.worker: Worker[SyncedSet] = Worker(self._process, self._on_worker_error, name="tacocc-inference").start()
+        self.get_logger().info(
+            f"ready: model {self.config.name} on {self.predictor.device}, cameras {', '.join(self.cameras)}, "
+            f"LiDAR {v['lidar_topic']}, extrinsics from {type(self.extrinsics).__name__}"
+        )
+
+    # --- setup helpers -------------------------------------------------------------------------------
+    def _make_predictor(self, checkpoint: str, device: str, precision: str) -> Predictor:
+        options = PredictorOptions(device=device, precision=precision, timings=False)
+        if checkpoint:
+            return Predictor.from_checkpoint(checkpoint, self.config, options)
+        self.get_logger().warning(
+            "NO CHECKPOINT: the network runs with RANDOM WEIGHTS; its output is meaningless "
+            "(set the `checkpoint` parameter for real predictions)"
+        )
+        return Predictor(self.config, None, options)
+
+    def _sync_config(self, v: dict) -> SyncConfig:
+        min_cameras = v["min_cameras"]
+        return SyncConfig(
+            cameras=self.cameras,
+            slop_ns=round(v["slop_s"] * NS_PER_S),
+            timeout_ns=round(v["timeout_s"] * NS_PER_S),
+            offsets_ns={c.name: c.offset_ns for c in camera_inputs(v, self.cameras) if c.offset_ns},
+            min_cameras=None if min_cameras >= len(self.cameras) else min_cameras,
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(message)
+
+    # --- callbacks (sensor group: never wait for the network) ----------------------------------------
+    @guarded
+    def _on_image(self, cam, msg) -> None:
+        self.stats.on_input(cam.image_topic, time.monotonic_ns())
+        with self._sync_lock:
+            events = self.sync.add_image(cam.name, stamp_to_ns(msg.header.stamp), msg)
+        self._handle(events)
+
+    @guarded
+    def _on_info(self, cam, msg: CameraInfo) -> None:
+        k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+        if k[0, 0] <= 0 or k[1, 1] <= 0 or not np.isfinite(k).all():
+            self.stats.on_failed(f"camera_info {cam.name}")
+            self.get_logger().error(f"{cam.info_topic}: CameraInfo K has no focal length: {k.tolist()}")
+            return
+        self.camera_info[cam.name] = k
+
+    @guarded
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        topic = self.values["lidar_topic"]
+        self.stats.on_input(topic, time.monotonic_ns())
+        stamp = stamp_to_ns(msg.header.stamp)
+        try:
+            points = cloud_to_points(msg, source=topic)
+        except PointCloudError as err:
+            self.stats.on_failed("bad PointCloud2")
+            self.get_logger().error(f"dropped sweep {stamp}: {err}")
+            return
+        with self._sync_lock:
+            events = self.sync.add_lidar(stamp, LidarInput(stamp, msg.header.frame_id, points, time.monotonic_ns()))
+        self._handle(events)
+        self.sweeps.add(stamp, points)
+
+    @guarded
+    def _on_odom(self, msg: Odometry) -> None:
+        self.stats.on_input(self.values["odom_topic"], time.monotonic_ns())
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        try:
+            pose = pose_xyzw_to_transform((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        except ValueError as err:
+            self.stats.on_failed("bad Odometry")
+            self.get_logger().error(f"{self.values['odom_topic']}: {err}")
+            return
+        if self.poses.add(stamp_to_ns(msg.header.stamp), pose):
+            self.stats.on_event("odometry went back in time")
+
+    def _handle(self, events: list) -> None:
+        for event in events:
+            if isinstance(event, SyncedSet):
+                if self.worker.submit(event):
+                    self.stats.on_dropped("replaced")
+                if event.missing:
+                    self.stats.on_event("degraded " + ",".join(event.missing))
+            elif isinstance(event, DroppedSet):
+                self.stats.on_dropped(event.reason)
+                for camera in event.missing:
+                    self.stats.on_dropped(f"{event.reason}:{camera}")
+                self.get_logger().warning(
+                    f"dropped sweep {event.lidar_stamp_ns}: {event.reason}"
+                    + (f" (no image from {', '.join(event.missing)})" if event.missing else "")
+                )
+            elif isinstance(event, TimeReset):
+                self.sweeps.clear()
+                self._reset_requested.set()
+                self.stats.on_event("time went backwards")
+                self.get_logger().warning(
+                    f"time went backwards on {event.source} ({event.previous_ns} -> {event.stamp_ns}): "
+                    "buffers cleared, temporal state reset"
+                )
+
+    # --- worker thread -------------------------------------------------------------------------------
+    def _process(self, synced: SyncedSet) -> None:
+        lidar: LidarInput = synced.lidar
+        if self._reset_requested.is_set():
+            self._reset_requested.clear()
+            self.predictor.reset()
+        frame = self._build_frame(synced)
+        if frame is None:
+            return
+        prediction = self.predictor.predict(frame)
+        if prediction.error is not None:
+            self.stats.on_failed("network")
+            self.get_logger().error(f"sweep {lidar.stamp_ns}: {prediction.error}")
+            return
+        if prediction.temporal_reset is not None:
+            self.stats.on_event(f"temporal reset: {prediction.temporal_reset}")
+        ks = [
+            (k, n)
+            for modality in prediction.k_histogram.values()
+            for scale in modality.values()
+            for k, n in scale.items()
+        ]
+        if ks:
+            self.stats.on_k(np.repeat([k for k, _ in ks], [n for _, n in ks]))
+        self._publish(prediction.labels, lidar)
+
+    def _build_frame(self, synced: SyncedSet) -> Frame | None:
+        """Decode and assemble; None (counted) when too few cameras are usable."""
+        lidar: LidarInput = synced.lidar
+        size = tuple(self.config.cameras.image_size)
+        topics = {c.name: c.image_topic for c in self.inputs}
+
+        def decode(name: str):
+            try:
+                return name, decode_for_network(synced.images[name][1], size, source=topics[name])
+            except ImageDecodeError as err:
+                return name, err
+
+        decoded = {}
+        for name, result in self._decode_pool.map(decode, list(synced.images)):
+            if isinstance(result, ImageDecodeError):
+                self.stats.on_failed(f"image {name}")
+                self.get_logger().error(f"sweep {lidar.stamp_ns}: {result}")
+            else:
+                decoded[name] = result
+        intrinsics, extrinsics = {}, {}
+        for name in decoded:
+            k = self.camera_info.get(name)
+            intrinsics_k = k if k is not None else self.extrinsics.cam2img(name)
+            if intrinsics_k is not None:
+                intrinsics[name] = intrinsics_k
+            frame_id = synced.images[name][1].header.frame_id or name
+            cam2lidar = self.extrinsics.cam2lidar(name, frame_id, lidar.frame_id)
+            if cam2lidar is not None:
+                extrinsics[name] = cam2lidar
+        images, cam2img, cam2lidar, valid, missing = camera_arrays(self.cameras, size, decoded, intrinsics, extrinsics)
+        for name, why in missing.items():
+            if name in synced.images and name in decoded:
+                self._warn_once(f"missing {name} {why}", f"camera {name} left out: {why}")
+        needed = len(self.cameras) if self.sync.config.min_cameras is None else self.sync.config.min_cameras
+        if valid.sum() < max(needed, 1):
+            self.stats.on_failed("too few cameras")
+            self.get_logger().error(
+                f"sweep {lidar.stamp_ns}: {int(valid.sum())} usable cameras, need {needed}; left out: {missing}"
+            )
+            return None
+
+        lidar2ego = self.extrinsics.lidar2ego(lidar.frame_id)
+        if lidar2ego is None:
+            self._warn_once("lidar2ego", f"no {lidar.frame_id} -> ego transform; assuming identity")
+            lidar2ego = np.eye(4)
+
+        def lidar2global(stamp_ns: int) -> np.ndarray | None:
+            ego2global = self.poses.lookup(stamp_ns)
+            return None if ego2global is None else ego2global @ lidar2ego
+
+        self.poses.wait_for(lidar.stamp_ns, self.values["odom_wait_s"])
+        pose = lidar2global(lidar.stamp_ns)
+        if pose is None:
+            self.stats.on_event("no odometry")
+            self._warn_once(
+                "no odometry", "no odometry near the LiDAR stamp: identity pose, previous sweeps not merged"
+            )
+            pose = np.eye(4)
+        points = self.sweeps.accumulate(lidar.stamp_ns, lidar.points, lidar2global)
+        return Frame(
+            images, cam2img, cam2lidar, points, pose, lidar.stamp_ns, camera_valid=valid, stream_id=lidar.frame_id
+        )
+
+    def _publish(self, labels: np.ndarray, lidar: LidarInput) -> None:
+        if not self.context.ok():  # shutting down
+            return
+        if self.pub_markers.get_subscription_count() > 0:
+            self.pub_markers.publish(self.markers.build(labels, lidar.stamp_ns, lidar.frame_id))
+        if self.pub_cloud.get_subscription_count() > 0:
+            self.pub_cloud.publish(build_cloud(labels, self.grid, lidar.stamp_ns, lidar.frame_id))
+        if self.values["latency_from"] == "arrival":
+            self.stats.on_published(lidar.arrival_ns, time.monotonic_ns())
+        else:
+            self.stats.on_published(lidar.stamp_ns, self.get_clock().now().nanoseconds)
+
+    def _on_worker_error(self, synced: SyncedSet, err: BaseException) -> None:
+        self.stats.on_failed(type(err).__name__)
+        if not self.context.ok():
+            return
+        self.get_logger().error(f"sweep {synced.lidar_stamp_ns} failed: {type(err).__name__}: {err}")
+
+    # --- services, parameters, diagnostics -----------------------------------------------------------
+    def _reload(self, path: str) -> str | None:
+        """Reload weights from `path`; the reason on failure (the current weights stay)."""
+        if not path:
+            return "no checkpoint path set (random weights cannot be reloaded)"
+        try:
+            self.predictor.reload(path)
+        except CheckpointError as err:
+            self.stats.on_failed("checkpoint reload")
+            return str(err)
+        self.stats.on_event("checkpoint reloads")
+        self.get_logger().info(f"reloaded checkpoint {path}")
+        return None
+
+    def _on_reload(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        reason = self._reload(self.values["checkpoint"])
+        response.success = reason is None
+        response.message = reason or f"reloaded {self.values['checkpoint']}"
+        return response
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        changes = {p.name: p.value for p in params}
+        for name, value in changes.items():
+            if (reason := check_parameter(self.specs, name, value)) is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        if "checkpoint" in changes and changes["checkpoint"] != self.values["checkpoint"]:
+            if (reason := self._reload(changes["checkpoint"])) is not None:
+                return SetParametersResult(successful=False, reason=f"checkpoint: {reason}")
+        merged = {**self.values, **{k: v for k, v in changes.items() if k in self.specs}}
+        if any(name in changes for name in SYNC_PARAMS) or any(name.endswith(".offset_s") for name in changes):
+            config = self._sync_config(merged)
+            with self._sync_lock:
+                if isinstance(self.sync, LidarSynchronizer):  # keep its buffers and its notion of time
+                    self.sync.config = config
+                else:
+                    self.sync = make_synchronizer(config, merged["use_message_filters"])
+        if "max_cubes" in changes:
+            self.markers.max_cubes = merged["max_cubes"] or None
+        if "odom_tolerance_s" in changes:
+            self.poses.tolerance_ns = round(merged["odom_tolerance_s"] * NS_PER_S)
+        self.values = merged
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        snapshot = self.stats.snapshot(time.monotonic_ns())
+        self.pub_diagnostics.publish(
+            build_diagnostics(snapshot, self.get_clock().now().nanoseconds, hardware_id=str(self.predictor.device))
+        )
+
+    def close(self) -> None:
+        """Stop the worker (the frame in progress finishes) and the decoder threads."""
+        self.worker.stop()
+        self._decode_pool.shutdown(wait=True)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = OccupancyNode()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as err:  # noqa: BLE001 - a startup error ends the process with its message, not a trace
+        if node is not None and not node.context.ok():  # SIGINT/SIGTERM shut the context down mid-spin
+            pass
+        else:
+            print(f"occupancy_node: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
