@@ -7,13 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from tacocc_core.checkpoint import CheckpointError
-from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader, ReaderOptions
-from tacocc_core.predictor import Predictor, PredictorOptions
-from tacocc_core.train.eval_report import report_markdown, write_report
-from tacocc_core.train.evaluation import evaluate_streams, split_streams
+# The network, the data layer and torch are imported in `run`: every `tacocc` command builds this
+# parser, and none of the others should wait for torch.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from tacocc_core.checkpoint import CheckpointError
+    from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader, ReaderOptions
+    from tacocc_core.predictor import Predictor, PredictorOptions
+    from tacocc_core.train.eval_report import report_markdown, write_report
+    from tacocc_core.train.evaluation import evaluate_streams, split_streams
+
     start = time.perf_counter()
     try:
         options = PredictorOptions(device=args.device, precision=args.precision, timings=False)

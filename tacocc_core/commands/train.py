@@ -7,14 +7,17 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import PRESETS, config_from_dict, config_to_dict, load_config, preset_path
-from tacocc_core.data.nuscenes_reader import DataError
-from tacocc_core.train.loop import RunSpec, train, with_label_fraction
-from tacocc_core.train.nan_guard import NonFiniteLossError
 from tacocc_core.train.overrides import apply_overrides, parse_override
 from tacocc_core.train.train_config import load_train_config, train_config_from_dict, train_config_to_dict
+
+if TYPE_CHECKING:
+    from tacocc_core.train.loop import RunSpec
+
+# The training loop (torch, the network, the data layer) is imported where it runs: every `tacocc`
+# command builds this parser, and none of the others should wait for torch.
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "config" / "train_tiny.yaml"
 
@@ -47,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_spec(args: argparse.Namespace) -> RunSpec:
     """Configs from the arguments (preset, training YAML, --set, --label-fraction) -> RunSpec."""
+    from tacocc_core.train.loop import RunSpec, with_label_fraction
+
     for text in args.overrides:
         parse_override(text)  # reject a malformed --set before reading anything
     model_path = preset_path(args.config)
@@ -77,6 +82,11 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tacocc_core.checkpoint import CheckpointError
+    from tacocc_core.data.nuscenes_reader import DataError
+    from tacocc_core.train.loop import train
+    from tacocc_core.train.nan_guard import NonFiniteLossError
+
     try:
         spec = build_spec(args)
         summary = train(spec)
