@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 # The training loop (torch, the network, the data layer) is imported where it runs: every `tacocc`
 # command builds this parser, and none of the others should wait for torch.
 
-DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "config" / "train_tiny.yaml"
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train on a nuScenes-layout dataset (torchrun for several GPUs)")
@@ -28,7 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="dataset folder (nuScenes layout)")
     p.add_argument("--version", default="v1.0-mini", help="nuScenes table version (default v1.0-mini)")
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, TensorBoard events")
-    p.add_argument("--train-config", type=Path, default=DEFAULT_TRAIN_CONFIG, help="training schedule YAML")
+    p.add_argument(
+        "--train-config",
+        default="train_tiny",
+        help="training schedule: a name under config/ (default train_tiny) or a .yaml path",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.pt")
     p.add_argument("--label-fraction", type=float, default=None, help="keep labels of this fraction (0..1)")
     p.add_argument("--labels", choices=("surroundocc", "occ3d", "none"), default="surroundocc")
@@ -57,9 +59,10 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
     model_path = preset_path(args.config)
     model_dict = apply_overrides(config_to_dict(load_config(model_path)), "model", args.overrides)
     config = config_from_dict(model_dict, source=f"{model_path} with --set")
-    tc = load_train_config(args.train_config)
+    train_path = preset_path(args.train_config)  # a name looked up like the model presets, or a path
+    tc = load_train_config(train_path)
     tc = train_config_from_dict(
-        apply_overrides(train_config_to_dict(tc), "train", args.overrides), source=f"{args.train_config} with --set"
+        apply_overrides(train_config_to_dict(tc), "train", args.overrides), source=f"{train_path} with --set"
     )
     if args.label_fraction is not None:
         if not 0.0 <= args.label_fraction <= 1.0:
