@@ -73,6 +73,7 @@ def progress_lines(text: str) -> list[dict]:
     return [json.loads(line.split("progress ", 1)[1]) for line in text.splitlines() if "progress {" in line]
 
 
+@pytest.mark.slow
 def test_loss_goes_down_and_progress_is_published(bag, tmp_path):
     rclpy.init()
     node = None
