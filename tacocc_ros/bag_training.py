@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -136,8 +136,6 @@ def load_sequences(spec: FineTuneSpec) -> list[list[Frame]]:
 
 
 def _with_labels(frame: Frame, labels: np.ndarray | None, token: str) -> Frame:
-    from dataclasses import replace
-
     return replace(frame, labels=labels, sample_token=token)
 
 
