@@ -77,6 +77,7 @@ setup(
         "console_scripts": [
             "tacocc = tacocc_core.cli:main",
             "occupancy_node = tacocc_ros.occupancy_node:main",
+            "training_node = tacocc_ros.training_node:main",
         ],
     },
 )

@@ -1,0 +1,175 @@
+"""Synchronised Frames (+ labels) straight from rosbag2 bags, assembled as the occupancy node assembles them.
+
+The node's pieces do the work, so a training sequence sees what the node would see on the same
+messages: messages are deserialised into the rclpy classes (`rclpy.serialization.deserialize_message`),
+sweeps and images meet in the node's `LidarSynchronizer`, images go through `decode_for_network`,
+clouds through `cloud_to_points`, poses through `PoseBuffer`, previous sweeps through `SweepBuffer`,
+camera arrays through `camera_arrays`, extrinsics from the bag's `calibration.yaml` via
+`load_calibration`. Only the timing differs: a bag is read twice, first its odometry, camera_info and
+labels (small), then its sweeps and images, so every pose is known when a frame is built (the node
+waits for odometry instead).
+
+Labels: `/occupancy/gt` lists labelled voxel centres (x, y, z float32 + label uint8, LiDAR frame) on the
+`label_grid` of `calibration.yaml`; voxels not listed are empty. They are attached to the frame with the
+same LiDAR stamp and resampled to the model grid with `resample_labels` when the grids differ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rclpy.serialization import deserialize_message
+
+from tacocc_core.bags.calibration import CalibrationError as BagCalibrationError
+from tacocc_core.bags.calibration import read_calibration
+from tacocc_core.bags.reading import BagError, BagReader, RawMessage, require_sensor_topics
+from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, camera_topics
+from tacocc_core.config import ModelConfig
+from tacocc_core.data.label_resample import resample_labels
+from tacocc_core.frame import Frame
+from tacocc_core.geometry import GridSpec
+from tacocc_core.labels import EMPTY
+from tacocc_ros.calibration import CalibrationError, load_calibration
+from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.images import ImageDecodeError, decode_for_network
+from tacocc_ros.player import message_class
+from tacocc_ros.pointcloud import PointCloudError, cloud_to_array, cloud_to_points
+from tacocc_ros.stamps import stamp_to_ns
+from tacocc_ros.sync import LidarSynchronizer, SyncConfig, SyncedSet
+
+__all__ = ["BagFrame", "bag_frames", "deserialize", "labels_from_cloud", "sequences"]
+
+
+@dataclass(frozen=True)
+class BagFrame:
+    """One synchronised frame of a bag; `labels` (X, Y, Z) uint8 on the model grid, or None when unlabelled."""
+
+    frame: Frame
+    labels: np.ndarray | None
+    bag: Path
+
+
+def deserialize(reader: BagReader, msg: RawMessage):
+    """A stored message -> its installed rclpy message; BagError naming bag, topic and stamp otherwise."""
+    cls = message_class(msg.msgtype)
+    if cls is None:
+        raise BagError(f"{reader.path}: topic {msg.topic} has type {msg.msgtype}, which is not installed here")
+    try:
+        return deserialize_message(msg.data, cls)
+    except Exception as err:  # rclpy raises assorted errors on bad CDR; all mean "malformed"
+        raise BagError(
+            f"{reader.path}: topic {msg.topic}: malformed {msg.msgtype} at {msg.stamp_ns} ns ({err})"
+        ) from None
+
+
+def labels_from_cloud(msg, grid: GridSpec, source: str) -> np.ndarray:
+    """/occupancy/gt PointCloud2 (x, y, z, label) -> (grid.shape) uint8 labels, EMPTY where not listed."""
+    cloud = cloud_to_array(msg, source=source)
+    names = cloud.dtype.names or ()
+    if not {"x", "y", "z", "label"} <= set(names):
+        raise PointCloudError(f"{source}: a label cloud needs fields x, y, z, label; it has {list(names)}")
+    centres = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+    idx, inside = grid.point_to_index(centres)
+    if not inside.all():
+        bad = centres[~inside][0].tolist()
+        raise PointCloudError(f"{source}: {int((~inside).sum())} label voxels outside the label grid, e.g. {bad}")
+    out = np.full(grid.shape, EMPTY, dtype=np.uint8)
+    out[idx[:, 0], idx[:, 1], idx[:, 2]] = cloud["label"]
+    return out
+
+
+def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConfig | None = None) -> Iterator[BagFrame]:
+    """The synchronised frames of one converted bag, in LiDAR stamp order.
+
+    Args:
+        path: rosbag2 folder with its `calibration.yaml`.
+        config: model config (cameras, image size, sweeps, grid).
+        sync: matching rule; default the node's defaults for `config.cameras.names`.
+
+    Raises:
+        BagError: unreadable bag, a missing camera / camera_info / LiDAR topic (named), a malformed message.
+        CalibrationError: a missing or invalid calibration.yaml.
+    """
+    path = Path(path)
+    cameras = tuple(config.cameras.names)
+    sync = sync or SyncConfig(cameras=cameras)
+    try:
+        rig = load_calibration(path / "calibration.yaml")
+        label_grid = read_calibration(path).label_grid
+    except (CalibrationError, BagCalibrationError) as err:
+        raise CalibrationError(f"{path}: {err}") from None
+    size = tuple(config.cameras.image_size)
+    with BagReader(path) as reader:
+        require_sensor_topics(reader, cameras)
+        poses = PoseBuffer(max_poses=10**7, reset_after_ns=2**62)
+        intrinsics: dict[str, np.ndarray] = {}
+        labels: dict[int, np.ndarray] = {}
+        info_topics = {camera_topics(c)[1]: c for c in cameras}
+        first = [*info_topics, *(t for t in (ODOM_TOPIC, LABELS_TOPIC) if t in reader.topics)]
+        for raw in reader.messages(first):
+            msg = deserialize(reader, raw)
+            if raw.topic in info_topics:
+                intrinsics[info_topics[raw.topic]] = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+            elif raw.topic == ODOM_TOPIC:
+                p, q = msg.pose.pose.position, msg.pose.pose.orientation
+                poses.add(stamp_to_ns(msg.header.stamp), pose_xyzw_to_transform((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
+            elif label_grid is not None:
+                where = f"{path}: {LABELS_TOPIC} at {raw.stamp_ns} ns"
+                labels[stamp_to_ns(msg.header.stamp)] = resample_labels(
+                    labels_from_cloud(msg, label_grid, where), label_grid, config.grid.spec()
+                )
+        image_topics = {camera_topics(c)[0]: c for c in cameras}
+        synchronizer = LidarSynchronizer(sync)
+        sweeps = SweepBuffer(config.lidar.sweeps, keep=max(32, config.lidar.sweeps + 1))
+        lidar2ego = rig.lidar2ego
+        extrinsics = {name: rig.cameras[name].cam2lidar for name in cameras if name in rig.cameras}
+        fallback_k = {name: rig.cameras[name].cam2img for name in cameras if name in rig.cameras}
+
+        def lidar2global(stamp_ns: int) -> np.ndarray | None:
+            ego2global = poses.lookup(stamp_ns)
+            return None if ego2global is None else ego2global @ lidar2ego
+
+        def build(synced: SyncedSet) -> BagFrame:
+            stamp, points, frame_id = synced.lidar
+            decoded = {}
+            for name, (_, image) in synced.images.items():
+                try:
+                    decoded[name] = decode_for_network(image, size, source=f"{path}: {camera_topics(name)[0]}")
+                except ImageDecodeError as err:
+                    raise BagError(str(err)) from None
+            k = {name: intrinsics.get(name, fallback_k.get(name)) for name in decoded}
+            k = {name: value for name, value in k.items() if value is not None}
+            images, cam2img, cam2lidar, valid, missing = camera_arrays(cameras, size, decoded, k, extrinsics)
+            pose = lidar2global(stamp)
+            if pose is None:
+                raise BagError(f"{path}: no {ODOM_TOPIC} pose near the LiDAR stamp {stamp} ns")
+            merged = sweeps.accumulate(stamp, points, lidar2global)
+            frame = Frame(images, cam2img, cam2lidar, merged, pose, stamp, camera_valid=valid, stream_id=frame_id)
+            return BagFrame(frame, labels.get(stamp), path)
+
+        for raw in reader.messages([LIDAR_TOPIC, *image_topics]):
+            msg = deserialize(reader, raw)
+            stamp = stamp_to_ns(msg.header.stamp)
+            if raw.topic == LIDAR_TOPIC:
+                try:
+                    points = cloud_to_points(msg, source=f"{path}: {LIDAR_TOPIC}")
+                except PointCloudError as err:
+                    raise BagError(str(err)) from None
+                events = synchronizer.add_lidar(stamp, (stamp, points, msg.header.frame_id))
+                sweeps.add(stamp, points)
+            else:
+                events = synchronizer.add_image(image_topics[raw.topic], stamp, msg)
+            for event in events:
+                if isinstance(event, SyncedSet):
+                    yield build(event)
+
+
+def sequences(frames: Sequence[BagFrame], window: int) -> list[list[BagFrame]]:
+    """Consecutive, non-overlapping `window`-frame sequences of frames of one bag (a short tail is left out)."""
+    if window < 1:
+        raise ValueError(f"sequences: window must be >= 1, got {window}")
+    return [list(frames[i : i + window]) for i in range(0, len(frames) - window + 1, window)]

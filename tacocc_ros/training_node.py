@@ -1,0 +1,112 @@
+"""`training_node`: fine-tunes a checkpoint on recorded bags and reports its progress over ROS 2.
+
+    ros2 run tacocc_ros training_node --ros-args -p bags:="['/data/bags/scene-0061']" \
+        -p model_config:=tiny -p train_config:=config/train_tiny.yaml -p out_dir:=runs/online
+
+Reads the bags directly (no playback), assembles frames as the occupancy node does (`bag_frames`) and
+trains with the training engine (`bag_training.FineTuner`). Every `checkpoint_interval` steps it writes
+`<out_dir>/latest.pt` atomically; point the occupancy node's `checkpoint` parameter at it (or call its
+`~/reload_checkpoint` service) to use the new weights without a restart. Each step publishes
+`{"step", "total_steps", "loss", "terms", "frames_per_s", "checkpoint"}` as JSON in a std_msgs/String on
+`~/progress` and logs it. Bad input (a missing bag or topic, no labels in supervised mode, a mismatching
+checkpoint) is logged naming the bag/topic/file and the process exits with status 1; nothing partial
+is written (checkpoints are written to a temp name, then renamed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from tacocc_core.config import load_preset
+from tacocc_core.train.train_config import TrainConfig, load_train_config
+from tacocc_ros.bag_training import FineTuner, FineTuneSpec, Progress, bag_paths
+
+PARAMS = {
+    "bags": ([""], "rosbag2 folders (converted, with calibration.yaml)"),
+    "model_config": ("tiny", "model preset name or YAML path"),
+    "checkpoint": ("", "initial weights ('' = random); ignored when resuming"),
+    "train_config": ("", "TrainConfig YAML ('' = the defaults)"),
+    "out_dir": ("", "run folder; latest.pt is written here"),
+    "checkpoint_interval": (0, "steps between checkpoints (0 = the train config's ckpt_every)"),
+    "steps": (0, "optimiser steps in total (0 = the train config's steps)"),
+    "device": ("cpu", "cpu, cuda or cuda:N"),
+    "label_fraction": (1.0, "fraction of the labels kept (label_efficient.label_mode decides frames or voxels)"),
+    "mode": ("auto", "auto, supervised or self_supervised"),
+    "resume": (False, "continue from out_dir/latest.pt when it exists"),
+}
+
+
+class TrainingNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("training_node", **kwargs)
+        for name, (default, description) in PARAMS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
+        v = {name: self.get_parameter(name).value for name in PARAMS}
+        if not v["out_dir"]:
+            raise ValueError("parameter out_dir: must name the run folder")
+        bags = bag_paths([b for b in v["bags"] if b])
+        tc = load_train_config(v["train_config"]) if v["train_config"] else TrainConfig()
+        changes = {}
+        if v["steps"] > 0:
+            changes["steps"] = v["steps"]
+            changes["warmup_steps"] = min(tc.warmup_steps, v["steps"] - 1)
+        if v["checkpoint_interval"] > 0:
+            changes["ckpt_every"] = v["checkpoint_interval"]
+        tc = dataclasses.replace(tc, **changes)
+        spec = FineTuneSpec(
+            bags=bags,
+            config=load_preset(v["model_config"]),
+            train_config=tc,
+            out_dir=v["out_dir"],
+            initial_checkpoint=v["checkpoint"],
+            resume=v["resume"],
+            mode=v["mode"],
+            label_fraction=v["label_fraction"],
+            device=v["device"],
+        )
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_progress = self.create_publisher(String, "~/progress", qos)
+        self.tuner = FineTuner(spec)
+        self.get_logger().info(
+            f"fine-tuning {spec.config.name} on {len(bags)} bag(s), {len(self.tuner.sequences)} sequences, "
+            f"from step {self.tuner.step} to {tc.steps}, checkpoints every {tc.ckpt_every} steps in {spec.out_dir}"
+        )
+
+    def on_progress(self, progress: Progress) -> None:
+        text = json.dumps(progress.as_dict())
+        self.pub_progress.publish(String(data=text))
+        self.get_logger().info(f"progress {text}")
+
+    def run(self) -> int:
+        return self.tuner.run(self.on_progress, should_stop=lambda: not self.context.ok())
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = TrainingNode()
+        step = node.run()
+        node.get_logger().info(f"done at step {step}")
+    except KeyboardInterrupt:
+        pass
+    except Exception as err:  # noqa: BLE001 - bad input ends the process with its message, not a trace
+        print(f"training_node: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

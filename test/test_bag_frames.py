@@ -1,0 +1,151 @@
+"""tacocc_ros.bag_frames: frames and labels of a converted bag against the dataset reader on the same samples."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from nuscenes.nuscenes import NuScenes
+from rosbags.rosbag2 import Reader, Writer
+
+from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
+from tacocc_core.bags.messages import TYPESTORE
+from tacocc_core.bags.reading import BagError
+from tacocc_core.config import load_preset
+from tacocc_core.data.nuscenes_reader import NuScenesReader
+from tacocc_ros.bag_frames import bag_frames, sequences
+
+VERSION = "v1.0-mini"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def bag(synthetic_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bag_frames")
+    return convert_nuscenes(synthetic_dataset, VERSION, out, options=ConvertOptions(progress=False))[0]
+
+
+@pytest.fixture(scope="module")
+def frames(bag, tiny):
+    return list(bag_frames(bag, tiny))
+
+
+def test_keyframe_labels_and_poses_equal_the_dataset_reader(synthetic_dataset, frames, tiny):
+    nusc = NuScenes(VERSION, str(synthetic_dataset), verbose=False)
+    reader = NuScenesReader(nusc, tiny)
+    labelled = {f.frame.stamp_ns: f for f in frames if f.labels is not None}
+    samples = [s for s in nusc.sample if s["scene_token"] == nusc.scene[0]["token"]]
+    assert len(labelled) == len(samples)
+    for sample in samples:
+        lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+        got = labelled[lidar_sd["timestamp"] * 1000]
+        np.testing.assert_array_equal(got.labels, reader.labels(sample["token"]))
+        expected = reader.frame(sample["token"])
+        np.testing.assert_allclose(got.frame.lidar2global, expected.lidar2global, atol=1e-5)
+        # The bag carries the static rig transform; the reader's also holds the ego motion between the
+        # camera and LiDAR stamps (calibration.yaml docstring), a few decimetres at most at driving speed.
+        np.testing.assert_allclose(got.frame.cam2lidar[:, :3, :3], expected.cam2lidar[:, :3, :3], atol=2e-2)
+        np.testing.assert_allclose(got.frame.cam2lidar[:, :3, 3], expected.cam2lidar[:, :3, 3], atol=0.5)
+        np.testing.assert_allclose(got.frame.cam2img, expected.cam2img, atol=1e-3)
+        assert got.frame.camera_valid.all()
+        assert got.frame.images.shape == expected.images.shape
+
+
+def test_frames_are_in_stamp_order_with_previous_sweeps(frames, tiny):
+    stamps = [f.frame.stamp_ns for f in frames]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps) > tiny.temporal.window
+    later = frames[-1].frame.points
+    assert later.shape[1] == 5 and (later[:, 4] > 0).any(), "previous sweeps were not merged"
+
+
+def test_sequences_group_consecutive_frames(frames, tiny):
+    window = tiny.temporal.window
+    seqs = sequences(frames, window)
+    assert len(seqs) == len(frames) // window
+    assert all(len(s) == window for s in seqs)
+    assert [f.frame.stamp_ns for s in seqs for f in s] == [f.frame.stamp_ns for f in frames[: len(seqs) * window]]
+    with pytest.raises(ValueError, match="window"):
+        sequences(frames, 0)
+
+
+def test_missing_camera_topic_names_bag_and_topic(bag, tiny, tmp_path):
+    broken = tmp_path / "broken"
+    with Reader(bag) as src, Writer(broken, version=8) as dst:
+        conns = {}
+        for c in src.connections:
+            if c.topic.startswith("/CAM_BACK/"):
+                continue
+            conns[c.id] = dst.add_connection(c.topic, c.msgtype, typestore=TYPESTORE)
+        for c, stamp, data in src.messages():
+            if c.id in conns:
+                dst.write(conns[c.id], stamp, data)
+    shutil.copy(bag / "calibration.yaml", broken / "calibration.yaml")
+    with pytest.raises(BagError, match=r"broken.*/CAM_BACK/image_rect_compressed"):
+        list(bag_frames(broken, tiny))
+
+
+def test_frames_equal_what_the_occupancy_node_builds(bag, frames):
+    """The node's own sync, buffers and `_build_frame` on the same deserialised messages give the same frames."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from tacocc_core.bags.reading import BagReader
+    from tacocc_core.bags.topics import LIDAR_TOPIC, ODOM_TOPIC, camera_topics
+    from tacocc_ros.bag_frames import deserialize
+    from tacocc_ros.node_params import camera_inputs
+    from tacocc_ros.occupancy_node import LidarInput, OccupancyNode
+    from tacocc_ros.pointcloud import cloud_to_points
+    from tacocc_ros.stamps import stamp_to_ns
+    from tacocc_ros.sync import SyncedSet
+
+    rclpy.init()
+    node = None
+    try:
+        params = [
+            Parameter("model_config", value="tiny"),
+            Parameter("calibration", value=str(bag / "calibration.yaml")),
+            Parameter("extrinsics", value="calibration"),
+            Parameter("device", value="cpu"),
+        ]
+        node = OccupancyNode(parameter_overrides=params)
+        cams = {c.name: c for c in camera_inputs(node.values, node.cameras)}
+        built = []
+        with BagReader(bag) as reader:
+            infos = {camera_topics(c)[1]: c for c in node.cameras}
+            for raw in reader.messages([*infos, ODOM_TOPIC]):
+                msg = deserialize(reader, raw)
+                if raw.topic == ODOM_TOPIC:
+                    node._on_odom(msg)
+                else:
+                    node._on_info(cams[infos[raw.topic]], msg)
+            images = {camera_topics(c)[0]: c for c in node.cameras}
+            for raw in reader.messages([LIDAR_TOPIC, *images]):
+                msg = deserialize(reader, raw)
+                stamp = stamp_to_ns(msg.header.stamp)
+                if raw.topic == LIDAR_TOPIC:
+                    points = cloud_to_points(msg)
+                    events = node.sync.add_lidar(stamp, LidarInput(stamp, msg.header.frame_id, points, 0))
+                    node.sweeps.add(stamp, points)
+                else:
+                    events = node.sync.add_image(images[raw.topic], stamp, msg)
+                built += [node._build_frame(e) for e in events if isinstance(e, SyncedSet)]
+        assert len(built) == len(frames)
+        for ours, theirs in zip(frames, built, strict=True):
+            a, b = ours.frame, theirs
+            assert a.stamp_ns == b.stamp_ns and a.stream_id == b.stream_id
+            np.testing.assert_array_equal(a.images, b.images)
+            np.testing.assert_array_equal(a.points, b.points)
+            np.testing.assert_array_equal(a.camera_valid, b.camera_valid)
+            np.testing.assert_allclose(a.cam2img, b.cam2img, atol=1e-9)
+            np.testing.assert_allclose(a.cam2lidar, b.cam2lidar, atol=1e-9)
+            np.testing.assert_allclose(a.lidar2global, b.lidar2global, atol=1e-9)
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()

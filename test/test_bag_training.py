@@ -1,0 +1,74 @@
+"""tacocc_ros.bag_training: the fine-tuning steps in-process (the node test runs them as a process)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
+from tacocc_core.bags.reading import BagError
+from tacocc_core.config import load_preset
+from tacocc_core.train.train_config import load_train_config
+from tacocc_ros.bag_training import FineTuner, FineTuneSpec, load_sequences
+
+
+@pytest.fixture(scope="module")
+def bag(synthetic_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune_bags")
+    return convert_nuscenes(synthetic_dataset, "v1.0-mini", out, options=ConvertOptions(progress=False))[0]
+
+
+@pytest.fixture(scope="module")
+def unlabelled_bag(synthetic_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune_bags_nolabels")
+    options = ConvertOptions(progress=False, labels="none")
+    return convert_nuscenes(synthetic_dataset, "v1.0-mini", out, options=options)[0]
+
+
+def spec(bag, out_dir, steps=4, **changes) -> FineTuneSpec:
+    tc = load_train_config("config/train_tiny.yaml")
+    tc = dataclasses.replace(tc, steps=steps, warmup_steps=0, renderer=False, ckpt_every=2, num_workers=0)
+    if "geometry_weight" in changes:
+        le = dataclasses.replace(tc.label_efficient, geometry_weight=changes.pop("geometry_weight"))
+        tc = dataclasses.replace(tc, label_efficient=le)
+    return FineTuneSpec((str(bag),), load_preset("tiny"), tc, str(out_dir), **changes)
+
+
+def test_supervised_loss_goes_down_and_resume_continues(bag, tmp_path):
+    seen = []
+    tuner = FineTuner(spec(bag, tmp_path, steps=4, mode="supervised"))
+    assert tuner.run(seen.append) == 4
+    losses = [p.terms["loss"] for p in seen]
+    assert losses[-1] < losses[0], losses
+    assert [p.checkpoint is not None for p in seen] == [False, True, False, True]
+    more = FineTuner(spec(bag, tmp_path, steps=5, mode="supervised", resume=True))
+    assert more.step == 4
+    resumed = []
+    more.run(resumed.append)
+    assert [p.step for p in resumed] == [5]
+
+
+def test_batches_are_a_function_of_the_step(bag, tmp_path):
+    a = FineTuner(spec(bag, tmp_path / "a"))
+    b = FineTuner(spec(bag, tmp_path / "b"))
+    for step in range(3):
+        assert (a.batch(step)["images"] == b.batch(step)["images"]).all()
+
+
+def test_self_supervised_trains_on_an_unlabelled_bag(unlabelled_bag, tmp_path):
+    seqs = load_sequences(spec(unlabelled_bag, tmp_path, mode="auto"))
+    assert seqs and all(f.labels is None for s in seqs for f in s)
+    tuner = FineTuner(spec(unlabelled_bag, tmp_path, steps=2, mode="self_supervised", geometry_weight=1.0))
+    seen = []
+    tuner.run(seen.append)
+    assert [p.step for p in seen] == [1, 2] and seen[0].terms["geo"] > 0 and "occ" not in seen[0].terms
+
+
+def test_bad_modes_are_refused(bag, unlabelled_bag, tmp_path):
+    with pytest.raises(BagError, match=r"nolabels.*no /occupancy/gt messages.*supervised"):
+        load_sequences(spec(unlabelled_bag, tmp_path, mode="supervised"))
+    with pytest.raises(ValueError, match="geometry_weight or photometric_weight"):
+        load_sequences(spec(bag, tmp_path, mode="self_supervised"))
+    with pytest.raises(ValueError, match="mode must be"):
+        load_sequences(spec(bag, tmp_path, mode="teacher"))
