@@ -22,23 +22,16 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from tacocc_core.bags.cloud_layout import POINTFIELD_CODES
+from tacocc_core.bags.cloud_layout import dtype_to_fields as layout_fields
+
 try:  # a ROS 2 install; not on PyPI
     from sensor_msgs_py import point_cloud2 as _ros_point_cloud2
 except ImportError:
     _ros_point_cloud2 = None
 
-# PointField datatype constant -> numpy type code without byte order.
-DATATYPES: dict[int, str] = {
-    PointField.INT8: "i1",
-    PointField.UINT8: "u1",
-    PointField.INT16: "i2",
-    PointField.UINT16: "u2",
-    PointField.INT32: "i4",
-    PointField.UINT32: "u4",
-    PointField.FLOAT32: "f4",
-    PointField.FLOAT64: "f8",
-}
-_CODES_TO_DATATYPE = {code: datatype for datatype, code in DATATYPES.items()}
+# PointField datatype constant -> numpy type code without byte order (one table for the node and the bags).
+DATATYPES: dict[int, str] = POINTFIELD_CODES
 
 
 class PointCloudError(ValueError):
@@ -166,15 +159,11 @@ def dtype_to_fields(dtype: np.dtype, source: str = "array") -> list[PointField]:
     """Structured dtype -> PointFields (offsets from the dtype; subarrays become `count`)."""
     if dtype.names is None:
         raise PointCloudError(f"{source}: expected a structured array with named fields, got dtype {dtype}")
-    fields = []
-    for name in dtype.names:
-        field_dtype, offset = dtype.fields[name][:2]
-        base, count = (field_dtype.base, int(np.prod(field_dtype.shape))) if field_dtype.shape else (field_dtype, 1)
-        code = f"{base.kind}{base.itemsize}"
-        if code not in _CODES_TO_DATATYPE:
-            raise PointCloudError(f"{source}: field {name!r} has dtype {base}, which PointField cannot carry")
-        fields.append(PointField(name=name, offset=offset, datatype=_CODES_TO_DATATYPE[code], count=count))
-    return fields
+    try:
+        layout = layout_fields(dtype)
+    except ValueError as err:
+        raise PointCloudError(f"{source}: {err}") from None
+    return [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in layout]
 
 
 def array_to_cloud(points: np.ndarray, header: Header, is_dense: bool = False) -> PointCloud2:
