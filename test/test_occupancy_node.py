@@ -418,7 +418,10 @@ def test_a_missing_camera_drops_the_frame_or_degrades_it_as_configured(session):
 
 
 def test_time_going_backwards_resets_the_temporal_state(session):
-    before = session.latest_diagnostics()
+    # Diagnostics come every 0.3 s: wait for one that counts every grid received so far, so that the resets of
+    # earlier frames are in `before` and only the reset of the replayed frame is new.
+    received = len(session.clouds)
+    before = session.wait_diagnostics(lambda v: int(v.get("published", 0)) >= received, "all grids so far")
     first = next(s for s in session.sweeps if s["images"])
     session.reference.sweeps.clear()
     got, want = play(session, first, first["stamp"], images_at(first, first["stamp"]))
