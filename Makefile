@@ -42,3 +42,8 @@ test-all: lint
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache .ruff_cache
+
+# docs/CONFIGURATION.md is generated from the config dataclasses, node parameters and launch files.
+.PHONY: docs
+docs: $(STAMP)
+	$(PY) -m tacocc_ros.reference_doc docs/CONFIGURATION.md

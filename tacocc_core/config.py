@@ -254,7 +254,11 @@ class RendererConfig:
 
 @dataclass(config=STRICT)
 class ModelConfig:
-    """Everything that defines a TACOcc network and its training losses."""
+    """Everything that defines a TACOcc network and its training losses.
+
+    Args:
+        name: name of the network, shown in logs, error messages and reports (a label only).
+    """
 
     name: str = "nuscenes_r50_256x704"
     grid: GridConfig = dataclasses.field(default_factory=GridConfig)
