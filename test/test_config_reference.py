@@ -92,7 +92,9 @@ def test_model_reference_has_every_key_with_its_preset_values():
     for doc in walk(ModelConfig):
         assert doc.key in rows, f"{doc.key} missing from the model reference"
     # columns: key, type, default, one per preset (PRESETS order), allowed, description
-    assert rows["grid.voxel_size"][2 : 4 + len(PRESETS)] == ["`0.5`", "`0.5`", "`1.0`", "> 0"]
+    voxel = [f"`{presets[n]['grid']['voxel_size']}`" for n in PRESETS]
+    assert rows["grid.voxel_size"][2 : 4 + len(PRESETS)] == ["`0.5`", *voxel, "> 0"]
+    assert voxel[:2] == ["`0.5`", "`1.0`"]
     assert rows["image_backbone.depth"][3 : 3 + len(PRESETS)] == [
         f"`{presets[n]['image_backbone']['depth']}`" for n in PRESETS
     ]
