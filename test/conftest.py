@@ -38,14 +38,11 @@ def occ3d_labels_path() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
-    """A tiny generated nuScenes-layout dataset (2 scenes x 4 keyframes, 160x90 images), built once."""
+    """A tiny generated nuScenes-layout dataset (2 scenes x 4 keyframes, 160x90 images, the built-in rig)."""
     from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
 
-    calib = FIXTURES / "nuscenes_frame" / "calib.json"
-    if not calib.is_file():
-        pytest.skip(f"real nuScenes calibration not found at {calib} (set TACOCC_FIXTURES)")
     out = tmp_path_factory.mktemp("synthetic") / "nuscenes"
     opts = GenerateOptions(
         scenes=2, keyframes=4, seed=3, image_size=(160, 90), sweeps_per_keyframe=2, lidar_azimuths=540
     )
-    return generate_dataset(out, opts, calib)
+    return generate_dataset(out, opts)

@@ -6,11 +6,8 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
-
-DEFAULT_CALIB = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nuscenes_frame" / "calib.json"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -34,8 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (one scene each)")
     p.add_argument(
         "--calib",
-        default=os.environ.get("TACOCC_CALIB", str(DEFAULT_CALIB)),
-        help="rig calibration (calib.json layout); default: the real nuScenes rig of the fixtures",
+        default=os.environ.get("TACOCC_CALIB") or None,
+        help="rig calibration in the layout of a nuScenes calibration dump (calib.json), e.g. a real car's; "
+        "default: the built-in six-camera rig ($TACOCC_CALIB overrides the default)",
     )
     p.set_defaults(run=run)
 

@@ -8,7 +8,7 @@ Layout under the output folder (as nuScenes, plus SurroundOcc-format labels and 
     surroundocc/samples/<LIDAR_TOP file name>.npy   SurroundOcc (N, 4) [x, y, z, label] occupied voxels
     splits.json                              {"train": [scene names], "val": [...]}
 Timing as nuScenes: keyframes at 2 Hz, LiDAR sweeps at 20 Hz before each keyframe, each camera firing
-at its offset from the LiDAR stamp in the real rig (from the calibration fixture).
+at its offset from the LiDAR stamp in the rig (`rig.py`).
 """
 
 from __future__ import annotations
@@ -301,7 +301,9 @@ def _global_tables(rig: Rig) -> dict[str, list[dict]]:
     }
 
 
-def generate_dataset(out: str | os.PathLike[str], opts: GenerateOptions, calib_path: str | os.PathLike[str]) -> Path:
+def generate_dataset(
+    out: str | os.PathLike[str], opts: GenerateOptions, calib_path: str | os.PathLike[str] | None = None
+) -> Path:
     """Write the dataset to `out` (which must not exist) through a temporary sibling folder and a rename."""
     opts.validate()
     out = Path(out)
