@@ -5,16 +5,19 @@
 #   full labels vs 10% of the frames labelled + LiDAR geometry self-supervision
 # Each run trains STEPS steps (short schedules) and is scored with `tacocc eval` on the held-out scenes;
 # the reports land in RUNS/<name>/eval_val.{md,json}. Usage:
-#   benchmarks/run_ablations.sh [DATA=data/synth10] [RUNS=runs/ablations] [STEPS=150]
+#   DATA=data/synth10 RUNS=runs/ablations STEPS=150 [CALIB=calib.json] benchmarks/run_ablations.sh
+# CALIB (optional) generates the data with a measured rig instead of the built-in one.
 set -euo pipefail
 DATA=${DATA:-data/synth10}
 RUNS=${RUNS:-runs/ablations}
 STEPS=${STEPS:-150}
+CALIB=${CALIB:-}
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread: faster than two fighting over shared cores
 
 if [ ! -d "$DATA" ]; then
-  $PY -m tacocc_core.cli generate-scenes --out "$DATA" --scenes 10 --keyframes 16 --seed 0 --image-size 352x198
+  $PY -m tacocc_core.cli generate-scenes --out "$DATA" --scenes 10 --keyframes 16 --seed 0 --image-size 352x198 \
+    ${CALIB:+--calib "$CALIB"}
 fi
 
 common=(--config tiny --data "$DATA" --device cpu --set "train.steps=$STEPS" --set train.warmup_steps=10
