@@ -96,3 +96,27 @@ def load_checkpoint(
                 f"differing keys: {', '.join(differing)}"
             )
     return payload
+
+
+# What an exported checkpoint keeps besides weights and config: where it came from, not how to resume it.
+PROVENANCE_KEYS = ("step", "metric", "best_metric", "train_config")
+
+
+def export_weights(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], half: bool = False
+) -> dict[str, Any]:
+    """Write the weights and config of a (training) checkpoint to `target`, without optimiser, scheduler or RNG.
+
+    The result is what the node and `Predictor` load; `half` stores floating-point weights as float16 (they are
+    cast back to the model's dtype on load). Returns the provenance entries that were kept.
+    """
+    payload = read_checkpoint(source)
+    if Path(source).resolve() == Path(target).resolve():
+        raise CheckpointError(f"{target}: export target is the source checkpoint itself")
+    state = {
+        name: (t.half() if half and t.is_floating_point() else t).contiguous().clone()
+        for name, t in payload["model"].items()
+    }
+    kept = {key: payload[key] for key in PROVENANCE_KEYS if key in payload}
+    save_checkpoint(target, state, payload["config"], exported_from=Path(source).name, **kept)
+    return kept

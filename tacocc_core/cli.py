@@ -9,6 +9,7 @@ from tacocc_core.commands import (
     bench,
     convert_nuscenes,
     evaluate,
+    export,
     generate_scenes,
     play,
     render,
@@ -20,7 +21,7 @@ from tacocc_core.config import ConfigError
 from tacocc_core.labels import LabelFileError
 
 # Listed explicitly, in the order `tacocc --help` shows them.
-COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, train, evaluate, bench, render)
+COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, train, evaluate, export, bench, render)
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, LabelFileError, FileNotFoundError)

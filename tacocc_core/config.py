@@ -82,12 +82,15 @@ class ImageBackboneConfig:
         pretrained: optional path of a local torchvision checkpoint; nothing is downloaded.
         fpn_channels: channels of the FPN outputs.
         feature_stride: stride of the FPN level that the view transformer lifts (8 or 16).
+        stages: ResNet stages kept (layer1..layer<stages>); the later ones are never built. 4 is the whole
+            trunk; 2 ends at stride 8 with a ResNet-18 trunk of 0.7 M instead of 11 M weights (demo preset).
     """
 
     depth: Literal[18, 34, 50, 101] = 50
     pretrained: str | None = None
     fpn_channels: PositiveInt = 256
     feature_stride: Literal[8, 16] = 16
+    stages: Literal[2, 3, 4] = 4
 
 
 @dataclass(config=STRICT)
@@ -283,6 +286,12 @@ class ModelConfig:
                 f"head.cascade_ratio={self.head.cascade_ratio} must equal head.coarse_downsample={step}: "
                 "the fine stage refines the coarse grid back to the output grid"
             )
+        deepest_stride = 2 ** (self.image_backbone.stages + 1)
+        if self.image_backbone.feature_stride > deepest_stride:
+            raise ValueError(
+                f"image_backbone.feature_stride={self.image_backbone.feature_stride} needs a deeper trunk: "
+                f"image_backbone.stages={self.image_backbone.stages} ends at stride {deepest_stride}"
+            )
         lo, hi, step_d = self.view_transform.depth_bins
         if not hi > lo:
             raise ValueError(f"view_transform.depth_bins must be (min, max, step) with max > min, got {lo, hi}")
@@ -345,7 +354,7 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
-PRESETS = ("nuscenes_r50_256x704", "tiny")
+PRESETS = ("nuscenes_r50_256x704", "tiny", "demo")
 
 
 def preset_path(name: str) -> Path:

@@ -80,3 +80,57 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"format_version": 1, "config": {}, "model": {}, "x": Evil()}, path)
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         read_checkpoint(path)
+
+
+def trained_checkpoint(path, config):
+    """A checkpoint as training writes it: weights after one AdamW step plus optimiser state and provenance."""
+    from tacocc_core.model.tacocc import TACOcc
+
+    torch.manual_seed(0)
+    model = TACOcc(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    optimizer.step()
+    save_checkpoint(path, model.state_dict(), config, step=12, metric=0.3, optimizer=optimizer.state_dict())
+    return model
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_export_keeps_weights_config_and_provenance_only(tmp_path, half):
+    from tacocc_core.checkpoint import export_weights
+
+    demo = load_preset("demo")
+    model = trained_checkpoint(tmp_path / "latest.pt", demo)
+    kept = export_weights(tmp_path / "latest.pt", tmp_path / "out" / "demo.pt", half=half)
+    assert kept == {"step": 12, "metric": 0.3}
+    payload = load_checkpoint(tmp_path / "out" / "demo.pt", expected=demo)
+    assert "optimizer" not in payload and payload["exported_from"] == "latest.pt"
+    exported_size = (tmp_path / "out" / "demo.pt").stat().st_size
+    assert exported_size < (tmp_path / "latest.pt").stat().st_size / (5 if half else 2.5)
+    restored = type(model)(demo)
+    restored.load_state_dict(payload["model"])
+    for name, tensor in model.state_dict().items():
+        got = restored.state_dict()[name]
+        assert got.dtype == tensor.dtype, name
+        if half and tensor.is_floating_point():
+            torch.testing.assert_close(got, tensor, atol=2e-3, rtol=2e-3)
+        else:
+            assert torch.equal(got, tensor), name
+
+
+def test_export_refuses_bad_sources_and_overwriting_its_source(tmp_path, tiny):
+    from tacocc_core.checkpoint import export_weights
+    from tacocc_core.cli import main
+
+    with pytest.raises(CheckpointError, match="absent.pt: checkpoint not found"):
+        export_weights(tmp_path / "absent.pt", tmp_path / "out.pt")
+    save_checkpoint(tmp_path / "a.pt", torch.nn.Linear(2, 2).state_dict(), tiny)
+    with pytest.raises(CheckpointError, match="is the source checkpoint itself"):
+        export_weights(tmp_path / "a.pt", tmp_path / "a.pt")
+    assert main(["export", str(tmp_path / "absent.pt"), "--out", str(tmp_path / "b.pt")]) == 2
+    assert not (tmp_path / "b.pt").exists()
+    assert main(["export", str(tmp_path / "a.pt"), "--out", str(tmp_path / "b.pt")]) == 0
+    assert torch.equal(
+        read_checkpoint(tmp_path / "b.pt")["model"]["weight"], read_checkpoint(tmp_path / "a.pt")["model"]["weight"]
+    )

@@ -54,6 +54,12 @@ def test_tiny_preset_is_small():
     assert h * w <= 64 * 176
 
 
+def test_demo_preset_is_tiny_with_a_shorter_trunk():
+    changed = set(diff_configs(load_preset("tiny"), load_preset("demo")))
+    assert changed == {"name", "image_backbone.stages"}
+    assert load_preset("demo").image_backbone.stages == 2
+
+
 def test_defaults_equal_nuscenes_preset():
     assert diff_configs(ModelConfig(), load_preset("nuscenes_r50_256x704")) == []
 
@@ -145,6 +151,10 @@ def test_out_of_range(tmp_path, section, key, value, expected):
         ({"fuser": {"k_candidates": [3, 1]}}, "fuser.k_candidates must be distinct and increasing"),
         ({"head": {"cascade_ratio": 4}}, "head.cascade_ratio=4 must equal head.coarse_downsample=2"),
         ({"loss": {"class_weights": [1.0, 2.0]}}, "loss.class_weights needs 17 values"),
+        (
+            {"image_backbone": {"stages": 2, "feature_stride": 16}},
+            "image_backbone.feature_stride=16 needs a deeper trunk: image_backbone.stages=2 ends at stride 8",
+        ),
     ],
 )
 def test_cross_field_rules(tmp_path, patch, expected):

@@ -15,6 +15,19 @@ def test_output_shape(depth, stride, channels):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize(("stages", "stride", "dropped"), [(2, 8, ("layer3", "layer4")), (3, 16, ("layer4",))])
+def test_fewer_stages_build_a_shorter_trunk_with_the_same_output(stages, stride, dropped):
+    config = ImageBackboneConfig(depth=18, feature_stride=stride, fpn_channels=16, stages=stages)
+    net = ImageBackbone(config).eval()
+    kept = {name for name, _ in net.trunk.named_children()}
+    assert not kept & set(dropped) and f"layer{stages}" in kept
+    whole = ImageBackbone(ImageBackboneConfig(depth=18, feature_stride=stride, fpn_channels=16))
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in whole.parameters())
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 176))
+    assert out.shape == (1, 16, 64 // stride, 176 // stride)
+
+
 def test_local_checkpoint_is_loaded(tmp_path):
     torch.manual_seed(1)
     reference = torchvision.models.resnet18(weights=None)

@@ -62,7 +62,8 @@ class ImageBackbone(nn.Module):
         super().__init__()
         self.stride = config.feature_stride
         resnet = build_resnet(config.depth, config.pretrained)
-        layers = [name for name, s in _STRIDES.items() if s >= config.feature_stride]
+        kept = list(_STRIDES)[: config.stages]
+        layers = [name for name in kept if _STRIDES[name] >= config.feature_stride]
         self.trunk = IntermediateLayerGetter(resnet, return_layers={name: name for name in layers})
         in_channels = [_out_channels(getattr(resnet, name)) for name in layers]
         self.fpn = FeaturePyramidNetwork(in_channels, config.fpn_channels)
