@@ -22,19 +22,8 @@ from tacocc_core.config import ConfigError
 from tacocc_core.labels import LabelFileError
 
 # Listed explicitly, in the order `tacocc --help` shows them.
-COMMANDS = (
-    show_config,
-    show_labels,
-    generate_scenes,
-    convert_nuscenes,
-    play,
-    train,
-    evaluate,
-    export,
-    bench,
-    render,
-    demo,
-)
+COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, train, evaluate, export, bench, render)
+COMMANDS += (demo,)
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, LabelFileError, FileNotFoundError)
