@@ -127,20 +127,23 @@ def run(args: argparse.Namespace) -> int:
     from tacocc_core.demo.report import write_demo_report
     from tacocc_core.recording import RecordingError
 
-    try:
-        from tacocc_ros.replay import record_replay
-    except ImportError as err:
-        print(f"tacocc demo: error: needs rclpy and the ROS 2 message packages ({err})", file=sys.stderr)
-        return 2
-
     stages = _Stages()
     out = args.out
     work = out / WORK_DIR / work_key(args)
     dataset, bag_dir = work / "dataset", work / "bags"
     checkpoint = args.checkpoint.resolve()
-    try:
+    try:  # the model config and the checkpoint are checked before any work
         config = load_preset(args.model_config)
         load_checkpoint(checkpoint, expected=config, ignore=INFERENCE_IRRELEVANT)
+    except (ConfigError, CheckpointError) as err:
+        print(f"tacocc demo: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        from tacocc_ros.replay import record_replay
+    except ImportError as err:
+        print(f"tacocc demo: error: needs rclpy and the ROS 2 message packages ({err})", file=sys.stderr)
+        return 2
+    try:
         options = GenerateOptions(
             scenes=args.scenes,
             keyframes=args.keyframes,
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
                 f"see {report.markdown}",
                 file=sys.stderr,
             )
-    except (ConfigError, CheckpointError, DataError, BagError, RecordingError, ValueError, OSError) as err:
+    except (DataError, BagError, RecordingError, ValueError, OSError) as err:
         print(f"tacocc demo: error: {err}", file=sys.stderr)
         return 1
     if not args.keep_work:
