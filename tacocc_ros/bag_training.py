@@ -3,7 +3,7 @@
 Frames come from `bag_frames` (the occupancy node's assembly), grouped per bag into T-frame sequences;
 each step takes `batch_size` sequences of a seeded permutation and runs the engine's own pieces:
 `TrainingObjective` (L_occ on labelled frames, the label-efficient terms of the TrainConfig on the
-others), `make_optimizer` / `make_scheduler`, the loop's `_optimise` (NaN guard, clipping) and
+others), `make_optimizer` / `make_scheduler`, the loop's `backward_and_step` (NaN guard, clipping) and
 `CheckpointManager` (atomic `latest.pt`, resumable: weights, optimiser, scheduler, RNG, step). A
 checkpoint written here is an ordinary checkpoint: the occupancy node's `reload` / `checkpoint`
 parameter takes it while running.
@@ -33,7 +33,7 @@ from tacocc_core.data.dataset import make_collate
 from tacocc_core.frame import Frame
 from tacocc_core.train.distributed import DistContext
 from tacocc_core.train.label_fraction import apply_label_fraction, select_labelled_frames
-from tacocc_core.train.loop import _optimise, with_label_fraction
+from tacocc_core.train.loop import backward_and_step, with_label_fraction
 from tacocc_core.train.nan_guard import NanGuard
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.run_state import CheckpointManager
@@ -201,7 +201,9 @@ class FineTuner:
             start = time.perf_counter()
             batch = self.batch(self.step)
             out = self.objective(batch, self.step)
-            terms, _ = _optimise(out, self.objective, self.optimizer, self.scheduler, self.guard, tc, ctx, self.step)
+            terms, _ = backward_and_step(
+                out, self.objective, self.optimizer, self.scheduler, self.guard, tc, ctx, self.step
+            )
             self.step += 1
             saved = None
             if self.step % tc.ckpt_every == 0 or self.step == tc.steps:

@@ -13,7 +13,7 @@ from torch import nn
 from tacocc_core.checkpoint import CheckpointError, save_checkpoint
 from tacocc_core.config import load_preset
 from tacocc_core.train.distributed import DistContext
-from tacocc_core.train.loop import RunSpec, _optimise, train
+from tacocc_core.train.loop import RunSpec, backward_and_step, train
 from tacocc_core.train.nan_guard import NanGuard, NonFiniteLossError
 from tacocc_core.train.objective import ObjectiveOutput
 from tacocc_core.train.schedule import make_optimizer, make_scheduler
@@ -66,19 +66,19 @@ def test_a_nonfinite_loss_skips_the_step_and_stops_the_run_after_n_in_a_row():
     guard = NanGuard(tc.max_nan_in_a_row)
     module, opt, sched, out = _toy(loss_scale=math.nan)
     before = module.weight.detach().clone()
-    terms, stepped = _optimise(out, module, opt, sched, guard, tc, DistContext(), step=0)
+    terms, stepped = backward_and_step(out, module, opt, sched, guard, tc, DistContext(), step=0)
     assert stepped is False and guard.skipped == 1 and math.isnan(terms["loss"])
     assert torch.equal(module.weight, before) and sched.last_epoch == 0  # neither optimiser nor schedule moved
     module, opt, sched, out = _toy()
-    assert _optimise(out, module, opt, sched, guard, tc, DistContext(), step=1)[1] is True
+    assert backward_and_step(out, module, opt, sched, guard, tc, DistContext(), step=1)[1] is True
     assert guard.in_a_row == 0 and not torch.equal(module.weight, before)
     for step in (2, 3):
         module, opt, sched, out = _toy(loss_scale=math.inf)
         if step == 2:
-            _optimise(out, module, opt, sched, guard, tc, DistContext(), step=step)
+            backward_and_step(out, module, opt, sched, guard, tc, DistContext(), step=step)
         else:
             with pytest.raises(NonFiniteLossError, match="2 steps in a row, the last at step 3"):
-                _optimise(out, module, opt, sched, guard, tc, DistContext(), step=step)
+                backward_and_step(out, module, opt, sched, guard, tc, DistContext(), step=step)
 
 
 def test_a_window_with_nothing_to_learn_is_skipped_without_counting_as_nonfinite():
@@ -87,7 +87,7 @@ def test_a_window_with_nothing_to_learn_is_skipped_without_counting_as_nonfinite
     module, opt, sched, out = _toy()
     out.learnable = False
     before = module.weight.detach().clone()
-    _, stepped = _optimise(out, module, opt, sched, guard, tc, DistContext(), step=0)
+    _, stepped = backward_and_step(out, module, opt, sched, guard, tc, DistContext(), step=0)
     assert stepped is None and guard.skipped == 0 and torch.equal(module.weight, before)
 
 

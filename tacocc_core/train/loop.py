@@ -175,7 +175,7 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
             teacher_labels = _teacher_labels(teacher, batch, tc) if teacher is not None else None
             with autocast:
                 out = model(batch, step, teacher_labels, want_images)
-            terms, stepped = _optimise(out, objective, optimizer, scheduler, guard, tc, ctx, step)
+            terms, stepped = backward_and_step(out, objective, optimizer, scheduler, guard, tc, ctx, step)
             if stepped is None:
                 unlearnable += 1
             step += 1
@@ -207,7 +207,7 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
     return summary
 
 
-def _optimise(
+def backward_and_step(
     out: ObjectiveOutput,
     objective: TrainingObjective,
     optimizer: torch.optim.Optimizer,
