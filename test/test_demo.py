@@ -48,7 +48,7 @@ def run_demo(out: Path, checkpoint: Path, *extra: str, timeout: float = 300) -> 
 
 def check_outputs(out: Path) -> dict:
     """Everything the demo promises is there, whole, and its numbers follow from the recorded grids."""
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "recording", WORK_DIR])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "recording", "node.log", WORK_DIR])
     recording = load_recording(out / "recording")
     report = json.loads((out / "report.json").read_text())
     numbers = report["numbers"]

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tacocc demo: error: {err}", file=sys.stderr)
         return 2
     try:
-        from tacocc_ros.replay import record_replay
+        from tacocc_ros.replay import ReplayError, record_replay
     except ImportError as err:
         print(f"tacocc demo: error: needs rclpy and the ROS 2 message packages ({err})", file=sys.stderr)
         return 2
@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         for bag in bags:
             target = out if len(bags) == 1 else out / bag.name
             with stages(f"replaying {bag.name} through the occupancy node at rate {args.rate:g}"):
-                recording = record_replay(bag, target / "recording", node_params, rate=args.rate)
+                recording = record_replay(
+                    bag, target / "recording", node_params, rate=args.rate, log_path=target / "node.log"
+                )
             with stages(f"drawing {len(recording.received_stamps)} frames and writing the report"):
                 provenance = Provenance(str(checkpoint), args.model_config, str(bag), args.rate, command, data)
                 report = write_demo_report(recording, bag, config.grid.spec(), target, provenance)
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                 f"see {report.markdown}",
                 file=sys.stderr,
             )
-    except (DataError, BagError, RecordingError, ValueError, OSError) as err:
+    except (DataError, BagError, RecordingError, ReplayError, ValueError, OSError) as err:
         print(f"tacocc demo: error: {err}", file=sys.stderr)
         return 1
     if not args.keep_work:
