@@ -1,16 +1,17 @@
-# Two commands: `make test` (set up .venv, lint, run the suite) and, later, `make demo`.
+# Two commands: `make test` (set up .venv, lint, run the suite) and `make demo` (the end-to-end demo).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 # ROS traffic stays on this machine; each run gets its own DDS domain.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test test-all lint format venv clean
+.PHONY: test test-all lint format venv clean demo
 
 venv: $(STAMP)
 
@@ -39,6 +40,10 @@ test: lint
 
 test-all: lint
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# Synthetic scenes -> rosbag2 -> occupancy node and bag player over DDS -> demo_out/ (pictures, report.md).
+demo: $(STAMP)
+	$(VENV)/bin/tacocc demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache .ruff_cache

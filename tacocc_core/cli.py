@@ -8,6 +8,7 @@ import sys
 from tacocc_core.commands import (
     bench,
     convert_nuscenes,
+    demo,
     evaluate,
     export,
     generate_scenes,
@@ -22,6 +23,7 @@ from tacocc_core.labels import LabelFileError
 
 # Listed explicitly, in the order `tacocc --help` shows them.
 COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, train, evaluate, export, bench, render)
+COMMANDS += (demo,)
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, LabelFileError, FileNotFoundError)

@@ -1,0 +1,137 @@
+"""`tacocc demo` end to end: synthetic scenes -> rosbag2 -> occupancy node and bag player as separate
+processes over DDS -> pictures and report, checked against a recomputation from the recorded grids.
+
+The network is the demo preset with seeded random weights (the trained demo checkpoint is not needed to
+check the path). The default run is reduced (1 scene, 2 keyframes, small images); the full-size run, with
+a second run that must reuse the cached dataset and bag, is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tacocc_core.checkpoint import save_checkpoint
+from tacocc_core.commands.demo import WORK_DIR
+from tacocc_core.config import load_preset
+from tacocc_core.demo.numbers import k_histogram
+from tacocc_core.demo.report import OUTPUTS
+from tacocc_core.metrics import OccupancyEvaluator
+from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.recording import load_recording
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory) -> Path:
+    config = load_preset("demo")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "demo_random.pt"
+    save_checkpoint(path, TACOcc(config).state_dict(), config)
+    return path
+
+
+def run_demo(out: Path, checkpoint: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tacocc_core.cli", "demo", "--out", str(out), "--checkpoint", str(checkpoint)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*command, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def check_outputs(out: Path) -> dict:
+    """Everything the demo promises is there, whole, and its numbers follow from the recorded grids."""
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "recording", "node.log", WORK_DIR])
+    recording = load_recording(out / "recording")
+    report = json.loads((out / "report.json").read_text())
+    numbers = report["numbers"]
+    # frames: one picture per received grid, named by index and stamp
+    frames = sorted((out / "frames").iterdir())
+    assert [f.name for f in frames] == [f"{i:04d}_{s}.png" for i, s in enumerate(recording.received_stamps)]
+    assert report["frames"] == [f"frames/{f.name}" for f in frames]
+    for path in frames:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) >= 300
+    with Image.open(out / "demo.gif") as gif:
+        assert gif.n_frames == len(frames)
+    # counts
+    assert numbers["frames_expected"] == len(recording.expected_stamps) > 0
+    assert numbers["frames_received"] == len(recording.received_stamps) > 0
+    assert numbers["frames_dropped"] == len(recording.expected_stamps) - len(recording.received_stamps)
+    assert set(recording.received_stamps) <= set(recording.expected_stamps)
+    # scores: the project's metric over the received grids that have ground truth
+    evaluator = OccupancyEvaluator(load_preset("demo").grid.spec(), bands_m=())
+    for stamp in recording.received_stamps:
+        if stamp in recording.gts:
+            evaluator.update(recording.preds[stamp], recording.gts[stamp])
+    assert evaluator.frames >= 1 and numbers["frames_scored"] == evaluator.frames
+    expected = evaluator.results()["all"]
+    assert numbers["scores"]["geometry_iou"] == pytest.approx(expected.geometry_iou)
+    assert numbers["scores"]["miou"] == pytest.approx(expected.miou)
+    # latency and the node's own figures
+    latencies = [recording.latency_ms[s] for s in recording.received_stamps if s in recording.latency_ms]
+    assert latencies and all(v > 0 for v in latencies)
+    assert numbers["latency_end_to_end_ms"]["p50"] == pytest.approx(float(np.percentile(latencies, 50)))
+    assert numbers["latency_end_to_end_ms"]["p99"] == pytest.approx(float(np.percentile(latencies, 99)))
+    assert numbers["node_published"] >= numbers["frames_received"]
+    ks = k_histogram(recording.diagnostics)
+    assert {int(k): n for k, n in numbers["k_histogram"].items()} == ks and sum(ks.values()) > 0
+    assert recording.node_exit_code == 0
+    # the report says it, and says what produced it
+    text = (out / "report.md").read_text()
+    assert f"| frames dropped | {numbers['frames_dropped']} |" in text
+    assert f"| mIoU (classes 1..16) | {100 * expected.miou:.1f} |" in text
+    assert report["provenance"]["model_config"] == "demo" and report["provenance"]["machine"]["torch"]
+    # nothing half-written: no staging folder or temp file anywhere but inside the finished cache
+    leftovers = [p for p in out.rglob(".*") if WORK_DIR not in p.relative_to(out).parts[:1]]
+    assert leftovers == []
+    (key,) = (out / WORK_DIR).iterdir()
+    assert sorted(p.name for p in key.iterdir()) == ["bags", "dataset"]
+    return numbers
+
+
+def test_demo_end_to_end_reduced(tmp_path, random_checkpoint):
+    out = tmp_path / "demo_out"
+    result = run_demo(
+        out, random_checkpoint, "--model-config", "demo", "--keyframes", "2", "--image-size", "176x99", "--rate", "0.5"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_outputs(out)
+    for stage in ("generating", "converting", "replaying", "drawing", "finished"):
+        assert f"[demo] {stage}" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_full_size_and_second_run_uses_the_cache(tmp_path, random_checkpoint):
+    out = tmp_path / "demo_out"
+    first = run_demo(out, random_checkpoint, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    check_outputs(out)
+    second = run_demo(out, random_checkpoint, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "[demo] scenes: cached" in second.stderr and "[demo] bags: cached" in second.stderr
+    assert "[demo] generating" not in second.stderr
+    check_outputs(out)
+
+
+def test_missing_checkpoint_is_one_clear_line(tmp_path):
+    result = run_demo(tmp_path / "out", tmp_path / "nope.pt", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"tacocc demo: error: --checkpoint {tmp_path / 'nope.pt'}: file not found"
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_of_another_network_is_refused_before_any_work(tmp_path, random_checkpoint):
+    result = run_demo(tmp_path / "out", random_checkpoint, "--model-config", "tiny", timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not match the requested config 'tiny'" in lines[0], result.stderr
+    assert str(random_checkpoint) in lines[0]
+    assert not (tmp_path / "out").exists()
