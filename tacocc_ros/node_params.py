@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tacocc_ros.sync import SyncConfig
+
 NS_PER_S = 1_000_000_000
 
 
@@ -164,3 +166,22 @@ def camera_inputs(values: dict[str, Any], cameras: tuple[str, ...]) -> list[Came
             )
         )
     return out
+
+
+def param_values(cameras: tuple[str, ...], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every parameter's value: the defaults for `cameras`, then `overrides` (a params file's entries)."""
+    values = {name: spec.default for name, spec in all_params(cameras).items()}
+    values.update(overrides or {})
+    return values
+
+
+def sync_config(values: dict[str, Any], cameras: tuple[str, ...]) -> SyncConfig:
+    """The node's image-to-sweep matching rule from its parameter values (see `param_values`)."""
+    min_cameras = values["min_cameras"]
+    return SyncConfig(
+        cameras=cameras,
+        slop_ns=round(values["slop_s"] * NS_PER_S),
+        timeout_ns=round(values["timeout_s"] * NS_PER_S),
+        offsets_ns={c.name: c.offset_ns for c in camera_inputs(values, cameras) if c.offset_ns},
+        min_cameras=None if min_cameras >= len(cameras) else min_cameras,
+    )

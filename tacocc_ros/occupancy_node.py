@@ -48,7 +48,7 @@ from tacocc_ros.calibration import load_calibration
 from tacocc_ros.extrinsics import make_extrinsics
 from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
 from tacocc_ros.images import ImageDecodeError, decode_for_network
-from tacocc_ros.node_params import NS_PER_S, all_params, camera_inputs, check_parameter
+from tacocc_ros.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
 from tacocc_ros.outputs import MarkerBuilder, build_cloud, build_diagnostics
 from tacocc_ros.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.stamps import stamp_to_ns
@@ -169,14 +169,7 @@ class OccupancyNode(Node):
         return Predictor(self.config, None, options)
 
     def _sync_config(self, v: dict) -> SyncConfig:
-        min_cameras = v["min_cameras"]
-        return SyncConfig(
-            cameras=self.cameras,
-            slop_ns=round(v["slop_s"] * NS_PER_S),
-            timeout_ns=round(v["timeout_s"] * NS_PER_S),
-            offsets_ns={c.name: c.offset_ns for c in camera_inputs(v, self.cameras) if c.offset_ns},
-            min_cameras=None if min_cameras >= len(self.cameras) else min_cameras,
-        )
+        return sync_config(v, self.cameras)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

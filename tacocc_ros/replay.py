@@ -13,10 +13,11 @@ Pieces, all real processes over DDS:
   separate process, publishing the cameras, camera_info, LiDAR, odometry and `/occupancy/gt` of the bag.
 
 After the player exits, a pass waits for the grids of every expected stamp (the LiDAR stamps of
-`bag_frames(bag, config)`: the frames the node should build) or `settle_s`, then for a `/diagnostics`
-message that counts them. `ReplaySession` keeps one node and one recorder for several passes (e.g. a
-checkpoint reload in between); `record_replay` is one session with one pass, written with
-`tacocc_core.recording.save_recording` once the node has exited (its exit code is part of the recording).
+`bag_frames(bag, config, sync)` with the node's own matching rule: the frames the node should build) or
+`settle_s`, then for a `/diagnostics` message that counts them. `ReplaySession` keeps one node and one
+recorder for several passes (e.g. a checkpoint reload in between); `record_replay` is one session with one
+pass, written with `tacocc_core.recording.save_recording` once the node has exited (its exit code is part
+of the recording).
 
 The node is keep-latest: a frame that arrives while the worker is still busy with the one before the
 previous is dropped (`dropped replaced` on /diagnostics, missing from `received_stamps`). Pick `rate` so
@@ -48,8 +49,10 @@ from tacocc_core.config import ModelConfig, load_preset
 from tacocc_core.geometry import GridSpec
 from tacocc_core.recording import Recording, load_recording, save_recording
 from tacocc_ros.bag_frames import bag_frames
+from tacocc_ros.node_params import param_values, sync_config
 from tacocc_ros.node_process import NodeProcessError, OccupancyNodeProcess, child_environment
 from tacocc_ros.replay_recorder import GRID_TOPIC, PassResult, ReplayRecorder
+from tacocc_ros.sync import SyncConfig
 
 __all__ = [
     "NodeProcessError",
@@ -60,6 +63,7 @@ __all__ = [
     "ReplayPlan",
     "ReplaySession",
     "load_recording",
+    "node_sync_config",
     "plan_replay",
     "record_replay",
     "replay_node_params",
@@ -120,8 +124,10 @@ class ReplayPlan:
     duration_s: float
 
 
-def plan_replay(bag: str | os.PathLike[str], config: ModelConfig) -> ReplayPlan:
+def plan_replay(bag: str | os.PathLike[str], config: ModelConfig, sync: SyncConfig | None = None) -> ReplayPlan:
     """Check the bag and list its expected frames, without starting anything.
+
+    `sync` is the node's matching rule (`node_sync_config` of its parameters); default: the node's defaults.
 
     Raises:
         BagError: no such bag, unreadable, a missing camera / camera_info / LiDAR topic (named).
@@ -136,7 +142,7 @@ def plan_replay(bag: str | os.PathLike[str], config: ModelConfig) -> ReplayPlan:
         wanted = [LIDAR_TOPIC, ODOM_TOPIC, LABELS_TOPIC, *(t for c in cameras for t in camera_topics(c))]
         topics = tuple(t for t in wanted if t in reader.topics)
         duration_s = reader.duration_ns / 1e9
-    expected = tuple(sorted(item.frame.stamp_ns for item in bag_frames(bag, config)))
+    expected = tuple(sorted(item.frame.stamp_ns for item in bag_frames(bag, config, sync)))
     label_grid = read_calibration(bag).label_grid if LABELS_TOPIC in topics else None
     return ReplayPlan(bag, config, topics, expected, label_grid, duration_s)
 
@@ -146,6 +152,12 @@ def replay_node_params(bag: str | os.PathLike[str], node_params: dict[str, Any])
     if "model_config" not in node_params:
         raise ValueError("node_params must name the model_config (a preset name or YAML path)")
     return {**REPLAY_NODE_DEFAULTS, "calibration": str(Path(bag) / "calibration.yaml"), **node_params}
+
+
+def node_sync_config(node_params: dict[str, Any], config: ModelConfig) -> SyncConfig:
+    """How the node with `node_params` (over its defaults) matches images to sweeps."""
+    cameras = tuple(config.cameras.names)
+    return sync_config(param_values(cameras, node_params), cameras)
 
 
 class ReplaySession:
@@ -163,6 +175,7 @@ class ReplaySession:
         if "model_config" not in node_params:
             raise ValueError("node_params must name the model_config (a preset name or YAML path)")
         self.config = load_preset(node_params["model_config"])
+        self.sync = node_sync_config(node_params, self.config)
         self.options = options
         self.node = OccupancyNodeProcess(node_params, log_path)
         self.recorder: ReplayRecorder | None = None
@@ -188,7 +201,7 @@ class ReplaySession:
 
     def warm_up(self, bag: str | os.PathLike[str], rate: float = 2.0) -> None:
         """One unrecorded pass: the first frames of a fresh node process run several times slower."""
-        self._pass(plan_replay(bag, self.config), rate)
+        self._pass(plan_replay(bag, self.config, self.sync), rate)
 
     def replay(self, bag: str | os.PathLike[str], rate: float = 1.0) -> Recording:
         """Play `bag` once (after a warm-up pass if the options say so) and return what arrived.
@@ -199,7 +212,7 @@ class ReplaySession:
             raise ValueError(f"rate must be > 0, got {rate}")
         if self.recorder is None:
             raise ReplayError("ReplaySession.replay outside `with ReplaySession(...)`")
-        plan = plan_replay(bag, self.config)
+        plan = plan_replay(bag, self.config, self.sync)
         if self.options.warmup:
             self._pass(plan, self.options.warmup_rate)
         result = self._pass(plan, rate)
@@ -298,7 +311,8 @@ def record_replay(
         The Recording as written (`load_recording(out_dir)` reads it back).
     """
     params = replay_node_params(bag, node_params)
-    plan_replay(bag, load_preset(params["model_config"]))  # bad bags fail here, before any process starts
+    config = load_preset(params["model_config"])
+    plan_replay(bag, config, node_sync_config(params, config))  # bad bags fail here, before any process starts
     out_dir = Path(out_dir)
     log_path = Path(log_path) if log_path is not None else out_dir.with_name(out_dir.name + ".node.log")
     with ReplaySession(params, log_path, options) as session:

@@ -123,10 +123,11 @@ class ReplayRecorder:
             self._sweeps.clear()
 
     def grid_stamps(self) -> set[int]:
-        """Stamps of the grids received in this pass so far (decodes only the headers)."""
+        """Stamps of the grids received in this pass after their sweeps (decodes only the headers)."""
         with self._lock:
-            grids = list(self._grids)
-        return {_header_stamp(data) for _, data in grids}
+            grids, sweeps = list(self._grids), dict(self._sweeps)
+        stamps = ((arrival, _header_stamp(data)) for arrival, data in grids)
+        return {stamp for arrival, stamp in stamps if stamp in sweeps and arrival >= sweeps[stamp]}
 
     def latest_diagnostics(self) -> tuple[int, dict[str, str]] | None:
         """(arrival ns, values) of the newest node diagnostics, or None."""
@@ -134,7 +135,7 @@ class ReplayRecorder:
             return self._diagnostics[-1] if self._diagnostics else None
 
     def pass_result(self, label_grid: GridSpec | None, label_source: str) -> PassResult:
-        """Decode what this pass received (a stamp received twice keeps its first grid).
+        """Decode what this pass received (a stamp received twice keeps its first grid after its sweep).
 
         Args:
             label_grid: the grid of the bag's `/occupancy/gt` clouds (its calibration.yaml); None: no labels.
@@ -147,8 +148,8 @@ class ReplayRecorder:
         for arrival, data in grids:
             msg = deserialize_message(data, PointCloud2)
             stamp = stamp_to_ns(msg.header.stamp)
-            if stamp in result.preds:
-                continue
+            if stamp in result.preds or (stamp in sweeps and arrival < sweeps[stamp]):
+                continue  # a repeat, or the late grid of an earlier pass (its sweep came again after it)
             result.preds[stamp] = cloud_to_grid(msg, self.model_grid)
             if stamp in sweeps:
                 result.latency_ms[stamp] = (arrival - sweeps[stamp]) / 1e6

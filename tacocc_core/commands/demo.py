@@ -16,6 +16,7 @@ in a DDS domain of this run's own unless the caller set them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 import shutil
@@ -23,14 +24,18 @@ import sys
 import time
 from pathlib import Path
 
-from tacocc_core.commands.generate_scenes import DEFAULT_CALIB, _size
+from tacocc_core.commands.generate_scenes import _size
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "demo.pt"
 DEFAULT_MODEL_CONFIG = "demo"
 DEFAULT_SEED = 1  # the demo checkpoint is trained on seed 0 scenes: the demo shows scenes it has not seen
 DEFAULT_IMAGE_SIZE = (352, 198)  # the size of the checkpoint's training images
-SWEEPS_PER_KEYFRAME = 1  # one LiDAR sweep between keyframes: 4 frames per second of bag
+SWEEPS_PER_KEYFRAME = 1  # one more LiDAR sweep before each keyframe (the model accumulates 2 sweeps)
+# The generated cameras fire once per keyframe, at their rig offsets from the keyframe's LiDAR stamp. The node
+# is told those offsets and a slop under half the LiDAR period, so each image set pairs with its keyframe
+# sweep only (one frame per keyframe); the sweep before it finds no images and is not a frame.
+SLOP_S = 0.02
 LIDAR_AZIMUTHS = 1084
 WORK_DIR = ".work"
 
@@ -86,7 +91,12 @@ class _Stage:
 def work_key(args: argparse.Namespace) -> str:
     """The cache folder name of the dataset and bags these options produce."""
     w, h = args.image_size
-    return f"scenes{args.scenes}-kf{args.keyframes}-seed{args.seed}-{w}x{h}-sw{SWEEPS_PER_KEYFRAME}-az{LIDAR_AZIMUTHS}"
+    calib = os.environ.get("TACOCC_CALIB")
+    rig = "builtin" if not calib else "calib" + hashlib.sha1(Path(calib).resolve().read_bytes()).hexdigest()[:8]
+    return (
+        f"scenes{args.scenes}-kf{args.keyframes}-seed{args.seed}-{w}x{h}-sw{SWEEPS_PER_KEYFRAME}"
+        f"-az{LIDAR_AZIMUTHS}-{rig}"
+    )
 
 
 def ros_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -122,12 +132,14 @@ def run(args: argparse.Namespace) -> int:
     from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
     from tacocc_core.config import ConfigError, load_preset
     from tacocc_core.data.nuscenes_reader import DataError
+    from tacocc_core.data.synthetic.rig import load_rig
     from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
     from tacocc_core.demo.provenance import Provenance
     from tacocc_core.demo.report import write_demo_report
     from tacocc_core.recording import RecordingError
 
     stages = _Stages()
+    calib = os.environ.get("TACOCC_CALIB") or None  # the rig of the generated scenes (None: the built-in one)
     out = args.out
     work = out / WORK_DIR / work_key(args)
     dataset, bag_dir = work / "dataset", work / "bags"
@@ -139,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tacocc demo: error: {err}", file=sys.stderr)
         return 2
     try:
-        from tacocc_ros.replay import ReplayError, record_replay
+        from tacocc_ros.replay import ReplayError, ReplayOptions, record_replay
     except ImportError as err:
         print(f"tacocc demo: error: needs rclpy and the ROS 2 message packages ({err})", file=sys.stderr)
         return 2
@@ -157,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[demo] scenes: cached in {dataset}", file=sys.stderr)
         else:
             with stages(f"generating {args.scenes} scene(s) x {args.keyframes} keyframes, seed {args.seed}"):
-                generate_dataset(dataset, options, os.environ.get("TACOCC_CALIB", str(DEFAULT_CALIB)))
+                generate_dataset(dataset, options, calib)
         bags = _cached_bags(bag_dir)
         if bags:
             print(f"[demo] bags: cached in {bag_dir}", file=sys.stderr)
@@ -168,7 +180,13 @@ def run(args: argparse.Namespace) -> int:
                 convert_nuscenes(dataset, options.version, staging, None, ConvertOptions(progress=False))
                 staging.rename(bag_dir)
             bags = _cached_bags(bag_dir)
-        node_params = {"model_config": args.model_config, "checkpoint": str(checkpoint), "device": args.device}
+        node_params = {
+            "model_config": args.model_config,
+            "checkpoint": str(checkpoint),
+            "device": args.device,
+            "slop_s": SLOP_S,
+            **{f"cameras.{name}.offset_s": us * 1e-6 for name, us in load_rig(calib).camera_offset_us.items()},
+        }
         data = {
             "generator": "tacocc generate-scenes",
             "scenes": str(args.scenes),
@@ -182,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             target = out if len(bags) == 1 else out / bag.name
             with stages(f"replaying {bag.name} through the occupancy node at rate {args.rate:g}"):
                 recording = record_replay(
-                    bag, target / "recording", node_params, rate=args.rate, log_path=target / "node.log"
+                    bag, target / "recording", node_params, args.rate, ReplayOptions(warmup=True), target / "node.log"
                 )
             with stages(f"drawing {len(recording.received_stamps)} frames and writing the report"):
                 provenance = Provenance(str(checkpoint), args.model_config, str(bag), args.rate, command, data)

@@ -63,7 +63,10 @@ def report_markdown(numbers: DemoNumbers, provenance: Provenance, pictures: list
     lines += [
         "",
         "End to end: arrival of the node's grid at the recorder minus arrival of the same LiDAR sweep there. "
-        "In the node: its own /diagnostics figures.",
+        "In the node: its own /diagnostics figures. The node's counters (`published`, `node: ...`) run over "
+        "the node's whole life, a warm-up pass of the bag included; a sweep that is not a frame (no camera "
+        "image set within the slop: the generated cameras fire at keyframes only) counts as a `superseded` or "
+        "`timeout` drop there. `frames dropped` counts only frames of the recorded pass that got no grid.",
         "",
         "## k histogram",
         "",
