@@ -36,6 +36,7 @@ SWEEPS_PER_KEYFRAME = 1  # one more LiDAR sweep before each keyframe (the model 
 # is told those offsets and a slop under half the LiDAR period, so each image set pairs with its keyframe
 # sweep only (one frame per keyframe); the sweep before it finds no images and is not a frame.
 SLOP_S = 0.02
+MIN_KEYFRAMES = 4  # 1.55 s of bag: the recorded pass starts more than 1 s before the warm-up pass ended
 LIDAR_AZIMUTHS = 1084
 WORK_DIR = ".work"
 
@@ -108,8 +109,12 @@ def ros_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
-    if args.scenes < 1 or args.keyframes < 2:
-        return f"--scenes must be >= 1 and --keyframes >= 2, got {args.scenes} and {args.keyframes}"
+    if args.scenes < 1 or args.keyframes < MIN_KEYFRAMES:
+        return (
+            f"--scenes must be >= 1 and --keyframes >= {MIN_KEYFRAMES} (the node starts again when time goes back "
+            f"by more than 1 s, so a bag shorter than that cannot follow its warm-up pass), "
+            f"got {args.scenes} and {args.keyframes}"
+        )
     if not 0 < args.rate <= 10:
         return f"--rate must be in (0, 10], got {args.rate}"
     if not args.checkpoint.is_file():
