@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ablations in the shape of the paper's Tables III/IV on generated data, tiny preset, CPU:
 #   base (no fuser) | fixed k=1 | fixed k=2 | fixed k=3 | adaptive k in {1,2,3}
+#   adaptive with the Gumbel temperature annealed within the run
 #   adaptive without / with the renderer
-#   full labels vs 10% of the frames labelled + LiDAR geometry self-supervision
+#   full labels vs 10% of the frames labelled, without / with LiDAR geometry self-supervision
 # Each run trains STEPS steps (short schedules) and is scored with `tacocc eval` on the held-out scenes;
 # the reports land in RUNS/<name>/eval_val.{md,json}. Usage:
 #   DATA=data/synth10 RUNS=runs/ablations STEPS=150 [CALIB=calib.json] benchmarks/run_ablations.sh
@@ -37,7 +38,10 @@ run fixed_k1      --set model.fuser.mode=fixed --set model.fuser.fixed_k=1 --set
 run fixed_k2      --set model.fuser.mode=fixed --set model.fuser.fixed_k=2 --set train.renderer=false
 run fixed_k3      --set model.fuser.mode=fixed --set model.fuser.fixed_k=3 --set train.renderer=false
 run adaptive      --set train.renderer=false
+# the Gumbel temperature annealed within the short schedule (the preset anneals over 500 steps)
+run adaptive_tau_in_run --set train.renderer=false --set "model.fuser.tau_anneal_steps=$STEPS"
 run adaptive_render --set train.renderer=true
+run labels10      --set train.renderer=false --label-fraction 0.1
 run labels10_geo  --set train.renderer=false --label-fraction 0.1 --set train.label_efficient.geometry_weight=1.0
 
 $PY - "$RUNS" <<'PYEOF'

@@ -27,6 +27,7 @@ from tacocc_core.bags.messages import TYPESTORE  # noqa: E402
 from tacocc_core.bags.reading import BagError  # noqa: E402
 from tacocc_core.checkpoint import save_checkpoint  # noqa: E402
 from tacocc_core.config import load_preset  # noqa: E402
+from tacocc_core.data.synthetic.rig import surround_rig  # noqa: E402
 from tacocc_core.model.tacocc import TACOcc  # noqa: E402
 from tacocc_core.predictor import Predictor, PredictorOptions  # noqa: E402
 from tacocc_core.recording import load_recording, save_recording  # noqa: E402
@@ -37,6 +38,7 @@ from tacocc_ros.replay import (  # noqa: E402
     NodeProcessError,
     ReplayOptions,
     ReplaySession,
+    node_sync_config,
     record_replay,
     replay_node_params,
 )
@@ -45,8 +47,16 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_YAML = REPO / "config" / "train_tiny.yaml"
-# Frames come in pairs 50 ms apart every 0.5 s of bag time; at 0.25x the keep-latest node has 2 s per pair.
-RATE = 0.25
+# One frame per keyframe: the node knows the rig's camera offsets and matches images within 20 ms (under half
+# the LiDAR period), so the sweep 50 ms before a keyframe finds none. Keyframes are 0.5 s of bag apart: at
+# 0.5x the keep-latest node has 1 s per frame.
+NODE_PARAMS = {
+    "model_config": "tiny",
+    "device": "cpu",
+    "slop_s": 0.02,
+    **{f"cameras.{name}.offset_s": us * 1e-6 for name, us in surround_rig().camera_offset_us.items()},
+}
+RATE = 0.5
 
 
 # --- the bag, the checkpoints, the direct path ----------------------------------------------------------
@@ -63,7 +73,7 @@ def bag(synthetic_dataset, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def frames(bag, config):
-    return list(bag_frames(bag, config))
+    return list(bag_frames(bag, config, node_sync_config(NODE_PARAMS, config)))
 
 
 def direct_path(checkpoint: Path, config, frames) -> dict[int, np.ndarray]:
@@ -111,7 +121,7 @@ def session(bag, workdir, initial_checkpoint):
     """The node on checkpoint path P (a copy of the initial weights), the recorder, one warm-up pass."""
     current = workdir / "current.pt"
     shutil.copy(initial_checkpoint, current)
-    params = replay_node_params(bag, {"model_config": "tiny", "checkpoint": str(current), "device": "cpu"})
+    params = replay_node_params(bag, {**NODE_PARAMS, "checkpoint": str(current)})
     with ReplaySession(params, workdir / "node.log", ReplayOptions()) as s:
         s.checkpoint_path = current
         s.warm_up(bag)
