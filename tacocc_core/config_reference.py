@@ -223,7 +223,8 @@ def model_reference() -> str:
         + ", ".join(f"`config/{n}.yaml`" for n in PRESETS)
         + ". A key left out of a file takes the default. Rules across keys are checked in "
         "`ModelConfig._check_consistency` (grid ranges increasing and divisible by `head.coarse_downsample`, "
-        "`head.cascade_ratio` equal to it, `fuser.k_candidates` increasing, 17 `loss.class_weights` or none, ...)."
+        "`head.cascade_ratio` equal to it, `image_backbone.feature_stride` within the kept `image_backbone.stages`, "
+        "`fuser.k_candidates` increasing, 17 `loss.class_weights` or none, ...)."
     )
     return _reference(ModelConfig, "Model config (`tacocc config PRESET`, `tacocc train --config`)", intro, presets)
 

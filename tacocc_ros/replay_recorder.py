@@ -29,7 +29,6 @@ from tacocc_core.data.label_resample import resample_labels
 from tacocc_core.geometry import GridSpec
 from tacocc_ros.bag_frames import labels_from_cloud
 from tacocc_ros.node_process import NODE_NAME, RosHandle
-from tacocc_ros.pointcloud import PointCloudError, cloud_to_array
 from tacocc_ros.stamps import stamp_to_ns
 
 GRID_TOPIC = f"/{NODE_NAME}/occupancy/cloud"
@@ -39,19 +38,10 @@ DIAGNOSTICS_NAME = "occupancy"  # part of the node's DiagnosticStatus name ("tac
 def cloud_to_grid(msg: PointCloud2, grid: GridSpec, source: str = GRID_TOPIC) -> np.ndarray:
     """The node's grid cloud (x, y, z, label per occupied voxel centre) -> (grid.shape) uint8, 0 = empty.
 
-    Raises PointCloudError naming `source` when a field is missing or a centre lies outside the grid.
+    The same layout as the bag's label clouds, read by the same code; PointCloudError names `source` when a
+    field is missing or a centre lies outside the grid.
     """
-    points = cloud_to_array(msg, source=source)
-    names = points.dtype.names or ()
-    if not {"x", "y", "z", "label"} <= set(names):
-        raise PointCloudError(f"{source}: a grid cloud needs fields x, y, z, label; it has {list(names)}")
-    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float64)
-    index, inside = grid.point_to_index(xyz)
-    if not inside.all():
-        raise PointCloudError(f"{source}: {int((~inside).sum())} voxel centres outside the model grid")
-    labels = np.zeros(grid.shape, dtype=np.uint8)
-    labels[tuple(index.T)] = points["label"]
-    return labels
+    return labels_from_cloud(msg, grid, source)
 
 
 @dataclass
