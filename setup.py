@@ -32,6 +32,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.pt")),
     ],
     install_requires=[
         "numpy>=1.24",

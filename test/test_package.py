@@ -178,6 +178,7 @@ def test_pip_install_puts_presets_under_share(tmp_path):
     shutil.rmtree(source)  # the installed copy must not need the source tree
     assert (target / "share" / "tacocc_ros" / "config" / "nuscenes_r50_256x704.yaml").is_file()
     assert (target / "share" / "tacocc_ros" / "package.xml").is_file()
+    assert (target / "share" / "tacocc_ros" / "checkpoints" / "demo.pt").is_file()  # what `tacocc demo` runs
     out = run_tacocc(target, "config", "nuscenes_r50_256x704", cwd=tmp_path)
     assert "name: nuscenes_r50_256x704" in out
     assert f"# file: {target / 'share' / 'tacocc_ros' / 'config' / 'nuscenes_r50_256x704.yaml'}" in out
