@@ -45,6 +45,9 @@ SWEEPS_PER_KEYFRAME = 1  # one more LiDAR sweep before each keyframe (the model 
 # is told those offsets and a slop under half the LiDAR period, so each image set pairs with its keyframe
 # sweep only (one frame per keyframe); the sweep before it finds no images and is not a frame.
 SLOP_S = 0.02
+# A sweep waits this long (message time; 2 s of wall time at rate 0.5) for its images: on a busy CPU an image
+# callback can run late, and a keyframe should not be lost for that.
+TIMEOUT_S = 1.0
 MIN_KEYFRAMES = 4  # 1.55 s of bag: the recorded pass starts more than 1 s before the warm-up pass ended
 LIDAR_AZIMUTHS = 1084
 WORK_DIR = ".work"
@@ -199,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(checkpoint),
             "device": args.device,
             "slop_s": SLOP_S,
+            "timeout_s": TIMEOUT_S,
             **{f"cameras.{name}.offset_s": us * 1e-6 for name, us in load_rig(calib).camera_offset_us.items()},
         }
         data = {
