@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import yaml
 
 from tacocc_core.config import load_preset
 from tacocc_core.config_reference import model_reference, train_reference
+from tacocc_core.train.eval_report import write_text_atomic
 from tacocc_ros import node_params, training_node
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,18 +233,6 @@ def configuration_markdown() -> str:
     return "\n".join(p.rstrip("\n") + "\n" for p in parts)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tacocc_ros.reference_doc", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the Markdown file (docs/CONFIGURATION.md)")
@@ -258,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out}: out of date with the code; run `make docs`", file=sys.stderr)
             return 1
         return 0
-    write_atomic(args.out, text)
+    write_text_atomic(args.out, text)
     return 0
 
 
