@@ -252,6 +252,7 @@ def render_window(
     frames: list[tuple[int, int]] | None = None,
     sky: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    return_images: bool = False,
 ) -> WindowResult:
     """Run the renderer step on frames of a training batch.
 
@@ -262,6 +263,7 @@ def render_window(
         frames: (b, t) pairs to render; None = every frame of the window.
         sky: optional (B, T, V, H, W) bool sky masks (True on sky) at the network image size.
         generator: random source of the LiDAR subsample.
+        return_images: keep the rendered images of the first frame that is rendered (not skipped).
     """
     if features.ndim != 6 or tuple(features.shape[:2]) != tuple(batch["stamps_ns"].shape):
         raise ValueError(
@@ -273,8 +275,10 @@ def render_window(
         frames = [(b, t) for b in range(bsz) for t in range(steps)]
     r = renderer.settings
     results = []
+    have_images = False
     for b, t in frames:
         targets = window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky)
+        want_images = return_images and not have_images
         result = renderer(
             features[b, t],
             frame_points(batch, b, t),
@@ -282,7 +286,9 @@ def render_window(
             motion=frame_motion(batch, b, t, renderer.grid),
             time_scale=frame_interval(batch, b),
             generator=generator,
+            return_images=want_images,
         )
+        have_images = have_images or (want_images and result.skipped is None and result.images is not None)
         results.append(((b, t), result))
     done = [res for _, res in results if res.skipped is None]
     if not done:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from tacocc_core.model.tacocc import SequenceOutput
-from tacocc_core.render.sequential_renderer import SequentialRenderer
-from tacocc_core.render.targets import frame_interval, frame_motion, frame_points, window_targets
+from tacocc_core.render.sequential_renderer import SequentialRenderer, render_window
+from tacocc_core.render.targets import window_targets
 
 
 @dataclass
@@ -59,29 +59,17 @@ def renderer_loss(
         zero = renderer.zero_loss(features)
         return RendererTerm(zero, zero.clone(), {"rendered": 0.0, "skipped": 0.0})
     sky = torch.stack([e.sky_masks for e in seq.encoder], dim=1)  # (B, T, V, H, W)
-    r = renderer.settings
-    done, skipped, views = [], 0, None
-    for b, t in frames:
-        targets = window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky)
-        want_views = with_views and views is None
-        result = renderer(
-            features[b, t],
-            frame_points(batch, b, t),
-            targets,
-            motion=frame_motion(batch, b, t, renderer.grid),
-            time_scale=frame_interval(batch, b),
-            generator=generator,
-            return_images=want_views,
-        )
-        if result.skipped is not None:
-            skipped += 1
-            continue
-        done.append(result)
-        if want_views and result.images is not None:
-            views = _views_image(result.images[0], targets.images)
+    window = render_window(renderer, features, batch, frames, sky, generator, return_images=with_views)
+    done = [res for _, res in window.frames if res.skipped is None]
+    skipped = len(window.frames) - len(done)
+    views = None
+    shown = next(((bt, res) for bt, res in window.frames if res.skipped is None and res.images is not None), None)
+    if with_views and shown is not None:
+        (b, t), res = shown
+        r = renderer.settings
+        views = _views_image(res.images[0], window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky).images)
     if not done:
-        zero = renderer.zero_loss(features)
-        return RendererTerm(zero, zero.clone(), {"rendered": 0.0, "skipped": float(skipped)}, views)
+        return RendererTerm(window.l_pc, window.l_rgb, {"rendered": 0.0, "skipped": float(skipped)}, views)
     logs = {
         "rendered": float(len(done)),
         "skipped": float(skipped),
@@ -89,9 +77,7 @@ def renderer_loss(
         "rgb_first": float(np.mean([d.rgb_steps[0] for d in done])),
         "rgb_last": float(np.mean([d.rgb_steps[-1] for d in done])),
     }
-    l_pc = torch.stack([d.l_pc for d in done]).mean()
-    l_rgb = torch.stack([d.l_rgb for d in done]).mean()
-    return RendererTerm(l_pc, l_rgb, logs, views)
+    return RendererTerm(window.l_pc, window.l_rgb, logs, views)
 
 
 def _views_image(rgb: torch.Tensor, real: torch.Tensor) -> np.ndarray:
