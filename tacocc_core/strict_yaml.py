@@ -38,17 +38,17 @@ def validate_mapping(cls: type[T], data: Any, source: str, what: str = "configur
         raise ConfigError(f"{source}: {err}") from None
 
 
-def read_yaml_mapping(path: str | os.PathLike[str], what: str = "config") -> Any:
-    """The parsed content of a YAML file ({} for an empty file); unreadable or invalid files raise ConfigError."""
+def read_yaml_mapping(path: str | os.PathLike[str], what: str = "config", error: type[Exception] = ConfigError) -> Any:
+    """The parsed content of a YAML file ({} for an empty file); unreadable or invalid files raise `error`."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read {what} file ({err.strerror})") from None
+        raise error(f"{path}: cannot read {what} file ({err.strerror})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise error(f"{path}: not valid YAML: {err}") from None
     return {} if data is None else data
 
 

@@ -34,6 +34,7 @@ from tacocc_core.bags.calibration import FORMAT as BAG_CALIBRATION_FORMAT
 from tacocc_core.bags.calibration import BagCalibration
 from tacocc_core.bags.calibration import CalibrationError as BagCalibrationError
 from tacocc_core.bags.calibration import calibration_from_dict as bag_calibration_from_dict
+from tacocc_core.strict_yaml import read_yaml_mapping
 
 
 class CalibrationError(ValueError):
@@ -133,14 +134,7 @@ def load_calibration(path: str | os.PathLike[str]) -> RigCalibration:
     into every bag (`format: tacocc_calibration_v1`, read by tacocc_core.bags.calibration).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise CalibrationError(f"{path}: cannot read calibration file ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CalibrationError(f"{path}: not valid YAML: {err}") from None
+    data = read_yaml_mapping(path, "calibration", CalibrationError)
     if isinstance(data, dict) and data.get("format") == BAG_CALIBRATION_FORMAT:
         try:
             return from_bag_calibration(bag_calibration_from_dict(data, str(path)))
