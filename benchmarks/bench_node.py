@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from sensor_msgs.msg import CompressedImage, PointCloud2  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from tacocc_core.labels import SURROUNDOCC_GRID, occ3d_to_dense  # noqa: E402
+from tacocc_core.timing import median_wall_cpu_ms
 from tacocc_ros.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
 from tacocc_ros.images import decode_cameras  # noqa: E402
 from tacocc_ros.occupancy_node import LidarInput, OccupancyNode  # noqa: E402
@@ -43,18 +43,6 @@ from tacocc_ros.stamps import make_header  # noqa: E402
 from tacocc_ros.sync import SyncedSet  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """Median wall and process-CPU milliseconds of `fn()` after one warm-up call."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - w0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -122,24 +110,26 @@ def main() -> None:
         synced = SyncedSet(stamp, lidar, images)
         frame = node._build_frame(synced)
         rows = {
-            f"PointCloud2 -> points ({len(points)})": timed(lambda: cloud_to_points(cloud), args.repeats),
-            f"build Frame: 6 JPEGs -> 256x704, {sweeps + 1} sweeps -> {len(frame.points)} points": timed(
+            f"PointCloud2 -> points ({len(points)})": median_wall_cpu_ms(lambda: cloud_to_points(cloud), args.repeats),
+            f"build Frame: 6 JPEGs -> 256x704, {sweeps + 1} sweeps -> {len(frame.points)} points": median_wall_cpu_ms(
                 lambda: node._build_frame(synced), args.repeats
             ),
-            f"publish markers + cloud, {len(flat)} voxels": timed(lambda: node._publish(labels, lidar), args.repeats),
+            f"publish markers + cloud, {len(flat)} voxels": median_wall_cpu_ms(
+                lambda: node._publish(labels, lidar), args.repeats
+            ),
         }
         total = (sum(w for w, _ in rows.values()), sum(c for _, c in rows.values()))
         size = tuple(node.config.cameras.image_size)
         msgs = [m for _, m in images.values()]
         pose = node.poses.lookup(stamp) @ lidar2ego
         parts = {
-            "  decode 6 JPEGs on the node's decoder threads": timed(
+            "  decode 6 JPEGs on the node's decoder threads": median_wall_cpu_ms(
                 lambda: decode_cameras(msgs, size, executor=node._decode_pool), args.repeats
             ),
-            "  merge previous sweeps (accumulate)": timed(
+            "  merge previous sweeps (accumulate)": median_wall_cpu_ms(
                 lambda: node.sweeps.accumulate(stamp, points, lambda s: pose), args.repeats
             ),
-            "  serialise the MarkerArray (inside publish)": timed(
+            "  serialise the MarkerArray (inside publish)": median_wall_cpu_ms(
                 lambda: serialize_message(node.markers.build(labels, stamp, "LIDAR_TOP")), args.repeats
             ),
         }

@@ -17,8 +17,6 @@ Run from the repository root (this checkout, not an install):
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,27 +25,13 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage
 
 from tacocc_core.labels import SURROUNDOCC_GRID, occ3d_to_dense
+from tacocc_core.timing import median_wall_cpu_ms
 from tacocc_ros.images import decode_cameras
 from tacocc_ros.outputs import MarkerBuilder, build_cloud, occupied_voxels
 from tacocc_ros.pointcloud import array_to_cloud, cloud_to_points
 from tacocc_ros.stamps import make_header
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-
-
-def median_ms(fn, repeats: int) -> tuple[float, float]:
-    """Median wall-clock and process CPU milliseconds of `fn()` (CPU time adds up all threads).
-
-    On a machine shared with other jobs the wall time grows with the load; the CPU time barely does.
-    """
-    fn()  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - w0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -82,25 +66,27 @@ def main() -> None:
     occupancy = build_cloud(labels, SURROUNDOCC_GRID, 1, "LIDAR_TOP")
     pool = ThreadPoolExecutor(args.threads)
     rows = {
-        f"decode 6 JPEGs 1600x900 -> {size[0]}x{size[1]}, {args.threads} threads": median_ms(
+        f"decode 6 JPEGs 1600x900 -> {size[0]}x{size[1]}, {args.threads} threads": median_wall_cpu_ms(
             lambda: decode_cameras(jpegs, size, executor=pool), args.repeats
         ),
-        f"PointCloud2 -> (N, 4), N = {len(sweep)}": median_ms(lambda: cloud_to_points(cloud_msg), args.repeats),
-        f"markers, {len(flat)} voxels (Point cache warm)": median_ms(
+        f"PointCloud2 -> (N, 4), N = {len(sweep)}": median_wall_cpu_ms(
+            lambda: cloud_to_points(cloud_msg), args.repeats
+        ),
+        f"markers, {len(flat)} voxels (Point cache warm)": median_wall_cpu_ms(
             lambda: builder.build(labels, 2, "LIDAR_TOP"), args.repeats
         ),
-        f"occupancy PointCloud2, {len(flat)} voxels": median_ms(
+        f"occupancy PointCloud2, {len(flat)} voxels": median_wall_cpu_ms(
             lambda: build_cloud(labels, SURROUNDOCC_GRID, 2, "LIDAR_TOP"), args.repeats
         ),
     }
     total = (sum(w for w, _ in rows.values()), sum(c for _, c in rows.values()))
     extra = {
-        "decode 6 JPEGs one by one": median_ms(lambda: decode_cameras(jpegs, size), args.repeats),
-        "markers, cold cache (first frame)": median_ms(
+        "decode 6 JPEGs one by one": median_wall_cpu_ms(lambda: decode_cameras(jpegs, size), args.repeats),
+        "markers, cold cache (first frame)": median_wall_cpu_ms(
             lambda: MarkerBuilder(SURROUNDOCC_GRID).build(labels, 2, "LIDAR_TOP"), max(3, args.repeats // 4)
         ),
-        "serialise MarkerArray (publish cost)": median_ms(lambda: serialize_message(markers), args.repeats),
-        "serialise occupancy PointCloud2": median_ms(lambda: serialize_message(occupancy), args.repeats),
+        "serialise MarkerArray (publish cost)": median_wall_cpu_ms(lambda: serialize_message(markers), args.repeats),
+        "serialise occupancy PointCloud2": median_wall_cpu_ms(lambda: serialize_message(occupancy), args.repeats),
     }
     width = max(map(len, [*rows, *extra]))
     print(f"{'':<{width}}  {'wall ms':>8}  {'cpu ms':>8}")

@@ -1,9 +1,13 @@
-"""Per-stage wall-clock timing that is honest on CUDA (synchronise before reading the clock)."""
+"""Wall-clock timing: per network stage, honest on CUDA; medians of repeated calls for the benchmarks.
+
+`StageTimer` synchronises CUDA before reading the clock; `median_wall_cpu_ms` times CPU-side calls.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -42,3 +46,21 @@ class StageTimer:
 
 
 NULL_TIMER = StageTimer(enabled=False)
+
+
+def median_wall_cpu_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall-clock and process-CPU milliseconds of `fn()` over `repeats` calls after one warm-up call.
+
+    CPU time adds up all threads; on a machine shared with other jobs the wall time grows with the load while
+    the CPU time barely does.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append((time.perf_counter() - w0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    return statistics.median(wall), statistics.median(cpu)

@@ -20,3 +20,14 @@ def test_disabled_timer_records_nothing():
     with NULL_TIMER.stage("x"):
         pass
     assert NULL_TIMER.ms == {}
+
+
+def test_median_wall_cpu_ms_warms_up_once_and_times_each_call():
+    from tacocc_core.timing import median_wall_cpu_ms
+
+    calls = []
+    wall, cpu = median_wall_cpu_ms(lambda: (calls.append(1), time.sleep(0.02)), repeats=3)
+    assert len(calls) == 4
+    assert 20.0 <= wall < 1000.0 and 0.0 <= cpu < wall  # sleeping costs wall time, not CPU time
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        median_wall_cpu_ms(lambda: None, repeats=0)
