@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from nuscenes.nuscenes import NuScenes
 
-from tacocc_core.config import load_preset
+from tacocc_core.config import NUSCENES_CAMERAS, load_preset
 from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader, ReaderOptions, read_pcd_bin
 from tacocc_core.data.synthetic.sensors import APPEARANCE
 from tacocc_core.geometry import in_image, invert_transform, project_points
@@ -34,15 +34,7 @@ def full_grid_config():
 def test_devkit_lookups_and_rendering(nusc, tmp_path):
     assert len(nusc.scene) == 2 and len(nusc.sample) == 8
     sample = nusc.sample[2]
-    assert set(sample["data"]) == {
-        "CAM_FRONT",
-        "CAM_FRONT_RIGHT",
-        "CAM_FRONT_LEFT",
-        "CAM_BACK",
-        "CAM_BACK_LEFT",
-        "CAM_BACK_RIGHT",
-        "LIDAR_TOP",
-    }
+    assert set(sample["data"]) == {*NUSCENES_CAMERAS, "LIDAR_TOP"}
     path, boxes, k = nusc.get_sample_data(sample["data"]["CAM_FRONT"])
     assert path.endswith(".jpg") and k.shape == (3, 3)
 
