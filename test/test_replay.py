@@ -54,6 +54,9 @@ NODE_PARAMS = {
     "model_config": "tiny",
     "device": "cpu",
     "slop_s": 0.02,
+    # a sweep waits 1 s of bag time for its images: in a fresh process on a busy CPU an image callback can run
+    # behind the next sweeps, and this test is about the grids, not about the node keeping up
+    "timeout_s": 1.0,
     **{f"cameras.{name}.offset_s": us * 1e-6 for name, us in surround_rig().camera_offset_us.items()},
 }
 RATE = 0.5
