@@ -51,4 +51,4 @@ clean:
 # docs/CONFIGURATION.md is generated from the config dataclasses, node parameters and launch files.
 .PHONY: docs
 docs: $(STAMP)
-	$(PY) -m tacocc_ros.reference_doc docs/CONFIGURATION.md
+	$(PY) -m tacocc_ros.tooling.reference_doc docs/CONFIGURATION.md

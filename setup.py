@@ -76,9 +76,9 @@ setup(
     zip_safe=True,
     entry_points={
         "console_scripts": [
-            "tacocc = tacocc_core.cli:main",
-            "occupancy_node = tacocc_ros.occupancy_node:main",
-            "training_node = tacocc_ros.training_node:main",
+            "tacocc = tacocc_ros.cli:main",
+            "occupancy_node = tacocc_ros.node.occupancy_node:main",
+            "training_node = tacocc_ros.training.training_node:main",
         ],
     },
 )

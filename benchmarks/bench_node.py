@@ -34,13 +34,13 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from tacocc_core.labels import SURROUNDOCC_GRID, occ3d_to_dense  # noqa: E402
 from tacocc_core.timing import median_wall_cpu_ms
-from tacocc_ros.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
-from tacocc_ros.images import decode_cameras  # noqa: E402
-from tacocc_ros.occupancy_node import LidarInput, OccupancyNode  # noqa: E402
-from tacocc_ros.outputs import occupied_voxels  # noqa: E402
-from tacocc_ros.pointcloud import array_to_cloud, cloud_to_points  # noqa: E402
-from tacocc_ros.stamps import make_header  # noqa: E402
-from tacocc_ros.sync import SyncedSet  # noqa: E402
+from tacocc_ros.messages.images import decode_cameras  # noqa: E402
+from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_points  # noqa: E402
+from tacocc_ros.messages.stamps import make_header  # noqa: E402
+from tacocc_ros.node.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
+from tacocc_ros.node.occupancy_node import LidarInput, OccupancyNode  # noqa: E402
+from tacocc_ros.node.outputs import occupied_voxels  # noqa: E402
+from tacocc_ros.node.sync import SyncedSet  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 

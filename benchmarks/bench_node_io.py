@@ -26,10 +26,10 @@ from sensor_msgs.msg import CompressedImage
 
 from tacocc_core.labels import SURROUNDOCC_GRID, occ3d_to_dense
 from tacocc_core.timing import median_wall_cpu_ms
-from tacocc_ros.images import decode_cameras
-from tacocc_ros.outputs import MarkerBuilder, build_cloud, occupied_voxels
-from tacocc_ros.pointcloud import array_to_cloud, cloud_to_points
-from tacocc_ros.stamps import make_header
+from tacocc_ros.messages.images import decode_cameras
+from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_points
+from tacocc_ros.messages.stamps import make_header
+from tacocc_ros.node.outputs import MarkerBuilder, build_cloud, occupied_voxels
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 

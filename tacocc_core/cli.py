@@ -1,4 +1,8 @@
-"""The `tacocc` command line: one subcommand per module under `tacocc_core.commands`."""
+"""The ROS-free half of the `tacocc` command line: one subcommand per module under `tacocc_core.commands`.
+
+The `tacocc` console script is `tacocc_ros.cli`, which adds the commands that need ROS (`play`, `demo`).
+`python -m tacocc_core.cli` offers the commands here alone, on a machine without ROS packages.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,9 @@ import sys
 from tacocc_core.commands import (
     bench,
     convert_nuscenes,
-    demo,
     evaluate,
     export,
     generate_scenes,
-    play,
     render,
     show_config,
     show_labels,
@@ -22,23 +24,23 @@ from tacocc_core.config import ConfigError
 from tacocc_core.labels import LabelFileError
 
 # Listed explicitly, in the order `tacocc --help` shows them.
-COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, play, train, evaluate, export, bench, render)
-COMMANDS += (demo,)
+COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, train, evaluate, export, bench, render)
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, LabelFileError, FileNotFoundError)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: tuple = COMMANDS) -> argparse.ArgumentParser:
+    """One subparser per command module; each module has `add_parser(subparsers)`."""
     parser = argparse.ArgumentParser(prog="tacocc", description="TACOcc 3D semantic occupancy: data, training, tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
+    for command in commands:
         command.add_parser(subparsers)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, commands: tuple = COMMANDS) -> int:
+    args = build_parser(commands).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as err:

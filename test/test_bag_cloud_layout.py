@@ -1,4 +1,4 @@
-"""tacocc_core/bags/cloud_layout.py: ROS-free PointCloud2 layouts agree with tacocc_ros.pointcloud (rclpy side)."""
+"""tacocc_core/bags/cloud_layout.py: ROS-free PointCloud2 layouts agree with the rclpy-side decoder."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tacocc_core.bags.cloud_layout import (
     fields_to_dtype,
     label_points,
 )
-from tacocc_ros import pointcloud as reference
+from tacocc_ros.messages import pointcloud as reference
 
 DTYPES = {
     "lidar": LIDAR_DTYPE,

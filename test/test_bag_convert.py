@@ -22,7 +22,7 @@ from tacocc_core.config import NUSCENES_CAMERAS
 from tacocc_core.data.nuscenes_reader import DataError
 from tacocc_core.geometry import invert_transform, pose_to_transform
 from tacocc_core.labels import SURROUNDOCC_GRID, load_surroundocc
-from tacocc_ros.pointcloud import cloud_to_array
+from tacocc_ros.messages.pointcloud import cloud_to_array
 
 VERSION = "v1.0-mini"
 Item = namedtuple("Item", "log_time msg")

@@ -1,4 +1,4 @@
-"""tacocc_ros.bag_frames: frames and labels of a converted bag against the dataset reader on the same samples."""
+"""tacocc_ros.bags.bag_frames: frames and labels of a converted bag against the dataset reader on the same samples."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tacocc_core.bags.messages import TYPESTORE
 from tacocc_core.bags.reading import BagError
 from tacocc_core.config import load_preset
 from tacocc_core.data.nuscenes_reader import NuScenesReader
-from tacocc_ros.bag_frames import bag_frames, sequences
+from tacocc_ros.bags.bag_frames import bag_frames, sequences
 
 VERSION = "v1.0-mini"
 
@@ -96,12 +96,12 @@ def test_frames_equal_what_the_occupancy_node_builds(bag, frames):
 
     from tacocc_core.bags.reading import BagReader
     from tacocc_core.bags.topics import LIDAR_TOPIC, ODOM_TOPIC, camera_topics
-    from tacocc_ros.bag_frames import deserialize
-    from tacocc_ros.node_params import camera_inputs
-    from tacocc_ros.occupancy_node import LidarInput, OccupancyNode
-    from tacocc_ros.pointcloud import cloud_to_points
-    from tacocc_ros.stamps import stamp_to_ns
-    from tacocc_ros.sync import SyncedSet
+    from tacocc_ros.bags.bag_frames import deserialize
+    from tacocc_ros.messages.pointcloud import cloud_to_points
+    from tacocc_ros.messages.stamps import stamp_to_ns
+    from tacocc_ros.node.node_params import camera_inputs
+    from tacocc_ros.node.occupancy_node import LidarInput, OccupancyNode
+    from tacocc_ros.node.sync import SyncedSet
 
     rclpy.init()
     node = None

@@ -12,8 +12,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2
 from tacocc_core.bags import messages as m
 from tacocc_core.bags.cloud_layout import LIDAR_DTYPE
 from tacocc_core.geometry import make_transform
-from tacocc_ros.pointcloud import cloud_to_array
-from tacocc_ros.stamps import stamp_to_ns
+from tacocc_ros.messages.pointcloud import cloud_to_array
+from tacocc_ros.messages.stamps import stamp_to_ns
 
 STAMP = 1_532_402_927_647_951_000
 K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])

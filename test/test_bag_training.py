@@ -1,4 +1,4 @@
-"""tacocc_ros.bag_training: the fine-tuning steps in-process (the node test runs them as a process)."""
+"""tacocc_ros.training.bag_training: the fine-tuning steps in-process (the node test runs them as a process)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
 from tacocc_core.bags.reading import BagError
 from tacocc_core.config import load_preset
 from tacocc_core.train.train_config import load_train_config
-from tacocc_ros.bag_training import FineTuner, FineTuneSpec, load_sequences
+from tacocc_ros.training.bag_training import FineTuner, FineTuneSpec, load_sequences
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""tacocc_ros.pointcloud + images over real DDS: messages built by our converters survive a publish/subscribe trip."""
+"""tacocc_ros.messages (clouds, images) over real DDS: our messages survive a publish/subscribe trip."""
 
 import io
 import time
@@ -12,9 +12,9 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, PointCloud2  # noqa: E402
 
-from tacocc_ros.images import compressed_to_rgb, decode_for_network  # noqa: E402
-from tacocc_ros.pointcloud import array_to_cloud, cloud_to_array, cloud_to_points  # noqa: E402
-from tacocc_ros.stamps import make_header, stamp_to_ns  # noqa: E402
+from tacocc_ros.messages.images import compressed_to_rgb, decode_for_network  # noqa: E402
+from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_array, cloud_to_points  # noqa: E402
+from tacocc_ros.messages.stamps import make_header, stamp_to_ns  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 
 from tacocc_core.checkpoint import save_checkpoint
-from tacocc_core.commands.demo import WORK_DIR
 from tacocc_core.config import load_preset
 from tacocc_core.demo.numbers import k_histogram
 from tacocc_core.demo.report import OUTPUTS
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.recording import load_recording
+from tacocc_ros.commands.demo import WORK_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo.pt"
@@ -42,7 +42,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
 
 
 def run_demo(out: Path, checkpoint: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "tacocc_core.cli", "demo", "--out", str(out), "--checkpoint", str(checkpoint)]
+    command = [sys.executable, "-m", "tacocc_ros.cli", "demo", "--out", str(out), "--checkpoint", str(checkpoint)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*command, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 

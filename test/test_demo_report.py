@@ -1,7 +1,7 @@
 """tacocc_core.demo.report: the demo's pictures, animation and report from a replay recording and its bag.
 
 The recording is made without ROS processes but with the node's own pieces: frames from a converted bag
-as the node builds them (`tacocc_ros.bag_frames`), a seeded random tiny network through `Predictor`, and
+as the node builds them (`tacocc_ros.bags.bag_frames`), a seeded random tiny network through `Predictor`, and
 the node's counters and /diagnostics values (`NodeStats`, `build_diagnostics`). One expected frame is
 left unreceived, as a drop.
 """
@@ -23,9 +23,9 @@ from tacocc_core.demo.report import OUTPUTS, REPORT_JSON, ReportOptions, write_d
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.predictor import Predictor, PredictorOptions
 from tacocc_core.recording import Recording, load_recording, save_recording
-from tacocc_ros.bag_frames import bag_frames
-from tacocc_ros.outputs import build_diagnostics
-from tacocc_ros.stats import NodeStats
+from tacocc_ros.bags.bag_frames import bag_frames
+from tacocc_ros.node.outputs import build_diagnostics
+from tacocc_ros.node.stats import NodeStats
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""tacocc_ros.frame_builder: poses by stamp, multi-sweep accumulation (against nuscenes-devkit), camera arrays."""
+"""tacocc_ros.node.frame_builder: poses by stamp, multi-sweep accumulation (against nuscenes-devkit), camera arrays."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from scipy.spatial.transform import Rotation
 from tacocc_core.config import load_preset
 from tacocc_core.data.nuscenes_reader import NuScenesReader, read_pcd_bin
 from tacocc_core.geometry import ImageTransform, make_transform, pose_to_transform
-from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
 
 S = 1_000_000_000
 

@@ -1,4 +1,4 @@
-"""tacocc_ros.images: raw and compressed image messages -> RGB at the network size."""
+"""tacocc_ros.messages.images: raw and compressed image messages -> RGB at the network size."""
 
 import io
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +10,8 @@ from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 
 from tacocc_core.geometry import ImageTransform
-from tacocc_ros import images
-from tacocc_ros.images import (
+from tacocc_ros.messages import images
+from tacocc_ros.messages.images import (
     ImageDecodeError,
     compressed_size,
     compressed_to_rgb,

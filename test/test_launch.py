@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tacocc_core.config import load_preset
-from tacocc_ros.node_params import all_params
+from tacocc_ros.node.node_params import all_params
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / "launch" / "tacocc.launch.py"
@@ -34,7 +34,7 @@ def launch_remappings() -> dict[str, str]:
 
 
 def node_publisher_topics() -> set[str]:
-    tree = ast.parse((REPO / "tacocc_ros" / "occupancy_node.py").read_text())
+    tree = ast.parse((REPO / "tacocc_ros" / "node" / "occupancy_node.py").read_text())
     pubs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "create_publisher"]
     return {p.args[1].value for p in pubs}
 
@@ -51,7 +51,7 @@ def test_launch_file_runs_the_installed_node_with_the_params_file():
         for kw in c.keywords
         if kw.arg == "entry_points"
     )
-    assert f"{executable} = tacocc_ros.occupancy_node:main" in scripts
+    assert f"{executable} = tacocc_ros.node.occupancy_node:main" in scripts
     declared = {ast.literal_eval(c.args[0]): keywords(c) for c in calls(tree, "DeclareLaunchArgument")}
     assert set(declared) == {"params_file", "rviz", "bag"}
     default = declared["params_file"]["default_value"]

@@ -1,4 +1,4 @@
-"""tacocc_ros.node_params: the parameter table, its checks, and config/occupancy_node.yaml naming every parameter."""
+"""tacocc_ros.node.node_params: the parameter table, its checks, config/occupancy_node.yaml naming each one."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tacocc_core.config import NUSCENES_CAMERAS
-from tacocc_ros.node_params import all_params, camera_inputs, check_parameter
+from tacocc_ros.node.node_params import all_params, camera_inputs, check_parameter
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""tacocc_ros.occupancy_node over real DDS: the node in its own process, this process plays a generated scene.
+"""tacocc_ros.node.occupancy_node over real DDS: the node in its own process, this process plays a generated scene.
 
 The player publishes JPEG CompressedImages (one camera as a raw rgb8 Image), CameraInfo (transient local),
 PointCloud2 sweeps and Odometry with the dataset stamps, waits for each output, and checks it against
@@ -39,11 +39,11 @@ from tacocc_core.geometry import invert_transform, pose_to_transform  # noqa: E4
 from tacocc_core.labels import CLASS_NAMES  # noqa: E402
 from tacocc_core.model.tacocc import TACOcc  # noqa: E402
 from tacocc_core.predictor import Predictor, PredictorOptions  # noqa: E402
-from tacocc_ros.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
-from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform  # noqa: E402
-from tacocc_ros.images import decode_for_network  # noqa: E402
-from tacocc_ros.pointcloud import array_to_cloud, cloud_to_array, cloud_to_points  # noqa: E402
-from tacocc_ros.stamps import make_header, stamp_to_ns  # noqa: E402
+from tacocc_ros.messages.images import decode_for_network  # noqa: E402
+from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_array, cloud_to_points  # noqa: E402
+from tacocc_ros.messages.stamps import make_header, stamp_to_ns  # noqa: E402
+from tacocc_ros.node.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
+from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
@@ -281,7 +281,7 @@ def session(synthetic_dataset, tmp_path_factory):
     log = (folder / "node.log").open("w")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tacocc_ros.occupancy_node", "--ros-args", "--params-file", str(folder / "params.yaml")],
+        [sys.executable, "-m", "tacocc_ros.node.occupancy_node", "--ros-args", "--params-file", folder / "params.yaml"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     rclpy.init()

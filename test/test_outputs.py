@@ -1,4 +1,4 @@
-"""tacocc_ros.outputs: markers, occupancy cloud and diagnostics, against a voxel-by-voxel reference."""
+"""tacocc_ros.node.outputs: markers, occupancy cloud and diagnostics, against a voxel-by-voxel reference."""
 
 import itertools
 
@@ -9,7 +9,9 @@ from visualization_msgs.msg import Marker
 
 from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import CLASS_NAMES, PALETTE
-from tacocc_ros.outputs import (
+from tacocc_ros.messages.pointcloud import cloud_to_array
+from tacocc_ros.messages.stamps import stamp_to_ns
+from tacocc_ros.node.outputs import (
     MarkerBuilder,
     build_cloud,
     build_diagnostics,
@@ -17,8 +19,6 @@ from tacocc_ros.outputs import (
     occupied_voxels,
     pack_rgb,
 )
-from tacocc_ros.pointcloud import cloud_to_array
-from tacocc_ros.stamps import stamp_to_ns
 
 GRID = GridSpec.from_ranges((-3.0, 3.0), (-2.0, 3.0), (-1.0, 1.0), (1.0, 1.0, 0.5))  # 6 x 5 x 4
 STAMP = 1_532_402_927_647_951_000

@@ -69,6 +69,7 @@ def test_tacocc_core_never_imports_ros():
         "cv_bridge",
         "launch",
         "launch_ros",
+        "tacocc_ros",
     )
     for path in (REPO / "tacocc_core").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -79,6 +80,22 @@ def test_tacocc_core_never_imports_ros():
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] not in ros_modules, f"{path.relative_to(REPO)} imports {name}"
+
+
+# The ROS side, bottom to top: a subpackage imports only from those before it (and from tacocc_core).
+ROS_LAYERS = ("messages", "node", "bags", "training", "tooling", "commands", "cli")
+
+
+def test_ros_side_layers_import_downwards_only():
+    rank = {name: i for i, name in enumerate(ROS_LAYERS)}
+    found = {p.stem if p.parent.name == "tacocc_ros" else p.parent.name for p in (REPO / "tacocc_ros").rglob("*.py")}
+    assert found - {"__init__"} == set(ROS_LAYERS), "a new tacocc_ros subpackage needs its place in ROS_LAYERS"
+    for path in (REPO / "tacocc_ros").rglob("*.py"):
+        here = path.stem if path.parent.name == "tacocc_ros" else path.parent.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("tacocc_ros."):
+                there = node.module.split(".")[1]
+                assert rank[there] <= rank[here], f"{path.relative_to(REPO)} ({here}) imports {node.module} ({there})"
 
 
 def test_ruff_style():

@@ -1,4 +1,4 @@
-"""tacocc_ros/player.py (`tacocc play`): a converted bag replayed over real DDS, timing, loop + Ctrl-C, bad bags."""
+"""tacocc_ros/bags/player.py (`tacocc play`): a converted bag over real DDS, timing, loop + Ctrl-C, bad bags."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from rclpy.serialization import deserialize_message  # noqa: E402
 from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes  # noqa: E402
 from tacocc_core.bags.messages import TYPESTORE  # noqa: E402
 from tacocc_core.bags.reading import BagReader  # noqa: E402
-from tacocc_core.cli import main  # noqa: E402
-from tacocc_ros.player import BagPlayer, PlayOptions, message_class  # noqa: E402
+from tacocc_ros.bags.player import BagPlayer, PlayOptions, message_class  # noqa: E402
+from tacocc_ros.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def decoded(payloads: list[bytes], msgtype: str) -> list:
 
 
 def play_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tacocc_core.cli", "play", *args]
+    return [sys.executable, "-m", "tacocc_ros.cli", "play", *args]
 
 
 def test_player_publishes_every_message_in_order_over_dds(bag, recorded):
@@ -283,9 +283,9 @@ def test_bad_bags_exit_with_status_2_and_name_the_problem(bag, recorded, tmp_pat
         assert "published 1 messages on 1 topics" in capsys.readouterr().err
 
 
-def test_play_needs_no_ros_import_in_tacocc_core():
+def test_tacocc_command_imports_no_ros_until_a_ros_command_runs():
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    code = "import sys, tacocc_core.cli as c; c.build_parser(); sys.exit('rclpy' in sys.modules)"
+    code = "import sys, tacocc_ros.cli as c; c.build_parser(); sys.exit('rclpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, timeout=60).returncode == 0
 
 

@@ -1,4 +1,4 @@
-"""tacocc_ros.pointcloud: PointCloud2 <-> numpy, checked against byte layouts packed by hand with struct."""
+"""tacocc_ros.messages.pointcloud: PointCloud2 <-> numpy, checked against byte layouts packed by hand with struct."""
 
 import struct
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import PointCloud2, PointField
 
-from tacocc_ros import pointcloud
-from tacocc_ros.pointcloud import (
+from tacocc_ros.messages import pointcloud
+from tacocc_ros.messages.pointcloud import (
     PointCloudError,
     array_to_cloud,
     cloud_to_array,
     cloud_to_points,
     fields_to_dtype,
 )
-from tacocc_ros.stamps import make_header
+from tacocc_ros.messages.stamps import make_header
 
 F = PointField
 STRUCT_CODES = {F.INT8: "b", F.UINT8: "B", F.INT16: "h", F.UINT16: "H", F.INT32: "i", F.UINT32: "I"}

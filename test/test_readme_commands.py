@@ -16,11 +16,11 @@ import shlex
 
 import pytest
 
-from tacocc_core.cli import build_parser
+from tacocc_ros.cli import build_parser
 
 FENCE = re.compile(r"^```([\w-]*)\s*$")
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console", "zsh"}
-COMMAND_WORD = re.compile(r"(^|[\s;&|(])(tacocc|tacocc_core\.cli)(\s|$)")
+COMMAND_WORD = re.compile(r"(^|[\s;&|(])(tacocc|tacocc_core\.cli|tacocc_ros\.cli)(\s|$)")
 
 
 def code_blocks(text: str) -> list[tuple[int, str, list[str]]]:
@@ -78,7 +78,7 @@ def tacocc_argvs(line: str) -> list[list[str]]:
             if (
                 token == "tacocc"
                 or token.endswith("/tacocc")
-                or (token == "tacocc_core.cli" and i and seg[i - 1] == "-m")
+                or (token in ("tacocc_core.cli", "tacocc_ros.cli") and i and seg[i - 1] == "-m")
             ):
                 argvs.append(seg[i + 1 :])
                 break

@@ -6,8 +6,8 @@ import pytest
 from tacocc_core.config import ModelConfig
 from tacocc_core.config_reference import walk
 from tacocc_core.train.train_config import TrainConfig
-from tacocc_ros import node_params, training_node
-from tacocc_ros.reference_doc import (
+from tacocc_ros.node import node_params
+from tacocc_ros.tooling.reference_doc import (
     LAUNCH_FILES,
     check_text,
     configuration_markdown,
@@ -15,6 +15,7 @@ from tacocc_ros.reference_doc import (
     main,
     params_file_values,
 )
+from tacocc_ros.training import training_node
 
 
 @pytest.fixture(scope="module")

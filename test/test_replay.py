@@ -1,4 +1,4 @@
-"""tacocc_ros.replay: a converted bag played by `tacocc play` through the occupancy node process, over real DDS.
+"""tacocc_ros.tooling.replay: a converted bag played by `tacocc play` through the occupancy node process, over real DDS.
 
 Issue 9, end to end: every frame the node should build arrives, each grid equals the direct path
 (`Predictor` run here on `bag_frames` of the same bag, temporal state carried frame to frame), the bag's
@@ -32,9 +32,8 @@ from tacocc_core.model.tacocc import TACOcc  # noqa: E402
 from tacocc_core.predictor import Predictor, PredictorOptions  # noqa: E402
 from tacocc_core.recording import load_recording, save_recording  # noqa: E402
 from tacocc_core.train.train_config import load_train_config  # noqa: E402
-from tacocc_ros.bag_frames import bag_frames  # noqa: E402
-from tacocc_ros.bag_training import FineTuner, FineTuneSpec  # noqa: E402
-from tacocc_ros.replay import (  # noqa: E402
+from tacocc_ros.bags.bag_frames import bag_frames  # noqa: E402
+from tacocc_ros.tooling.replay import (  # noqa: E402
     NodeProcessError,
     ReplayOptions,
     ReplaySession,
@@ -42,6 +41,7 @@ from tacocc_ros.replay import (  # noqa: E402
     record_replay,
     replay_node_params,
 )
+from tacocc_ros.training.bag_training import FineTuner, FineTuneSpec  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
@@ -201,7 +201,7 @@ def training_node(bag: Path, out_dir: Path, initial: Path, steps: int) -> list[s
         "bags": f"['{bag}']", "model_config": "tiny", "train_config": str(TRAIN_YAML), "out_dir": str(out_dir),
         "steps": str(steps), "checkpoint_interval": str(steps), "mode": "supervised", "checkpoint": str(initial),
     }  # fmt: skip
-    args = [sys.executable, "-m", "tacocc_ros.training_node", "--ros-args"]
+    args = [sys.executable, "-m", "tacocc_ros.training.training_node", "--ros-args"]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
     return args

@@ -1,9 +1,9 @@
-"""tacocc_ros.stamps: builtin_interfaces/Time <-> integer nanoseconds."""
+"""tacocc_ros.messages.stamps: builtin_interfaces/Time <-> integer nanoseconds."""
 
 import pytest
 from builtin_interfaces.msg import Time
 
-from tacocc_ros.stamps import make_header, ns_to_stamp, stamp_to_ns
+from tacocc_ros.messages.stamps import make_header, ns_to_stamp, stamp_to_ns
 
 
 @pytest.mark.parametrize("ns", [0, 1, 999_999_999, 1_000_000_000, 1_532_402_927_647_951_123])

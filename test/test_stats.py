@@ -1,11 +1,11 @@
-"""tacocc_ros.stats: rates over a window, latency percentiles, counters since the last report."""
+"""tacocc_ros.node.stats: rates over a window, latency percentiles, counters since the last report."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from tacocc_ros.stats import NodeStats
+from tacocc_ros.node.stats import NodeStats
 
 S = 1_000_000_000
 

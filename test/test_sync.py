@@ -1,9 +1,9 @@
-"""tacocc_ros.sync: LiDAR-anchored matching with offsets, timeouts, drops and time resets, on built stamps."""
+"""tacocc_ros.node.sync: LiDAR-anchored matching with offsets, timeouts, drops and time resets, on built stamps."""
 
 import numpy as np
 import pytest
 
-from tacocc_ros.sync import (
+from tacocc_ros.node.sync import (
     DroppedSet,
     LidarSynchronizer,
     SyncConfig,
@@ -225,7 +225,7 @@ def test_sync_imports_no_ros_client_library():
     import ast
     import inspect
 
-    from tacocc_ros import sync
+    from tacocc_ros.node import sync
 
     tree = ast.parse(inspect.getsource(sync))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

@@ -1,9 +1,9 @@
-"""tacocc_ros.sync_message_filters: the choice of synchroniser, and message_filters against ours where it exists."""
+"""tacocc_ros.node.sync_message_filters: the synchroniser choice; message_filters against ours where it exists."""
 
 import pytest
 
-from tacocc_ros import sync_message_filters as smf
-from tacocc_ros.sync import LidarSynchronizer, SyncConfig, SyncedSet
+from tacocc_ros.node import sync_message_filters as smf
+from tacocc_ros.node.sync import LidarSynchronizer, SyncConfig, SyncedSet
 
 MS = 1_000_000
 T0 = 1_700_000_000_000 * MS

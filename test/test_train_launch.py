@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tacocc_ros.training_node import PARAMS
+from tacocc_ros.training.training_node import PARAMS
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "train.launch.py"
@@ -35,7 +35,7 @@ def test_launch_defaults_match_the_node_defaults():
 
 
 def test_entry_point_is_installed():
-    assert '"training_node = tacocc_ros.training_node:main"' in (REPO / "setup.py").read_text()
+    assert '"training_node = tacocc_ros.training.training_node:main"' in (REPO / "setup.py").read_text()
 
 
 def test_launch_description_loads_where_ros_launch_is_installed():

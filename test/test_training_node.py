@@ -1,4 +1,4 @@
-"""tacocc_ros.training_node: fine-tunes on a converted bag as a real process over DDS, resumes, rejects bad bags."""
+"""tacocc_ros.training.training_node: fine-tunes on a converted bag as a process over DDS, resumes, rejects bad bags."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def command(bag: Path, out_dir: Path, steps: int, interval: int, *extra: str) ->
         "checkpoint_interval": str(interval),
         "mode": "supervised",
     }
-    args = [sys.executable, "-m", "tacocc_ros.training_node", "--ros-args"]
+    args = [sys.executable, "-m", "tacocc_ros.training.training_node", "--ros-args"]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
     for item in extra:

@@ -1,11 +1,11 @@
-"""tacocc_ros.worker: the keep-latest slot and the worker thread, with a process we hold and release."""
+"""tacocc_ros.node.worker: the keep-latest slot and the worker thread, with a process we hold and release."""
 
 import threading
 import time
 
 import pytest
 
-from tacocc_ros.worker import LatestSlot, Worker
+from tacocc_ros.node.worker import LatestSlot, Worker
 
 
 class Gate:
@@ -125,7 +125,7 @@ def test_worker_imports_no_ros_client_library():
     import ast
     import inspect
 
-    from tacocc_ros import worker
+    from tacocc_ros.node import worker
 
     tree = ast.parse(inspect.getsource(worker))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

@@ -1,6 +1,6 @@
 """PointCloud2 byte layouts as plain numpy: structured dtypes <-> (name, offset, datatype, count) fields.
 
-The same semantics as `tacocc_ros/pointcloud.py` (which works on rclpy messages), without any ROS import:
+The same semantics as `tacocc_ros/messages/pointcloud.py` (which works on rclpy messages), without any ROS import:
 the datatype codes are the constants of sensor_msgs/PointField (INT8 = 1 ... FLOAT64 = 8), a structured
 dtype's itemsize is the cloud's `point_step` (gaps are padding), and a subarray field is a field with
 `count > 1`. The bag writer builds `/LIDAR_TOP` and `/occupancy/gt` clouds with these helpers.

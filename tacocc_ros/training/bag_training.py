@@ -39,7 +39,7 @@ from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.run_state import CheckpointManager
 from tacocc_core.train.schedule import make_optimizer, make_scheduler
 from tacocc_core.train.train_config import TrainConfig, train_config_to_dict
-from tacocc_ros.bag_frames import bag_frames, sequences
+from tacocc_ros.bags.bag_frames import bag_frames, sequences
 
 Mode = Literal["auto", "supervised", "self_supervised"]
 

@@ -1,15 +1,15 @@
 """Run a bag through a running occupancy node and record what it publishes.
 
-    from tacocc_ros.replay import record_replay, load_recording
+    from tacocc_ros.tooling.replay import record_replay, load_recording
     recording = record_replay("bags/scene-0061", "runs/replay", {"model_config": "tiny", "checkpoint": "t.pt",
                               "device": "cpu"}, rate=0.5)
     recording.dropped_stamps, recording.latency_ms, load_recording("runs/replay").preds
 
 Pieces, all real processes over DDS:
-- the node: `OccupancyNodeProcess` (tacocc_ros/node_process.py), with the bag's `calibration.yaml` as its
+- the node: `OccupancyNodeProcess` (tacocc_ros/tooling/node_process.py), with the bag's `calibration.yaml` as its
   `calibration` and the defaults of `replay_node_params` (reliable sensor QoS, latency from arrival, ...);
-- the recorder: `ReplayRecorder` (tacocc_ros/replay_recorder.py), an rclpy node in this process;
-- the player: `python -m tacocc_core.cli play BAG --rate R --wait-subscribers S --delay D --topics ...` as a
+- the recorder: `ReplayRecorder` (tacocc_ros/tooling/replay_recorder.py), an rclpy node in this process;
+- the player: `python -m tacocc_ros.cli play BAG --rate R --wait-subscribers S --delay D --topics ...` as a
   separate process, publishing the cameras, camera_info, LiDAR, odometry and `/occupancy/gt` of the bag.
 
 After the player exits, a pass waits for the grids of every expected stamp (the LiDAR stamps of
@@ -48,11 +48,11 @@ from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, camer
 from tacocc_core.config import ModelConfig, load_preset
 from tacocc_core.geometry import GridSpec
 from tacocc_core.recording import Recording, load_recording, save_recording
-from tacocc_ros.bag_frames import bag_frames
-from tacocc_ros.node_params import param_values, sync_config
-from tacocc_ros.node_process import NodeProcessError, OccupancyNodeProcess, child_environment
-from tacocc_ros.replay_recorder import GRID_TOPIC, PassResult, ReplayRecorder
-from tacocc_ros.sync import SyncConfig
+from tacocc_ros.bags.bag_frames import bag_frames
+from tacocc_ros.node.node_params import param_values, sync_config
+from tacocc_ros.node.sync import SyncConfig
+from tacocc_ros.tooling.node_process import NodeProcessError, OccupancyNodeProcess, child_environment
+from tacocc_ros.tooling.replay_recorder import GRID_TOPIC, PassResult, ReplayRecorder
 
 __all__ = [
     "NodeProcessError",
@@ -267,7 +267,7 @@ class ReplaySession:
     def _play(self, plan: ReplayPlan, rate: float) -> None:
         opts = self.options
         command = [
-            sys.executable, "-m", "tacocc_core.cli", "play", str(plan.bag), "--rate", repr(float(rate)),
+            sys.executable, "-m", "tacocc_ros.cli", "play", str(plan.bag), "--rate", repr(float(rate)),
             "--wait-subscribers", str(opts.wait_subscribers_s), "--delay", str(opts.delay_s), "--topics", *plan.topics,
         ]  # fmt: skip
         timeout = opts.wait_subscribers_s + opts.delay_s + plan.duration_s / rate + opts.player_timeout_s

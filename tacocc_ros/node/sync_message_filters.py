@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, Protocol
 
-from tacocc_ros.sync import Event, LidarSynchronizer, SyncConfig, SyncedSet
+from tacocc_ros.node.sync import Event, LidarSynchronizer, SyncConfig, SyncedSet
 
 try:  # a ROS 2 install
     import message_filters as _message_filters

@@ -44,18 +44,18 @@ from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
 from tacocc_core.predictor import Predictor, PredictorOptions
-from tacocc_ros.calibration import load_calibration
-from tacocc_ros.extrinsics import make_extrinsics
-from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
-from tacocc_ros.images import ImageDecodeError, decode_for_network
-from tacocc_ros.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
-from tacocc_ros.outputs import MarkerBuilder, build_cloud, build_diagnostics
-from tacocc_ros.pointcloud import PointCloudError, cloud_to_points
-from tacocc_ros.stamps import stamp_to_ns
-from tacocc_ros.stats import NodeStats
-from tacocc_ros.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
-from tacocc_ros.sync_message_filters import make_synchronizer
-from tacocc_ros.worker import Worker
+from tacocc_ros.messages.images import ImageDecodeError, decode_for_network
+from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
+from tacocc_ros.messages.stamps import stamp_to_ns
+from tacocc_ros.node.calibration import load_calibration
+from tacocc_ros.node.extrinsics import make_extrinsics
+from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
+from tacocc_ros.node.outputs import MarkerBuilder, build_cloud, build_diagnostics
+from tacocc_ros.node.stats import NodeStats
+from tacocc_ros.node.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
+from tacocc_ros.node.sync_message_filters import make_synchronizer
+from tacocc_ros.node.worker import Worker
 
 SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
 

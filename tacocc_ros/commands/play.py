@@ -1,4 +1,4 @@
-"""`tacocc play BAG`: publish a bag into DDS at recorded timing (the rclpy part lives in `tacocc_ros.player`)."""
+"""`tacocc play BAG`: publish a bag into DDS at recorded timing (the rclpy part lives in `tacocc_ros.bags.player`)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # ROS is imported only here, so that every other command works without it.
     try:
-        from tacocc_ros.player import run_play
+        from tacocc_ros.bags.player import run_play
     except ImportError as err:
         print(f"tacocc play: error: needs rclpy and the ROS 2 message packages ({err})", file=sys.stderr)
         return 2

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tacocc_ros.calibration import RigCalibration
-from tacocc_ros.frame_builder import pose_xyzw_to_transform
+from tacocc_ros.node.calibration import RigCalibration
+from tacocc_ros.node.frame_builder import pose_xyzw_to_transform
 
 try:  # a ROS 2 install
     import tf2_ros as _tf2_ros

@@ -33,13 +33,13 @@ from tacocc_core.data.label_resample import resample_labels
 from tacocc_core.frame import Frame
 from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import EMPTY
-from tacocc_ros.calibration import CalibrationError, load_calibration
-from tacocc_ros.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
-from tacocc_ros.images import ImageDecodeError, decode_for_network
-from tacocc_ros.player import message_class
-from tacocc_ros.pointcloud import PointCloudError, cloud_to_array, cloud_to_points
-from tacocc_ros.stamps import stamp_to_ns
-from tacocc_ros.sync import LidarSynchronizer, SyncConfig, SyncedSet
+from tacocc_ros.bags.player import message_class
+from tacocc_ros.messages.images import ImageDecodeError, decode_for_network
+from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_array, cloud_to_points
+from tacocc_ros.messages.stamps import stamp_to_ns
+from tacocc_ros.node.calibration import CalibrationError, load_calibration
+from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.sync import LidarSynchronizer, SyncConfig, SyncedSet
 
 __all__ = ["BagFrame", "bag_frames", "deserialize", "labels_from_cloud", "sequences"]
 

@@ -25,7 +25,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, PALETTE
-from tacocc_ros.stamps import make_header
+from tacocc_ros.messages.stamps import make_header
 
 CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "label", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4", "<f4"]})
 

@@ -27,7 +27,7 @@ from std_msgs.msg import String
 
 from tacocc_core.config import load_preset
 from tacocc_core.train.train_config import TrainConfig, load_train_config
-from tacocc_ros.bag_training import FineTuner, FineTuneSpec, Progress, bag_paths
+from tacocc_ros.training.bag_training import FineTuner, FineTuneSpec, Progress, bag_paths
 
 PARAMS = {
     "bags": ([""], "rosbag2 folders (converted, with calibration.yaml)"),

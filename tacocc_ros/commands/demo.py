@@ -4,7 +4,7 @@ Stages (each announced on stderr with its time):
 1. generate scenes in the nuScenes layout with a seed the demo checkpoint was not trained on;
 2. convert them to one rosbag2 per scene;
 3. replay each bag through the occupancy node, node and player as separate processes over DDS, recording
-   what the node publishes (`tacocc_ros.replay.record_replay`);
+   what the node publishes (`tacocc_ros.tooling.replay.record_replay`);
 4. write the report (`tacocc_core.demo.report`): frames/*.png, demo.gif, report.md, report.json.
 
 The dataset and the bags are cached under `<out>/.work/<key>/`, keyed by the options that shape them, so
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tacocc demo: error: {err}", file=sys.stderr)
         return 2
     try:
-        from tacocc_ros.replay import ReplayError, ReplayOptions, record_replay
+        from tacocc_ros.tooling.replay import ReplayError, ReplayOptions, record_replay
     except ImportError as err:
         print(f"tacocc demo: error: needs rclpy and the ROS 2 message packages ({err})", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """The occupancy node as a child process, for scripts and tests that drive it over real DDS.
 
 `OccupancyNodeProcess(params, log_path)` writes `params` to a ROS 2 parameters file, starts
-`python -m tacocc_ros.occupancy_node --ros-args --params-file <yaml>` (the code of this checkout: its root
+`python -m tacocc_ros.node.occupancy_node --ros-args --params-file <yaml>` (the code of this checkout: its root
 goes first on the child's PYTHONPATH) with stdout and stderr in `log_path`, and, as a context manager,
 waits until the node subscribes to its LiDAR topic and every camera topic and offers its
 `~/reload_checkpoint` service; on exit it stops the node with SIGINT (the node's own Ctrl-C path) and
@@ -37,7 +37,7 @@ from tacocc_core.bags.topics import LIDAR_TOPIC, camera_topics
 from tacocc_core.config import load_preset
 
 NODE_NAME = "occupancy_node"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_CHARS = 4000
 
 
@@ -169,7 +169,14 @@ class OccupancyNodeProcess:
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": self.params}}))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w")
-        command = [sys.executable, "-m", "tacocc_ros.occupancy_node", "--ros-args", "--params-file", str(params_file)]
+        command = [
+            sys.executable,
+            "-m",
+            "tacocc_ros.node.occupancy_node",
+            "--ros-args",
+            "--params-file",
+            str(params_file),
+        ]
         self._process = subprocess.Popen(command, env=child_environment(), stdout=self._log, stderr=subprocess.STDOUT)
         try:
             self._ros = RosHandle("occupancy_node_control")

@@ -6,7 +6,7 @@ only note the monotonic arrival time and keep the serialised bytes (raw subscrip
 never delays the arrival time of the next message; `pass_result()` decodes them afterwards:
 
 - a grid cloud (x, y, z, label of the occupied voxel centres) -> (X, Y, Z) uint8 on the model grid, 0 where
-  no voxel is listed (the inverse of `tacocc_ros.outputs.build_cloud`);
+  no voxel is listed (the inverse of `tacocc_ros.node.outputs.build_cloud`);
 - a label cloud -> `labels_from_cloud` on the bag's label grid, resampled to the model grid as `bag_frames`
   does;
 - latency per LiDAR stamp = arrival of its grid - arrival of the sweep, both at this recorder.
@@ -27,9 +27,9 @@ from sensor_msgs.msg import PointCloud2
 from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC
 from tacocc_core.data.label_resample import resample_labels
 from tacocc_core.geometry import GridSpec
-from tacocc_ros.bag_frames import labels_from_cloud
-from tacocc_ros.node_process import NODE_NAME, RosHandle
-from tacocc_ros.stamps import stamp_to_ns
+from tacocc_ros.bags.bag_frames import labels_from_cloud
+from tacocc_ros.messages.stamps import stamp_to_ns
+from tacocc_ros.tooling.node_process import NODE_NAME, RosHandle
 
 GRID_TOPIC = f"/{NODE_NAME}/occupancy/cloud"
 DIAGNOSTICS_NAME = "occupancy"  # part of the node's DiagnosticStatus name ("tacocc_ros: occupancy")

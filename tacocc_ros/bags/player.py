@@ -208,7 +208,7 @@ def warn_missing_sensors(node: Node, reader: BagReader) -> None:
 
 
 def run_play(args: argparse.Namespace) -> int:
-    """`tacocc play` (arguments as `tacocc_core.commands.play` defines them)."""
+    """`tacocc play` (arguments as `tacocc_ros.commands.play` defines them)."""
     import rclpy
 
     options = PlayOptions(

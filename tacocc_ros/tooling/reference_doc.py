@@ -5,8 +5,8 @@ The config keys come from `tacocc_core.config_reference`; the occupancy node's p
 the training node's from `training_node.PARAMS`; the launch arguments are read from the launch files'
 source (the `launch` package is not needed). A test regenerates the file and compares.
 
-    python -m tacocc_ros.reference_doc docs/CONFIGURATION.md     # write (make docs)
-    python -m tacocc_ros.reference_doc --check docs/CONFIGURATION.md
+    python -m tacocc_ros.tooling.reference_doc docs/CONFIGURATION.md     # write (make docs)
+    python -m tacocc_ros.tooling.reference_doc --check docs/CONFIGURATION.md
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ import yaml
 from tacocc_core.config import load_preset
 from tacocc_core.config_reference import model_reference, train_reference
 from tacocc_core.train.eval_report import write_text_atomic
-from tacocc_ros import node_params, training_node
+from tacocc_ros.node import node_params
+from tacocc_ros.training import training_node
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODE_PARAMS_FILE = REPO / "config" / "occupancy_node.yaml"
 LAUNCH_FILES = (REPO / "launch" / "tacocc.launch.py", REPO / "launch" / "train.launch.py")
 CAMERA_PLACEHOLDER = "<CAM>"
 
 HEADER = """# Configuration reference
 
-Generated from the code by `make docs` (`python -m tacocc_ros.reference_doc docs/CONFIGURATION.md`); a test
+Generated from the code by `make docs` (`python -m tacocc_ros.tooling.reference_doc docs/CONFIGURATION.md`); a test
 fails when this file and the code disagree. Do not edit it by hand: change the docstrings, defaults or
 preset files and regenerate.
 
@@ -135,7 +136,7 @@ def occupancy_node_section() -> str:
         [
             "## Occupancy node parameters (`occupancy_node`, `launch/tacocc.launch.py`)",
             "",
-            "Declared in `tacocc_ros/node_params.py`; every one is spelled out in `config/occupancy_node.yaml`. "
+            "Declared in `tacocc_ros/node/node_params.py`; every one is spelled out in `config/occupancy_node.yaml`. "
             f"`{CAMERA_PLACEHOLDER}` stands for each camera of the model config "
             f"({', '.join(cameras)} in `{values['model_config']}`).",
             "",
@@ -166,7 +167,7 @@ def training_node_section() -> str:
         [
             "## Training node parameters (`training_node`, `launch/train.launch.py`)",
             "",
-            "Declared in `tacocc_ros/training_node.py`, all read-only (set them at start). The launch file "
+            "Declared in `tacocc_ros/training/training_node.py`, all read-only (set them at start). The launch file "
             "passes each of its arguments on as the parameter of the same name.",
             "",
             *rows,
@@ -234,7 +235,9 @@ def configuration_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tacocc_ros.reference_doc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tacocc_ros.tooling.reference_doc", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("out", type=Path, help="the Markdown file (docs/CONFIGURATION.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 when the file differs from the code")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tacocc_ros.sync import SyncConfig
+from tacocc_ros.node.sync import SyncConfig
 
 NS_PER_S = 1_000_000_000
 
@@ -86,7 +86,7 @@ NODE_PARAMS: dict[str, ParamSpec] = {
     "use_message_filters": ParamSpec(False, "message_filters' ApproximateTimeSynchronizer where importable", True),
     "max_cubes": ParamSpec(100000, "cap on marker cubes (nearest kept); 0 = no cap", False, _at_least(0)),
     "calibration": ParamSpec(
-        "", "calibration YAML (tacocc_ros/calibration.py schema); empty = TF only", True, _file_or_empty
+        "", "calibration YAML (tacocc_ros/node/calibration.py schema); empty = TF only", True, _file_or_empty
     ),  # fmt: skip
     "extrinsics": ParamSpec("auto", "auto, tf or calibration", True, _one_of("auto", "tf", "calibration")),
     "ego_frame": ParamSpec("base_link", "odometry child frame (TF lookups of the LiDAR mount)", True),

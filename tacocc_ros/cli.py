@@ -1,0 +1,27 @@
+"""The `tacocc` command: every `tacocc_core` command plus the ones that run ROS 2 (`play`, `demo`).
+
+The ROS commands import rclpy only when they run, so `tacocc train` and the other core commands still work on
+a machine without ROS packages.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tacocc_core import cli as core_cli
+from tacocc_ros.commands import demo, play
+
+# The order `tacocc --help` shows: `play` beside the bag commands, `demo` last.
+COMMANDS = core_cli.COMMANDS[:4] + (play,) + core_cli.COMMANDS[4:] + (demo,)
+
+
+def build_parser():
+    return core_cli.build_parser(COMMANDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return core_cli.main(argv, COMMANDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`tacocc` subcommands that run ROS 2 (rclpy imported inside `run` only)."""

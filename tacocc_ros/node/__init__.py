@@ -1,0 +1,1 @@
+"""The occupancy node: parameters, synchronisation, frame assembly, the inference worker, output messages."""

@@ -1,0 +1,1 @@
+"""Fine-tuning from recorded bags: the engine (`bag_training`) and the `training_node` around it."""
