@@ -19,7 +19,6 @@ EXPECTED_EXEC_DEPENDS = {
     "rclpy",
     "std_msgs",
     "sensor_msgs",
-    "sensor_msgs_py",
     "geometry_msgs",
     "nav_msgs",
     "visualization_msgs",
