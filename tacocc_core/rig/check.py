@@ -5,8 +5,9 @@ is REP 103's base_link (x forward, y left, z up). A camera named after direction
 RIGHT in its name, as nuScenes' `CAM_FRONT_LEFT`) must look that way in the ego frame: its optical axis,
 `lidar2ego @ cam2lidar` applied to +z, projected on the ground plane, within `max_angle_deg` of the
 direction the name says (FRONT +x, BACK -x, LEFT +y, RIGHT -y, combined ones in between). A wrong
-`lidar2ego` (nuScenes' LiDAR has x right, y forward) or a transform given in the inverse direction
-(`lidar2cam` where `cam2lidar` is meant) fails this check.
+`lidar2ego` (nuScenes' LiDAR has x right, y forward) fails this check, and so does a transform given
+in the inverse direction (`lidar2cam` where `cam2lidar` is meant) for a camera looking sideways or at
+an angle; a camera looking straight back has the same optical axis both ways, so there it cannot tell.
 """
 
 from __future__ import annotations
