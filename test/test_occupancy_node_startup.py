@@ -36,7 +36,7 @@ from tacocc_ros.tooling.node_process import NodeProcessError, OccupancyNodeProce
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parent.parent
-RVIZ = REPO / "rviz" / "tacocc.rviz"
+RVIZ_CONFIGS = sorted((REPO / "rviz").glob("*.rviz"))
 CHECKPOINT = REPO / "checkpoints" / "demo.pt"
 RVIZ_TYPES = {
     "rviz_default_plugins/MarkerArray": "visualization_msgs/msg/MarkerArray",
@@ -144,9 +144,13 @@ class FramePlayer:
 
 
 def rviz_topics() -> dict[str, str]:
-    """RViz display topic -> the message type it subscribes with (the node's outputs only)."""
-    displays = yaml.safe_load(RVIZ.read_text())["Visualization Manager"]["Displays"]
-    return {d["Topic"]["Value"]: RVIZ_TYPES[d["Class"]] for d in displays if d["Class"] in RVIZ_TYPES}
+    """Topic -> message type of every marker and cloud display in rviz/*.rviz (what shows the node's outputs)."""
+    topics = {}
+    for path in RVIZ_CONFIGS:
+        displays = yaml.safe_load(path.read_text())["Visualization Manager"]["Displays"]
+        topics |= {d["Topic"]["Value"]: RVIZ_TYPES[d["Class"]] for d in displays if d["Class"] in RVIZ_TYPES}
+    assert topics, f"no MarkerArray or PointCloud2 display in {RVIZ_CONFIGS}"
+    return topics
 
 
 def test_node_alone_publishes_what_rviz_shows_logs_what_runs_and_stops_cleanly(

@@ -440,9 +440,9 @@ def main(args: list[str] | None = None) -> int:
     once, while a timer callback or the inference thread may still be publishing ("Failed to publish:
     publisher's context is invalid", then "The following exception was never retrieved" from the
     executor's unfinished task). Here a signal only sets `stop` (a Python handler, run in the main thread
-    once the executor's wait returns; the diagnostics timer bounds that to `diagnostics_period_s`); the
-    spin loop ends between two callbacks, the callbacks still running finish (`_join_callbacks`), the
-    executor stops, the worker finishes its frame, the node is destroyed, and only then is the context shut down.
+    once the executor's wait returns: within the 1 s wait timeout, not a busy loop); the spin loop ends
+    between two callbacks, the callbacks still running finish (`_join_callbacks`), the executor stops,
+    the worker finishes its frame, the node is destroyed, and only then is the context shut down.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
