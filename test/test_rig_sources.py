@@ -75,8 +75,8 @@ def test_a_bags_tf_static_gives_the_same_rig(nusc, synthetic_dataset, tmp_path):
         synthetic_dataset, "v1.0-mini", tmp_path / "bags", [scene], ConvertOptions(labels="none", progress=False)
     )
     from_nuscenes = sources.rig_from_nuscenes(nusc, scene)
+    (bag / "calibration.yaml").rename(tmp_path / "converter_calibration.yaml")  # not needed: TF says it all
     from_tf = sources.rig_from_bag(bag)  # /tf_static through the TF logic, K from camera_info
-    (bag / "calibration.yaml").rename(tmp_path / "elsewhere.yaml")
     assert set(from_tf.cameras) == set(from_nuscenes.cameras)
     for name, cam in from_nuscenes.cameras.items():
         np.testing.assert_allclose(from_tf.cameras[name].cam2lidar, cam.cam2lidar, atol=1e-6)
@@ -100,3 +100,26 @@ def test_bad_sources_are_named(nusc, synthetic_dataset, tmp_path, capsys):
     assert cli.main(["calibration", "--calib-json", str(bad), "--out", str(tmp_path / "c.yaml")]) == 2
     assert "expected lidar.lidar2ego" in capsys.readouterr().err
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_a_bag_without_tf_static_falls_back_to_the_calibration_yaml_beside_it(nusc, synthetic_dataset, tmp_path):
+    from rosbags.rosbag2 import Writer
+
+    from tacocc_core.bags import messages as m
+    from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
+
+    scene = nusc.scene[0]["name"]
+    (converted,) = convert_nuscenes(
+        synthetic_dataset, "v1.0-mini", tmp_path / "bags", [scene], ConvertOptions(labels="none", progress=False)
+    )
+    bag = tmp_path / "no_tf"
+    with Writer(bag, version=8) as writer:  # a bag with one camera_info and no /tf_static
+        conn = writer.add_connection("/CAM_FRONT/camera_info", m.CAMERA_INFO, typestore=m.TYPESTORE)
+        writer.write(conn, 1_000, m.serialize(m.camera_info(1_000, "CAM_FRONT", np.eye(3), 90, 160)))
+    with pytest.raises(CalibrationError, match="has no /tf_static and there is no"):
+        sources.rig_from_bag(bag)
+    (converted / "calibration.yaml").rename(bag / "calibration.yaml")
+    rig = sources.rig_from_bag(bag, ["CAM_FRONT"])
+    expected = sources.rig_from_nuscenes(nusc, scene, ["CAM_FRONT"])
+    np.testing.assert_allclose(rig.cameras["CAM_FRONT"].cam2lidar, expected.cameras["CAM_FRONT"].cam2lidar, atol=1e-9)
+    np.testing.assert_allclose(rig.lidar2ego, expected.lidar2ego, atol=1e-9)
