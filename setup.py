@@ -69,6 +69,8 @@ setup(
             "colcon-core",
             "colcon-ros",
             "colcon-python-setup-py",
+            "colcon-package-selection",  # --packages-select, as the README's colcon command uses
+            "colcon-bash",  # install/setup.bash, as the README sources
             "mcap>=1.1",
             "mcap-ros2-support>=0.5",
         ],

@@ -91,8 +91,8 @@ def main() -> None:
         node = OccupancyNode()
         viewer = rclpy.create_node("bench_viewer")
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        viewer.create_subscription(MarkerArray, "/occupancy_node/occupancy/markers", lambda m: None, qos)
-        viewer.create_subscription(PointCloud2, "/occupancy_node/occupancy/cloud", lambda m: None, qos)
+        viewer.create_subscription(MarkerArray, "/occupancy/markers", lambda m: None, qos)
+        viewer.create_subscription(PointCloud2, "/occupancy/cloud", lambda m: None, qos)
         executor = SingleThreadedExecutor()
         executor.add_node(viewer)
         deadline = time.monotonic() + 20

@@ -3,8 +3,9 @@
     ros2 launch tacocc_ros tacocc.launch.py [params_file:=FILE] [rviz:=true] [bag:=PATH]
 
 With `bag:=PATH` the bag is played with `--clock` and the node and RViz run on sim time, so the latency
-on /diagnostics is measured on the bag's clock. The node's outputs are remapped from its private names
-(`~/occupancy/...`) to `/occupancy/markers` and `/occupancy/cloud`, which `rviz/tacocc.rviz` displays.
+on /diagnostics is measured on the bag's clock. The node publishes `/occupancy/markers` and
+`/occupancy/cloud` (its relative output names in the root namespace), which `rviz/tacocc.rviz` displays;
+run alone, it publishes the same names.
 """
 
 from launch import LaunchDescription
@@ -13,11 +14,6 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-REMAPPINGS = [
-    ("~/occupancy/markers", "/occupancy/markers"),
-    ("~/occupancy/cloud", "/occupancy/cloud"),
-]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -40,7 +36,6 @@ def generate_launch_description() -> LaunchDescription:
                 name="occupancy_node",
                 output="screen",
                 parameters=[params_file, {"use_sim_time": playing}],
-                remappings=REMAPPINGS,
             ),
             Node(
                 package="rviz2",

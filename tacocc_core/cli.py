@@ -11,6 +11,7 @@ import sys
 
 from tacocc_core.commands import (
     bench,
+    calibration,
     convert_nuscenes,
     evaluate,
     export,
@@ -24,7 +25,18 @@ from tacocc_core.config import ConfigError
 from tacocc_core.labels import LabelFileError
 
 # Listed explicitly, in the order `tacocc --help` shows them.
-COMMANDS = (show_config, show_labels, generate_scenes, convert_nuscenes, train, evaluate, export, bench, render)
+COMMANDS = (
+    show_config,
+    show_labels,
+    generate_scenes,
+    convert_nuscenes,
+    calibration,
+    train,
+    evaluate,
+    export,
+    bench,
+    render,
+)
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, LabelFileError, FileNotFoundError)

@@ -12,7 +12,7 @@ from tacocc_core import cli as core_cli
 from tacocc_ros.commands import demo, play
 
 # The order `tacocc --help` shows: `play` beside the bag commands, `demo` last.
-COMMANDS = core_cli.COMMANDS[:4] + (play,) + core_cli.COMMANDS[4:] + (demo,)
+COMMANDS = core_cli.COMMANDS[:5] + (play,) + core_cli.COMMANDS[5:] + (demo,)
 
 
 def build_parser():

@@ -1,11 +1,11 @@
-"""tacocc_ros.node.calibration: the calibration YAML round trip and its errors."""
+"""tacocc_core.rig.calibration_file (the node's tacocc_ros.node.calibration): the YAML round trip and its errors."""
 
 import numpy as np
 import pytest
 import yaml
 
 from tacocc_core.geometry import make_transform
-from tacocc_ros.node.calibration import (
+from tacocc_core.rig.calibration_file import (
     CalibrationError,
     CameraCalibration,
     RigCalibration,

@@ -27,16 +27,16 @@ def keywords(call: ast.Call) -> dict:
     return {kw.arg: kw.value for kw in call.keywords}
 
 
-def launch_remappings() -> dict[str, str]:
-    tree = ast.parse(LAUNCH.read_text())
-    assign = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "REMAPPINGS")
-    return dict(ast.literal_eval(assign.value))
-
-
 def node_publisher_topics() -> set[str]:
+    """The node's output topics as it resolves them in the root namespace (relative names get a leading /)."""
+    from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC
+
     tree = ast.parse((REPO / "tacocc_ros" / "node" / "occupancy_node.py").read_text())
     pubs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "create_publisher"]
-    return {p.args[1].value for p in pubs}
+    names = {"MARKERS_TOPIC": MARKERS_TOPIC, "CLOUD_TOPIC": CLOUD_TOPIC}
+    topics = {names[p.args[1].id] if isinstance(p.args[1], ast.Name) else p.args[1].value for p in pubs}
+    assert not any(t.startswith("~") for t in topics), "private (~/) output names differ alone and launched"
+    return {t if t.startswith("/") else "/" + t for t in topics}
 
 
 def test_launch_file_runs_the_installed_node_with_the_params_file():
@@ -62,10 +62,12 @@ def test_launch_file_runs_the_installed_node_with_the_params_file():
     assert 'glob("launch/*.py")' in (REPO / "setup.py").read_text()
 
 
-def test_remappings_rename_what_the_node_publishes():
-    remaps = launch_remappings()
-    assert set(remaps) <= node_publisher_topics()
-    assert remaps == {"~/occupancy/markers": "/occupancy/markers", "~/occupancy/cloud": "/occupancy/cloud"}
+def test_launch_file_does_not_rename_the_outputs():
+    """Alone or launched, the node publishes the same names: the launch file remaps nothing."""
+    tree = ast.parse(LAUNCH.read_text())
+    ours = next(keywords(c) for c in calls(tree, "Node") if ast.literal_eval(keywords(c)["package"]) == "tacocc_ros")
+    assert "remappings" not in ours
+    assert {"/occupancy/markers", "/occupancy/cloud"} <= node_publisher_topics()
 
 
 def test_rviz_displays_match_the_node_outputs():
@@ -78,10 +80,10 @@ def test_rviz_displays_match_the_node_outputs():
         "rviz_default_plugins/Image",
         "rviz_default_plugins/TF",
     } <= set(displays)
-    remaps = launch_remappings()
-    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == remaps["~/occupancy/markers"]
+    published = node_publisher_topics()
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] in published
     cloud = displays["rviz_default_plugins/PointCloud2"]
-    assert cloud["Topic"]["Value"] == remaps["~/occupancy/cloud"]
+    assert cloud["Topic"]["Value"] in published
     assert cloud["Style"] == "Boxes" and cloud["Color Transformer"] == "RGB8"
     assert cloud["Size (m)"] == load_preset("nuscenes_r50_256x704").grid.voxel_size
     image_topic = all_params(("CAM_FRONT",))["cameras.CAM_FRONT.image_topic"].default

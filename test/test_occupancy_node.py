@@ -196,8 +196,8 @@ class Player:
         self.clouds: dict[int, PointCloud2] = {}
         self.markers: dict[int, MarkerArray] = {}
         self.diagnostics: list[DiagnosticArray] = []
-        n.create_subscription(PointCloud2, f"{NODE}/occupancy/cloud", self._on_cloud, reliable)
-        n.create_subscription(MarkerArray, f"{NODE}/occupancy/markers", self._on_markers, reliable)
+        n.create_subscription(PointCloud2, "/occupancy/cloud", self._on_cloud, reliable)
+        n.create_subscription(MarkerArray, "/occupancy/markers", self._on_markers, reliable)
         n.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.set_params = n.create_client(SetParameters, f"{NODE}/set_parameters")
         self.reload = n.create_client(Trigger, f"{NODE}/reload_checkpoint")

@@ -12,14 +12,23 @@ CONFIG = SyncConfig(cameras=CAMS, slop_ns=10 * MS, offsets_ns={"CAM_FRONT": -30 
 
 
 def test_default_is_the_project_synchroniser():
-    assert isinstance(smf.make_synchronizer(CONFIG), LidarSynchronizer)
+    sync = smf.make_synchronizer(CONFIG)
+    assert isinstance(sync, LidarSynchronizer)
+    assert smf.synchronizer_name(sync) == "tacocc LidarSynchronizer"
 
 
 @pytest.mark.skipif(smf.have_message_filters(), reason="message_filters is importable here")
-def test_without_message_filters_asking_for_it_falls_back():
-    assert isinstance(smf.make_synchronizer(CONFIG, use_message_filters=True), LidarSynchronizer)
+def test_without_message_filters_asking_for_it_is_an_error_not_a_fallback():
+    with pytest.raises(smf.SynchronizerUnavailable, match="use_message_filters is true but message_filters is not"):
+        smf.make_synchronizer(CONFIG, use_message_filters=True)
     with pytest.raises(ImportError, match="message_filters is not importable"):
         smf.ApproximateTimeAdapter(CONFIG)
+
+
+@pytest.mark.skipif(not smf.have_message_filters(), reason="message_filters is not importable (not on PyPI)")
+def test_with_message_filters_asking_for_it_gives_it():
+    sync = smf.make_synchronizer(CONFIG, use_message_filters=True)
+    assert smf.synchronizer_name(sync) == "message_filters ApproximateTimeSynchronizer"
 
 
 def clean_sequence():

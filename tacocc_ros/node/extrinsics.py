@@ -2,9 +2,15 @@
 
 Both sources answer the same three questions, so the node does not care which one runs:
 `cam2lidar(camera, camera_frame, lidar_frame)`, `lidar2ego(lidar_frame)` and the fallback intrinsics
-`cam2img(camera)` (used when no CameraInfo arrived). tf2_ros comes with a ROS 2 install and is not on
-PyPI; `make_extrinsics` takes TF when it is importable and no calibration file is given (or when asked
-for explicitly), the calibration file otherwise.
+`cam2img(camera)` (used when no CameraInfo arrived), and `description` says which source it is for the
+node's `ready` line. tf2_ros comes with a ROS 2 install and is not on PyPI; `make_extrinsics` takes TF
+when it is importable and no calibration file is given (or when asked for explicitly), the calibration
+file otherwise.
+
+`TfExtrinsics` is the thin tf2_ros adapter: tf2's listener and buffer receive /tf and /tf_static and
+chain the lookups; the message -> matrix conversion is `tacocc_core.rig.transform_tree`'s, whose
+`TransformTree` is the same logic without tf2 (what `tacocc calibration --bag` runs on a bag's
+/tf_static; test/test_transform_tree.py checks both agree where tf2_ros is installed).
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tacocc_core.rig.transform_tree import TransformTreeError, transform_to_matrix
 from tacocc_ros.node.calibration import RigCalibration
-from tacocc_ros.node.frame_builder import pose_xyzw_to_transform
 
 try:  # a ROS 2 install
     import tf2_ros as _tf2_ros
@@ -27,6 +33,8 @@ def have_tf2_ros() -> bool:
 
 
 class Extrinsics(Protocol):
+    description: str
+
     def cam2lidar(self, camera: str, camera_frame: str, lidar_frame: str) -> np.ndarray | None: ...
 
     def lidar2ego(self, lidar_frame: str) -> np.ndarray | None: ...
@@ -37,8 +45,9 @@ class Extrinsics(Protocol):
 class CalibrationExtrinsics:
     """Transforms from a `RigCalibration` (the calibration YAML); frame ids are not consulted."""
 
-    def __init__(self, calibration: RigCalibration) -> None:
+    def __init__(self, calibration: RigCalibration, path: str = "") -> None:
         self.calibration = calibration
+        self.description = f"calibration file {path}" if path else "calibration file"
 
     def cam2lidar(self, camera: str, camera_frame: str, lidar_frame: str) -> np.ndarray | None:
         cam = self.calibration.cameras.get(camera)
@@ -53,9 +62,8 @@ class CalibrationExtrinsics:
 
 
 def transform_msg_to_matrix(transform: Any) -> np.ndarray:
-    """geometry_msgs/Transform (rotation quaternion x, y, z, w) -> (4, 4) float64."""
-    t, q = transform.translation, transform.rotation
-    return pose_xyzw_to_transform((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+    """geometry_msgs/Transform (rotation quaternion x, y, z, w) -> (4, 4) float64 (TransformTreeError if bad)."""
+    return transform_to_matrix(transform)
 
 
 class TfExtrinsics:
@@ -74,6 +82,7 @@ class TfExtrinsics:
         self.listener = _tf2_ros.TransformListener(self.buffer, node)
         self.ego_frame = ego_frame
         self.calibration = calibration
+        self.description = f"TF (/tf, /tf_static; ego frame {ego_frame})"
 
     def _lookup(self, target: str, source: str) -> np.ndarray | None:
         from rclpy.time import Time
@@ -82,7 +91,10 @@ class TfExtrinsics:
             stamped = self.buffer.lookup_transform(target, source, Time())
         except (_tf2_ros.LookupException, _tf2_ros.ConnectivityException, _tf2_ros.ExtrapolationException):
             return None
-        return transform_msg_to_matrix(stamped.transform)
+        try:
+            return transform_msg_to_matrix(stamped.transform)
+        except TransformTreeError:
+            return None
 
     def cam2lidar(self, camera: str, camera_frame: str, lidar_frame: str) -> np.ndarray | None:
         return self._lookup(lidar_frame, camera_frame)
@@ -96,9 +108,16 @@ class TfExtrinsics:
 
 
 def make_extrinsics(
-    node: Any, source: str, calibration: RigCalibration | None, ego_frame: str = "base_link"
+    node: Any,
+    source: str,
+    calibration: RigCalibration | None,
+    ego_frame: str = "base_link",
+    calibration_path: str = "",
 ) -> Extrinsics:
-    """`source`: "tf", "calibration", or "auto" (TF where importable and no calibration file is given)."""
+    """`source`: "tf", "calibration", or "auto" (TF where importable and no calibration file is given).
+
+    `calibration_path` names the file in the `description` of the calibration source.
+    """
     if source not in ("auto", "tf", "calibration"):
         raise ValueError(f"extrinsics source must be auto, tf or calibration, got {source!r}")
     use_tf = source == "tf" or (source == "auto" and calibration is None and have_tf2_ros())
@@ -110,4 +129,4 @@ def make_extrinsics(
             + ("not requested" if have_tf2_ros() else "not available (tf2_ros is not importable)")
             + ": set the `calibration` parameter"
         )
-    return CalibrationExtrinsics(calibration)
+    return CalibrationExtrinsics(calibration, calibration_path)

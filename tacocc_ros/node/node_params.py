@@ -83,10 +83,19 @@ NODE_PARAMS: dict[str, ParamSpec] = {
         False,
         _at_least(0),
     ),  # fmt: skip
-    "use_message_filters": ParamSpec(False, "message_filters' ApproximateTimeSynchronizer where importable", True),
+    "use_message_filters": ParamSpec(
+        False,
+        "message_filters' ApproximateTimeSynchronizer (a ROS 2 install) instead of the project's; "
+        "where message_filters is not importable, true stops the node at startup",
+        True,
+    ),  # fmt: skip
     "max_cubes": ParamSpec(100000, "cap on marker cubes (nearest kept); 0 = no cap", False, _at_least(0)),
     "calibration": ParamSpec(
-        "", "calibration YAML (tacocc_ros/node/calibration.py schema); empty = TF only", True, _file_or_empty
+        "",
+        "calibration YAML (`tacocc calibration` writes and checks one; schema in tacocc_core/rig/calibration_file.py); "
+        "empty = TF only",
+        True,
+        _file_or_empty,
     ),  # fmt: skip
     "extrinsics": ParamSpec("auto", "auto, tf or calibration", True, _one_of("auto", "tf", "calibration")),
     "ego_frame": ParamSpec("base_link", "odometry child frame (TF lookups of the LiDAR mount)", True),

@@ -11,7 +11,8 @@ Wiring only; the work is done by the tested modules it calls:
   counted on /diagnostics, and the node goes on with the next one.
 - Time going backwards (a bag loop) clears the synchroniser and the sweep buffer and resets the
   network's temporal state before the next frame.
-- `~/occupancy/markers` and `~/occupancy/cloud` are built only while someone subscribes; their header is
+- `occupancy/markers` and `occupancy/cloud` (relative names: `/occupancy/*` in the root namespace, what
+  the launch file and `rviz/tacocc.rviz` use) are built only while someone subscribes; their header is
   the LiDAR stamp and frame. `/diagnostics` goes out every `diagnostics_period_s`.
 - The checkpoint is reloaded when the `checkpoint` parameter changes and by the `~/reload_checkpoint`
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
@@ -21,6 +22,7 @@ Wiring only; the work is done by the tested modules it calls:
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import threading
 import time
@@ -36,6 +38,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -51,10 +54,10 @@ from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
 from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
-from tacocc_ros.node.outputs import MarkerBuilder, build_cloud, build_diagnostics
+from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC, MarkerBuilder, build_cloud, build_diagnostics
 from tacocc_ros.node.stats import NodeStats
 from tacocc_ros.node.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
-from tacocc_ros.node.sync_message_filters import make_synchronizer
+from tacocc_ros.node.sync_message_filters import make_synchronizer, synchronizer_name
 from tacocc_ros.node.worker import Worker
 
 SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
@@ -106,9 +109,11 @@ class OccupancyNode(Node):
                 raise ValueError(f"parameter {reason}")
         v = self.values
 
+        self._sync_lock = threading.Lock()
+        self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])  # an error before the model loads
         self.predictor = self._make_predictor(v["checkpoint"], v["device"], v["precision"])
         calibration = load_calibration(v["calibration"]) if v["calibration"] else None
-        self.extrinsics = make_extrinsics(self, v["extrinsics"], calibration, v["ego_frame"])
+        self.extrinsics = make_extrinsics(self, v["extrinsics"], calibration, v["ego_frame"], v["calibration"])
         self.inputs = camera_inputs(v, self.cameras)
         self.grid = self.config.grid.spec()
         self.stats = NodeStats()
@@ -116,8 +121,6 @@ class OccupancyNode(Node):
         self.sweeps = SweepBuffer(self.config.lidar.sweeps)
         self.markers = MarkerBuilder(self.grid, v["max_cubes"] or None)
         self.camera_info: dict[str, np.ndarray] = {}
-        self._sync_lock = threading.Lock()
-        self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])
         self._reset_requested = threading.Event()
         self._warned: set[str] = set()
         self._decode_pool = ThreadPoolExecutor(v["decode_threads"], thread_name_prefix="tacocc-decode")
@@ -145,19 +148,27 @@ class OccupancyNode(Node):
         self.create_subscription(Odometry, v["odom_topic"], self._on_odom, sensor_qos, callback_group=sensors)
 
         out_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/occupancy/markers", out_qos)
-        self.pub_cloud = self.create_publisher(PointCloud2, "~/occupancy/cloud", out_qos)
+        self.pub_markers = self.create_publisher(MarkerArray, MARKERS_TOPIC, out_qos)
+        self.pub_cloud = self.create_publisher(PointCloud2, CLOUD_TOPIC, out_qos)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reload_checkpoint", self._on_reload)
         self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker: Worker[SyncedSet] = Worker(self._process, self._on_worker_error, name="tacocc-inference").start()
-        self.get_logger().info(
-            f"ready: model {self.config.name} on {self.predictor.device}, cameras {', '.join(self.cameras)}, "
-            f"LiDAR {v['lidar_topic']}, extrinsics from {type(self.extrinsics).__name__}"
-        )
+        self.get_logger().info(self.ready_line())
 
     # --- setup helpers -------------------------------------------------------------------------------
+    def ready_line(self) -> str:
+        """What runs, as the startup log says it: preset, checkpoint, device, precision, sync, extrinsics, topics."""
+        v = self.values
+        return (
+            f"ready: preset {self.config.name}, checkpoint {v['checkpoint'] or '(none: random weights)'}, "
+            f"device {self.predictor.device}, precision {v['precision']}, "
+            f"synchroniser {synchronizer_name(self.sync)}, extrinsics from {self.extrinsics.description}, "
+            f"cameras {', '.join(self.cameras)}, LiDAR {v['lidar_topic']}, "
+            f"outputs {self.pub_markers.topic_name} {self.pub_cloud.topic_name}"
+        )
+
     def _make_predictor(self, checkpoint: str, device: str, precision: str) -> Predictor:
         options = PredictorOptions(device=device, precision=precision, timings=False)
         if checkpoint:
@@ -408,28 +419,58 @@ class OccupancyNode(Node):
         self._decode_pool.shutdown(wait=True)
 
 
+def _join_callbacks(executor) -> None:
+    """Let the callbacks a MultiThreadedExecutor already handed to its threads finish.
+
+    rclpy's `MultiThreadedExecutor.shutdown` (9.1) destroys the executor's guard condition before it joins
+    its thread pool, so a callback still starting then fails with "cannot use Destroyable because
+    destruction was requested" (printed at exit as "The following exception was never retrieved").
+    Joining the pool first (its own `shutdown(wait=True)`, which `MultiThreadedExecutor.shutdown` repeats)
+    avoids that; other executors have no pool and nothing to join.
+    """
+    pool = getattr(executor, "_executor", None)
+    if pool is not None and hasattr(pool, "shutdown"):
+        pool.shutdown(wait=True)
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
+    """Run the node until SIGINT or SIGTERM; 0 on a clean stop, 1 when startup fails.
+
+    Shutdown order: rclpy's own signal handlers are not installed, because they invalidate the context at
+    once, while a timer callback or the inference thread may still be publishing ("Failed to publish:
+    publisher's context is invalid", then "The following exception was never retrieved" from the
+    executor's unfinished task). Here a signal only sets `stop` (a Python handler, run in the main thread
+    once the executor's wait returns: within the 1 s wait timeout, not a busy loop); the spin loop ends
+    between two callbacks, the callbacks still running finish (`_join_callbacks`), the executor stops,
+    the worker finishes its frame, the node is destroyed, and only then is the context shut down.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    node = executor = None
+    status = 0
     try:
         node = OccupancyNode()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and node.context.ok():
+            executor.spin_once(timeout_sec=1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as err:  # noqa: BLE001 - a startup error ends the process with its message, not a trace
-        if node is not None and not node.context.ok():  # SIGINT/SIGTERM shut the context down mid-spin
-            pass
-        else:
+        if not stop.is_set():
             print(f"occupancy_node: {type(err).__name__}: {err}", file=sys.stderr)
-            return 1
+            status = 1
     finally:
+        if executor is not None:
+            _join_callbacks(executor)
+            executor.shutdown(timeout_sec=10.0)
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

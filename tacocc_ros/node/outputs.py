@@ -27,6 +27,11 @@ from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, PALETTE
 from tacocc_ros.messages.stamps import make_header
 
+# Output topics, relative to the node's namespace: /occupancy/markers and /occupancy/cloud in the root
+# namespace, whether the node runs alone or from launch/tacocc.launch.py, as rviz/tacocc.rviz expects.
+MARKERS_TOPIC = "occupancy/markers"
+CLOUD_TOPIC = "occupancy/cloud"
+
 CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "label", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4", "<f4"]})
 
 

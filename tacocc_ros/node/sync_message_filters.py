@@ -6,7 +6,8 @@ stamp by -offset before it goes in, so the ATS sees every camera at the LiDAR ti
 report which camera was missing when a set never completes (it forgets such sets silently), emit
 degraded sets, or clear its queues when time goes backwards. That is why `make_synchronizer` returns the
 project's `LidarSynchronizer` unless message_filters is asked for explicitly: the node then behaves the
-same with and without a ROS install, and its drop diagnostics stay complete.
+same with and without a ROS install, and its drop diagnostics stay complete. Asking for message_filters
+where it is not importable is an error (`SynchronizerUnavailable`), never a silent fallback.
 """
 
 from __future__ import annotations
@@ -32,8 +33,21 @@ class Synchronizer(Protocol):
     def add_lidar(self, stamp_ns: int, payload: Any) -> list[Event]: ...
 
 
+class SynchronizerUnavailable(RuntimeError):
+    """The synchroniser asked for cannot be built here (message_filters is not importable)."""
+
+
 def have_message_filters() -> bool:
     return _message_filters is not None
+
+
+def synchronizer_name(sync: Synchronizer) -> str:
+    """What the node's `ready` line and diagnostics call the synchroniser in use."""
+    if isinstance(sync, ApproximateTimeAdapter):
+        return "message_filters ApproximateTimeSynchronizer"
+    if isinstance(sync, LidarSynchronizer):
+        return "tacocc LidarSynchronizer"
+    return type(sync).__name__
 
 
 class ApproximateTimeAdapter:
@@ -74,7 +88,16 @@ class ApproximateTimeAdapter:
 
 
 def make_synchronizer(config: SyncConfig, use_message_filters: bool = False) -> Synchronizer:
-    """The project's LidarSynchronizer, or message_filters' ATS when asked for and importable."""
-    if use_message_filters and _message_filters is not None:
-        return ApproximateTimeAdapter(config)
-    return LidarSynchronizer(config)
+    """message_filters' ATS when `use_message_filters`, the project's LidarSynchronizer otherwise.
+
+    Raises SynchronizerUnavailable when message_filters is asked for and is not importable.
+    """
+    if not use_message_filters:
+        return LidarSynchronizer(config)
+    if _message_filters is None:
+        raise SynchronizerUnavailable(
+            "use_message_filters is true but message_filters is not importable (it comes with a ROS 2 install, "
+            "e.g. the ros-<distro>-message-filters package, and is not on PyPI); set use_message_filters to false "
+            "for the project's LidarSynchronizer"
+        )
+    return ApproximateTimeAdapter(config)

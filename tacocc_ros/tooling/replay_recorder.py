@@ -1,7 +1,7 @@
 """What arrives while a bag plays through the occupancy node: its grids, the bag's labels, arrival times.
 
 `ReplayRecorder` is an rclpy node (in the private context of a `RosHandle`) subscribed to the node's
-`~/occupancy/cloud`, to `/diagnostics`, to the bag's `/occupancy/gt` and to `/LIDAR_TOP`. Its callbacks
+`/occupancy/cloud`, to `/diagnostics`, to the bag's `/occupancy/gt` and to `/LIDAR_TOP`. Its callbacks
 only note the monotonic arrival time and keep the serialised bytes (raw subscriptions), so that decoding
 never delays the arrival time of the next message; `pass_result()` decodes them afterwards:
 
@@ -29,9 +29,10 @@ from tacocc_core.data.label_resample import resample_labels
 from tacocc_core.geometry import GridSpec
 from tacocc_ros.bags.bag_frames import labels_from_cloud
 from tacocc_ros.messages.stamps import stamp_to_ns
-from tacocc_ros.tooling.node_process import NODE_NAME, RosHandle
+from tacocc_ros.node.outputs import CLOUD_TOPIC
+from tacocc_ros.tooling.node_process import RosHandle
 
-GRID_TOPIC = f"/{NODE_NAME}/occupancy/cloud"
+GRID_TOPIC = "/" + CLOUD_TOPIC  # the node in the root namespace, alone or launched
 DIAGNOSTICS_NAME = "occupancy"  # part of the node's DiagnosticStatus name ("tacocc_ros: occupancy")
 
 
