@@ -2,15 +2,13 @@
 
     python benchmarks/measure_renderer.py anchors    --data DATA [--checkpoint C] [--windows 8]
     python benchmarks/measure_renderer.py inner-loop --data DATA [--checkpoint C] [--steps 40] [--lrs 0.01,0.05,0.2]
-    python benchmarks/measure_renderer.py gate       --data DATA [--checkpoint C]
 
 Each runs the network (the checkpoint's weights, or the preset's initial weights of --seed) over 3-frame
 windows of the `val` split and reports, per frame (t = 1, the middle one):
 - anchors: the share of voxel anchors that lie in coarse voxels occupied in the ground truth (a coarse
   voxel is occupied when any of its fine voxels carries a label 1..16), for each voxel anchor source;
 - inner-loop: L_rgb of the Gaussians after 0, 1, 2, ... Adam steps at each learning rate (the first case
-  of Eq. 5), averaged over the windows;
-- gate: Gaussians the velocity gate widens, and |dL_rgb/d log beta| with neighbour_frames 0 and 1.
+  of Eq. 5), averaged over the windows.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from tacocc_core.losses.photometric import photometric_loss
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, occupied_voxel_mask, voxel_anchors
 from tacocc_core.render.free_params import free_to_gaussians
-from tacocc_core.render.sequential_renderer import SequentialRenderer, render_into_targets, render_window
+from tacocc_core.render.sequential_renderer import SequentialRenderer, render_into_targets
 from tacocc_core.render.targets import frame_interval, frame_points, window_targets
 
 SOURCES = ("feature_norm", "predicted", "lidar", "predicted_or_lidar")
@@ -175,49 +173,9 @@ def measure_inner_loop(args: argparse.Namespace) -> None:
         print(f"| {lr} | " + " | ".join(f"{v:.4f}" for v in mean) + " |")
 
 
-def measure_gate(args: argparse.Namespace) -> None:
-    config, net = load_network(args)
-    reader, found = val_windows(config, args.data, args.version, args.windows)
-    print(f"{len(found)} windows, frames t=0..2; |dL_rgb/d log beta| and widened Gaussians per frame")
-    print("| neighbour_frames | widened Gaussians per frame | Gaussians per frame | mean |dL_rgb/d log beta| |")
-    print("|---:|---:|---:|---:|")
-    for neighbours in (0, 1):
-        data = config_to_dict(config)
-        data["renderer"]["neighbour_frames"] = neighbours
-        cfg = config_from_dict(data)
-        torch.manual_seed(args.seed)
-        renderer = SequentialRenderer.from_config(cfg, backend="torch")
-        grads, moving, total = [], [], []
-        for tokens in found:
-            batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], cfg.grid.spec().shape)
-            seq = forward(net, batch)
-            sky = torch.stack([e.sky_masks for e in seq.encoder], dim=1)
-            coarse = torch.stack([h.coarse_logits for h in seq.heads], dim=1)
-            lidar = torch.stack([e.lidar_occupied for e in seq.encoder], dim=1)
-            renderer.zero_grad()
-            out = render_window(
-                renderer,
-                seq.smoothed,
-                batch,
-                None,
-                sky,
-                torch.Generator().manual_seed(0),
-                coarse_logits=coarse,
-                lidar_occupied=lidar,
-            )
-            out.l_rgb.backward()
-            grads.append(abs(float(renderer.gate.log_beta.grad)))
-            moving += [res.num_moving for _, res in out.frames]
-            total += [res.num_gaussians for _, res in out.frames]
-        print(
-            f"| {neighbours} | {statistics.mean(moving):.0f} | {statistics.mean(total):.0f} | "
-            f"{statistics.mean(grads):.2e} |"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("anchors", "inner-loop", "gate"))
+    parser.add_argument("what", choices=("anchors", "inner-loop"))
     parser.add_argument("--data", required=True)
     parser.add_argument("--version", default="v1.0-mini")
     parser.add_argument("--checkpoint", default=None)
@@ -229,7 +187,7 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=1)
     args = parser.parse_args()
     torch.set_grad_enabled(True)
-    {"anchors": measure_anchors, "inner-loop": measure_inner_loop, "gate": measure_gate}[args.what](args)
+    {"anchors": measure_anchors, "inner-loop": measure_inner_loop}[args.what](args)
 
 
 if __name__ == "__main__":
