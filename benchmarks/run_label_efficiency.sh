@@ -14,6 +14,7 @@ RUNS=${RUNS:-runs/label_eff}
 STEPS=${STEPS:-600}
 SEEDS=${SEEDS:-0 1 2}
 EVAL_FRAMES=${EVAL_FRAMES:-}             # score only the first N held-out frames (smoke runs)
+DEVICE=${DEVICE:-cpu}                    # cuda: the renderer variants take about a minute per step on 2 CPU cores
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
@@ -22,7 +23,7 @@ if [ ! -d "$DATA" ]; then
 fi
 
 warmup=$(( STEPS < 100 ? STEPS / 2 : 50 ))
-common=(--config tiny --data "$DATA" --device cpu --set "train.steps=$STEPS" --set "train.warmup_steps=$warmup"
+common=(--config tiny --data "$DATA" --device "$DEVICE" --set "train.steps=$STEPS" --set "train.warmup_steps=$warmup"
         --set "train.val_every=$STEPS" --set "train.ckpt_every=$STEPS" --set "train.image_every=$((STEPS + 1))")
 [ -n "$EVAL_FRAMES" ] && common+=(--val-max-frames "$EVAL_FRAMES")
 le=train.label_efficient
@@ -34,7 +35,7 @@ run() {  # seed, name, extra arguments...
     $PY -m tacocc_core.cli train "${common[@]}" --set "train.seed=$seed" --out "$out" "$@" > "$out.log" 2>&1 \
       || { echo "training $name seed $seed failed, see $out.log" >&2; exit 1; }
   fi
-  $PY -m tacocc_core.cli eval --checkpoint "$out/latest.pt" --data "$DATA" --split val --device cpu --out "$out" \
+  $PY -m tacocc_core.cli eval --checkpoint "$out/latest.pt" --data "$DATA" --split val --device "$DEVICE" --out "$out" \
     ${EVAL_FRAMES:+--max-frames "$EVAL_FRAMES"} > /dev/null
   echo "done: $name seed $seed"
 }

@@ -17,19 +17,22 @@ import sys
 from pathlib import Path
 
 SMALL_CLASSES = ("barrier", "bicycle", "motorcycle", "pedestrian", "traffic_cone")
+COLUMNS = ("IoU", "mIoU", "small-object mIoU", "flicker (static)", "flicker (static occupied)")
 
 
 def scores(report: dict) -> dict[str, float | None]:
     every = report["scores"]["all"]
-    small = [every["class_iou"][name] for name in SMALL_CLASSES if every["class_iou"][name] is not None]
+    small = [every["class_iou"].get(name) for name in SMALL_CLASSES]
+    small = [v for v in small if v is not None]
     flicker = report.get("flicker", {})
-    return {
-        "IoU": every["geometry_iou"],
-        "mIoU": every["miou"],
-        "small-object mIoU": statistics.mean(small) if small else None,
-        "flicker (static)": flicker.get("flicker"),
-        "flicker (static occupied)": flicker.get("flicker_occupied"),
-    }
+    values = (
+        every["geometry_iou"],
+        every["miou"],
+        statistics.mean(small) if small else None,
+        flicker.get("flicker"),
+        flicker.get("flicker_occupied"),
+    )
+    return dict(zip(COLUMNS, values, strict=True))
 
 
 def cell(values: list[float | None]) -> str:
@@ -46,7 +49,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     runs, variants = Path(argv[0]), argv[1:]
-    columns = list(scores({"scores": {"all": {"geometry_iou": 0, "miou": 0, "class_iou": {}}}}).keys())
+    columns = COLUMNS
     print("| variant | seeds | " + " | ".join(columns) + " |")
     print("|---|---|" + "---:|" * len(columns))
     for variant in variants:
