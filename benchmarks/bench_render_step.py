@@ -19,6 +19,7 @@ import statistics
 import time
 
 import torch
+import yaml
 from bench_render import camera_ring
 
 from tacocc_core.config import config_from_dict, config_to_dict, load_preset
@@ -48,7 +49,7 @@ def main() -> None:
         key, _, value = text.partition("=")
         if key not in data["renderer"]:
             parser.error(f"--set {text}: renderer has no key {key!r}")
-        data["renderer"][key] = type(data["renderer"][key])(value)
+        data["renderer"][key] = yaml.safe_load(value)  # validated with the rest by config_from_dict
     config = config_from_dict(data)
     torch.manual_seed(0)
     renderer = SequentialRenderer.from_config(config, backend=args.backend).to(args.device)
