@@ -1,6 +1,7 @@
 """Time one renderer training step for one frame at a preset's sizes.
 
     python benchmarks/bench_render_step.py --preset tiny                                   # CPU
+    python benchmarks/bench_render_step.py --preset tiny --set inner_steps=2 --set neighbour_frames=0
     python benchmarks/bench_render_step.py --preset nuscenes_r50_256x704 --device cuda     # gsplat on a GPU
 
 A step is what `SequentialRenderer.forward` + backward does: LiDAR and voxel anchors, the Gaussian
@@ -18,9 +19,10 @@ import statistics
 import time
 
 import torch
+import yaml
 from bench_render import camera_ring
 
-from tacocc_core.config import load_preset
+from tacocc_core.config import config_from_dict, config_to_dict, load_preset
 from tacocc_core.render.sequential_renderer import SequentialRenderer
 from tacocc_core.render.targets import RenderTargets
 
@@ -32,9 +34,23 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "gsplat", "torch"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--points", type=int, default=30000)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a renderer setting of the preset, e.g. inner_steps=10 (repeatable)",
+    )
     args = parser.parse_args()
 
-    config = load_preset(args.preset)
+    data = config_to_dict(load_preset(args.preset))
+    for text in args.overrides:
+        key, _, value = text.partition("=")
+        if key not in data["renderer"]:
+            parser.error(f"--set {text}: renderer has no key {key!r}")
+        data["renderer"][key] = yaml.safe_load(value)  # validated with the rest by config_from_dict
+    config = config_from_dict(data)
     torch.manual_seed(0)
     renderer = SequentialRenderer.from_config(config, backend=args.backend).to(args.device)
     h, w = config.cameras.image_size
@@ -75,7 +91,8 @@ def main() -> None:
     res = runs[-1][2]
     print(
         f"{args.preset}: {frames} frame(s) x {views} views x {width}x{height}, {res.num_gaussians} Gaussians "
-        f"({res.num_lidar} LiDAR + {res.num_voxel} voxel anchors), {config.renderer.inner_steps} inner steps, "
+        f"({res.num_lidar} LiDAR + {res.num_voxel} voxel anchors), {config.renderer.inner_steps} inner steps "
+        f"at lr {config.renderer.inner_lr}, "
         f"device {args.device}, backend {args.backend}, torch threads {torch.get_num_threads()}"
     )
     print(

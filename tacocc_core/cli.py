@@ -12,6 +12,7 @@ import sys
 from tacocc_core.commands import (
     bench,
     calibration,
+    class_weights,
     convert_nuscenes,
     evaluate,
     export,
@@ -36,6 +37,7 @@ COMMANDS = (
     export,
     bench,
     render,
+    class_weights,
 )
 
 # Errors that mean "bad input": printed as one clear line, exit status 2, no traceback.

@@ -227,7 +227,13 @@ class RendererConfig:
         head_channels: hidden channels of the light conv net that predicts each Gaussian's parameters.
         lidar_offset_max: bound (metres, per axis) of the predicted offset of a LiDAR-anchored Gaussian.
         voxel_offset_max: bound (metres, per axis) of the predicted offset of a voxel-anchored Gaussian.
-        voxel_threshold: a coarse voxel of F~_IL is "non-zero" (an anchor) when max |feature| exceeds this.
+        voxel_anchor_source: which coarse voxels of F~_IL count as "non-zero" and hold a voxel anchor:
+            "predicted" (the coarse head calls them occupied), "predicted_or_lidar" (or the LiDAR volume F_L
+            is non-zero there), "lidar", or "feature_norm" (max |feature| above voxel_threshold; on the dense
+            ConvLSTM output that is every voxel, the highest-norm ones kept). Capped voxels are ranked by
+            1 - p(empty) of the coarse head (by feature norm for "feature_norm").
+        voxel_threshold: with voxel_anchor_source "feature_norm", a voxel is non-zero when max |feature|
+            exceeds this.
         inner_lr: Adam learning rate of the Gaussian-only inner loop (same for every parameter group).
         neighbour_frames: the Gaussians of frame t are also rendered into the cameras of this many frames
             before and after t in the window (at their times); 0 renders frame t's cameras only.
@@ -247,6 +253,7 @@ class RendererConfig:
     head_channels: PositiveInt = 32
     lidar_offset_max: PositiveFloat = 0.1
     voxel_offset_max: PositiveFloat = 0.5
+    voxel_anchor_source: Literal["predicted", "predicted_or_lidar", "lidar", "feature_norm"] = "predicted"
     voxel_threshold: NonNegativeFloat = 0.0
     inner_lr: PositiveFloat = 0.05
     neighbour_frames: NonNegativeInt = 1

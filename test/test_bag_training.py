@@ -72,3 +72,29 @@ def test_bad_modes_are_refused(bag, unlabelled_bag, tmp_path):
         load_sequences(spec(bag, tmp_path, mode="self_supervised"))
     with pytest.raises(ValueError, match="mode must be"):
         load_sequences(spec(bag, tmp_path, mode="teacher"))
+
+
+def test_fine_tuning_starts_from_a_checkpoint_trained_with_another_loss_and_renderer(bag, tmp_path):
+    """The network must match the initial checkpoint; its training recipe (class weights, renderer) may not."""
+    import torch
+
+    from tacocc_core.checkpoint import CheckpointError, save_checkpoint
+    from tacocc_core.config import config_from_dict, config_to_dict
+    from tacocc_core.model.tacocc import TACOcc
+
+    data = config_to_dict(load_preset("tiny"))
+    data["loss"]["class_weights"] = []
+    data["renderer"]["inner_steps"] = 2
+    older = config_from_dict(data)
+    torch.manual_seed(0)
+    net = TACOcc(older)
+    initial = tmp_path / "initial.pt"
+    save_checkpoint(initial, net.state_dict(), older)
+    tuner = FineTuner(spec(bag, tmp_path / "run", initial_checkpoint=str(initial)))
+    first = next(iter(net.state_dict().items()))
+    assert torch.equal(tuner.objective.net.state_dict()[first[0]], first[1])
+    data["head"]["channels"] = 8  # another network: refused
+    torch.manual_seed(0)
+    save_checkpoint(initial, TACOcc(config_from_dict(data)).state_dict(), config_from_dict(data))
+    with pytest.raises(CheckpointError, match="head.channels"):
+        FineTuner(spec(bag, tmp_path / "run2", initial_checkpoint=str(initial)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tacocc_core.checkpoint import load_checkpoint
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
 from tacocc_core.config import load_preset
 from tacocc_core.metrics import OccupancyEvaluator
 
@@ -16,7 +16,8 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo.pt"
 
 def test_the_demo_checkpoint_is_small_and_carries_no_training_state():
     assert CHECKPOINT.stat().st_size <= 10 * 1024 * 1024
-    payload = load_checkpoint(CHECKPOINT, expected=load_preset("demo"))
+    # The network must be the demo preset's; its training recipe (loss, renderer) may have changed since.
+    payload = load_checkpoint(CHECKPOINT, expected=load_preset("demo"), ignore=INFERENCE_IRRELEVANT)
     assert "optimizer" not in payload and "rng" not in payload
     assert payload["step"] == 800
 

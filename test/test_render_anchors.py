@@ -1,11 +1,25 @@
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tacocc_core.batch import frames_to_batch
+from tacocc_core.checkpoint import load_checkpoint
+from tacocc_core.data.nuscenes_reader import NuScenesReader
+from tacocc_core.data.sequences import scene_samples, split_scenes
 from tacocc_core.geometry import GridSpec
-from tacocc_core.render.anchors import inside_grid, lidar_anchors, sample_volume, voxel_anchors
+from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.model.warp import scaled_grid
+from tacocc_core.render.anchors import (
+    inside_grid,
+    lidar_anchors,
+    masked_voxel_anchors,
+    occupied_voxel_mask,
+    sample_volume,
+    voxel_anchors,
+)
 
 GRID = GridSpec(lower=(-4.0, -3.0, -1.0), voxel_size=(1.0, 0.5, 2.0), shape=(8, 12, 3))
 
@@ -92,3 +106,78 @@ def test_voxel_anchors_are_centres_of_non_zero_voxels_largest_first_when_capped(
     assert anchors.shape == (0, 3) and index.shape == (0, 3)
     with pytest.raises(ValueError, match=r"features must be \(C, 8, 12, 3\)"):
         voxel_anchors(torch.zeros(4, 8, 12), GRID, 5)
+
+
+def test_masked_voxel_anchors_keep_candidates_highest_score_first_when_capped():
+    candidates = torch.zeros(GRID.shape, dtype=torch.bool)
+    score = torch.rand(GRID.shape)
+    for idx, s in (((1, 2, 0), 0.2), ((4, 4, 1), 0.9), ((7, 11, 2), 0.5)):
+        candidates[idx] = True
+        score[idx] = s
+    anchors, index = masked_voxel_anchors(candidates, score, GRID, max_count=10)
+    assert index.tolist() == [[1, 2, 0], [4, 4, 1], [7, 11, 2]]
+    np.testing.assert_allclose(anchors.numpy(), GRID.index_to_center(index.numpy()), atol=1e-6)
+    _, index = masked_voxel_anchors(candidates, score, GRID, max_count=2)
+    assert index.tolist() == [[4, 4, 1], [7, 11, 2]]
+    assert masked_voxel_anchors(candidates, score, GRID, 0)[0].shape == (0, 3)
+    with pytest.raises(ValueError, match=r"candidates and score must be \(8, 12, 3\)"):
+        masked_voxel_anchors(candidates[:4], score, GRID, 2)
+
+
+def test_occupied_voxel_mask_reads_the_head_and_the_lidar_volume():
+    logits = torch.zeros(17, *GRID.shape)
+    logits[0] = 5.0  # empty everywhere ...
+    logits[4, 2, 3, 1] = 9.0  # ... but a car here
+    lidar = torch.zeros(GRID.shape, dtype=torch.bool)
+    lidar[6, 6, 0] = True
+    predicted, score = occupied_voxel_mask("predicted", logits, lidar)
+    assert predicted.nonzero().tolist() == [[2, 3, 1]]
+    assert score[2, 3, 1] > 0.9 and score[0, 0, 0] < 0.1
+    assert occupied_voxel_mask("lidar", logits, lidar)[0].nonzero().tolist() == [[6, 6, 0]]
+    assert occupied_voxel_mask("predicted_or_lidar", logits, lidar)[0].sum() == 2
+    with pytest.raises(ValueError, match="needs the LiDAR volume's non-zero voxels"):
+        occupied_voxel_mask("lidar", logits, None)
+    with pytest.raises(ValueError, match=r"needs \(K, X, Y, Z\) coarse logits"):
+        occupied_voxel_mask("predicted", None, lidar)
+    with pytest.raises(ValueError, match="unknown voxel anchor source"):
+        occupied_voxel_mask("everything", logits, lidar)
+
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo.pt"
+
+
+def anchor_shares(net, config, frames) -> dict[str, float]:
+    """Share of voxel anchors in coarse voxels occupied in the ground truth, per source, middle frame."""
+    batch = frames_to_batch([frames], config.grid.spec().shape)
+    with torch.no_grad():
+        seq = net.forward_sequence(batch)
+    t = 1
+    occ = ((batch["labels"][0, t] >= 1) & (batch["labels"][0, t] != 255)).float()[None, None]
+    truth = torch.nn.functional.max_pool3d(occ, config.head.coarse_downsample)[0, 0] > 0
+    grid = scaled_grid(config.grid.spec(), config.head.coarse_downsample)
+    budget = 2000
+    shares = {"base": float(truth.float().mean())}
+    _, index = voxel_anchors(seq.smoothed[0, t], grid, budget)
+    shares["feature_norm"] = float(truth[tuple(index.T)].float().mean())
+    for source in ("predicted", "lidar"):
+        mask, score = occupied_voxel_mask(source, seq.heads[t].coarse_logits[0], seq.encoder[t].lidar_occupied[0])
+        _, index = masked_voxel_anchors(mask, score, grid, budget)
+        shares[source] = float(truth[tuple(index.T)].float().mean())
+    return shares
+
+
+def test_anchors_of_occupied_voxels_land_on_surfaces_where_feature_norm_anchors_do_not(synthetic_dataset):
+    """A generated frame: anchors from the head's occupied voxels (trained demo network) and from the LiDAR
+    volume hit ground-truth-occupied voxels far more often than the top-norm voxels of the dense F~_IL."""
+    payload = load_checkpoint(DEMO_CHECKPOINT)
+    config = payload["config"]
+    net = TACOcc(config)
+    net.load_state_dict({k: v.float() for k, v in payload["model"].items()})
+    net.eval()
+    reader = NuScenesReader.open(synthetic_dataset, "v1.0-mini", config)
+    tokens = scene_samples(reader.nusc, split_scenes(reader.nusc, "val")[0])[:3]
+    shares = anchor_shares(net, config, [reader.frame(tok) for tok in tokens])
+    # The dense volume's top-norm voxels are about as often occupied as any voxel.
+    assert abs(shares["feature_norm"] - shares["base"]) < 0.1, shares
+    assert shares["predicted"] > shares["feature_norm"] + 0.25, shares
+    assert shares["lidar"] > shares["feature_norm"] + 0.1, shares

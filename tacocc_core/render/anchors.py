@@ -3,10 +3,15 @@
 Two sources, both in the LiDAR frame of the frame being rendered:
 - LiDAR anchors: points of the sweep inside the grid, randomly subsampled to at most `max_count`. They
   carry precise geometry, so the parameter net bounds their offsets tightly.
-- voxel anchors: the centroids of the "non-zero" voxels of the temporally smoothed volume F~_IL (a voxel
-  is non-zero when max_c |F~_IL[c]| exceeds a threshold). For a cubic voxel of a dense volume the
-  centroid is the voxel centre. When there are more than `max_count`, those with the largest feature
-  norm are kept. They fill what the sparse LiDAR misses.
+- voxel anchors: the centroids of the "non-zero" voxels of the temporally smoothed volume F~_IL. They fill
+  what the sparse LiDAR misses. F~_IL out of the ConvLSTM is dense (every voxel carries some value), so
+  "non-zero" needs a reading: `occupied_voxel_mask` takes the voxels that the coarse occupancy head calls
+  occupied (argmax != empty) and/or those that the LiDAR volume F_L marks non-zero (config
+  `renderer.voxel_anchor_source`); when more qualify than `max_count`, those with the highest occupancy
+  score 1 - p(empty) are kept (`masked_voxel_anchors`). The literal reading, max_c |F~_IL[c]| above a
+  threshold ranked by feature norm (`voxel_anchors`), is kept as the "feature_norm" source: on a dense
+  volume it selects every voxel and keeps the highest-norm ones, free space included. For a cubic voxel
+  the centroid is the voxel centre.
 
 `sample_volume` reads the volume's features at arbitrary anchor positions (trilinear, through
 `torch.nn.functional.grid_sample`); its slow per-point twin lives in the tests.
@@ -60,10 +65,46 @@ def lidar_anchors(
     return xyz
 
 
+def masked_voxel_anchors(
+    candidates: torch.Tensor, score: torch.Tensor, grid: GridSpec, max_count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres of the candidate voxels, the `max_count` highest-scoring ones when more qualify.
+
+    Args:
+        candidates: (X, Y, Z) bool voxels that may hold an anchor, on `grid` (LiDAR frame).
+        score: (X, Y, Z) ranking (higher kept first when capped); any float dtype.
+        grid: the volume's grid.
+        max_count: cap (>= 0).
+
+    Returns:
+        anchors: (M, 3) voxel centres, metres, dtype float32 on the device of `candidates`, or the dtype of
+            `score` when it is a floating type;
+        index: (M, 3) int64 voxel indices (i, j, k), in increasing flat order.
+    """
+    shape = tuple(grid.shape)
+    if tuple(candidates.shape) != shape or tuple(score.shape) != shape:
+        raise ValueError(
+            f"masked_voxel_anchors: candidates and score must be {shape}, got {tuple(candidates.shape)} and "
+            f"{tuple(score.shape)}"
+        )
+    if max_count < 0:
+        raise ValueError(f"masked_voxel_anchors: max_count must be >= 0, got {max_count}")
+    with torch.no_grad():
+        chosen = candidates.detach().flatten().bool().nonzero(as_tuple=True)[0]
+        if chosen.numel() > max_count:
+            keep = torch.topk(score.detach().flatten()[chosen].float(), max_count, sorted=False).indices
+            chosen = chosen[keep].sort().values
+        _, ny, nz = shape
+        index = torch.stack([chosen // (ny * nz), (chosen // nz) % ny, chosen % nz], dim=1)
+    dtype = score.dtype if score.is_floating_point() else torch.float32
+    lower, size, _ = _grid_tensors(grid, score.new_zeros(0, dtype=dtype))
+    return lower + (index.to(dtype) + 0.5) * size, index
+
+
 def voxel_anchors(
     features: torch.Tensor, grid: GridSpec, max_count: int, threshold: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centroids of the non-zero voxels of a dense feature volume.
+    """Centroids of the voxels of a feature volume with max_c |features[c]| > threshold (the "feature_norm" source).
 
     Args:
         features: (C, X, Y, Z) F~_IL of one frame on `grid` (LiDAR frame).
@@ -82,16 +123,48 @@ def voxel_anchors(
     if max_count < 0:
         raise ValueError(f"voxel_anchors: max_count must be >= 0, got {max_count}")
     with torch.no_grad():
-        flat = features.detach().flatten(1)  # (C, X*Y*Z)
-        nonzero = (flat.abs().amax(dim=0) > threshold).nonzero(as_tuple=True)[0]
-        if nonzero.numel() > max_count:
-            norms = flat[:, nonzero].norm(dim=0)
-            keep = torch.topk(norms, max_count, sorted=False).indices
-            nonzero = nonzero[keep].sort().values
-        _, ny, nz = grid.shape
-        index = torch.stack([nonzero // (ny * nz), (nonzero // nz) % ny, nonzero % nz], dim=1)
-    lower, size, _ = _grid_tensors(grid, features)
-    return lower + (index.to(features.dtype) + 0.5) * size, index
+        f = features.detach()
+        candidates = f.abs().amax(dim=0) > threshold
+        norms = f.norm(dim=0)
+    return masked_voxel_anchors(candidates, norms, grid, max_count)
+
+
+def occupied_voxel_mask(
+    source: str,
+    coarse_logits: torch.Tensor | None,
+    lidar_occupied: torch.Tensor | None,
+    empty_class: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate voxels and their ranking score for the "predicted", "lidar" and "predicted_or_lidar" sources.
+
+    Args:
+        source: "predicted" (coarse head argmax != empty), "lidar" (F_L non-zero) or "predicted_or_lidar".
+        coarse_logits: (K, X, Y, Z) coarse-head logits of the frame (needed by every source: they rank).
+        lidar_occupied: (X, Y, Z) bool non-zero voxels of F_L (needed by the sources naming LiDAR).
+        empty_class: index of the empty class in the logits.
+
+    Returns:
+        candidates: (X, Y, Z) bool; score: (X, Y, Z) float, 1 - p(empty).
+    """
+    if source not in ("predicted", "lidar", "predicted_or_lidar"):
+        raise ValueError(f"occupied_voxel_mask: unknown voxel anchor source {source!r}")
+    if coarse_logits is None or coarse_logits.ndim != 4:
+        shape = None if coarse_logits is None else tuple(coarse_logits.shape)
+        raise ValueError(f"occupied_voxel_mask: source {source!r} needs (K, X, Y, Z) coarse logits, got {shape}")
+    with torch.no_grad():
+        logits = coarse_logits.detach().float()
+        score = 1.0 - torch.softmax(logits, dim=0)[empty_class]
+        predicted = logits.argmax(dim=0) != empty_class
+        if source == "predicted":
+            return predicted, score
+        if lidar_occupied is None or tuple(lidar_occupied.shape) != tuple(predicted.shape):
+            shape = None if lidar_occupied is None else tuple(lidar_occupied.shape)
+            raise ValueError(
+                f"occupied_voxel_mask: source {source!r} needs the LiDAR volume's non-zero voxels of shape "
+                f"{tuple(predicted.shape)}, got {shape}"
+            )
+        lidar = lidar_occupied.detach().bool().to(predicted.device)
+        return (lidar if source == "lidar" else predicted | lidar), score
 
 
 def sample_volume(volume: torch.Tensor, points: torch.Tensor, grid: GridSpec) -> torch.Tensor:

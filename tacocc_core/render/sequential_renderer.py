@@ -2,7 +2,9 @@
 
 Per frame (b, t):
 1. anchors: LiDAR points of the keyframe sweep inside the grid (<= renderer.lidar_anchors) and the
-   centroids of the non-zero voxels of F~_IL, together capped at renderer.max_gaussians (`anchors.py`);
+   centroids of the voxels of F~_IL that count as non-zero (renderer.voxel_anchor_source: the voxels the
+   coarse head calls occupied and/or the LiDAR volume marks; "feature_norm": max |F~_IL| above
+   renderer.voxel_threshold), together capped at renderer.max_gaussians (`anchors.py`);
 2. Theta^0 = GaussianHead(F~_IL, anchors) (`gaussian_head.py`);
 3. velocity gate (Eq. 4): each Gaussian's voxel speed against tau = beta / dt * E[||v||] widens sigma_t;
 4. inner loop: `renderer.inner_steps` Adam steps on a detached copy of Theta, on
@@ -32,7 +34,7 @@ from tacocc_core.config import ModelConfig, RendererConfig
 from tacocc_core.geometry import GridSpec
 from tacocc_core.losses.photometric import photometric_loss
 from tacocc_core.model.warp import scaled_grid
-from tacocc_core.render.anchors import lidar_anchors, voxel_anchors
+from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, occupied_voxel_mask, voxel_anchors
 from tacocc_core.render.free_params import FreeParams, free_to_gaussians, parameter_consistency
 from tacocc_core.render.gaussian_head import GaussianHead
 from tacocc_core.render.gaussians import Gaussians
@@ -57,6 +59,8 @@ class RenderResult:
         num_lidar: LiDAR-anchored Gaussians.
         num_voxel: voxel-anchored Gaussians.
         num_moving: Gaussians whose sigma_t the velocity gate widened.
+        anchors: (N, 3) anchor centres (LiDAR anchors first), LiDAR frame, detached.
+        widening: (N,) factor the velocity gate applied to each Gaussian's sigma_t (1 = static), detached.
         skipped: why the frame was not rendered, or None.
         stopped: why the inner loop ended early, or None.
         images: (S*V, H, W, 3) RGB and (S*V, H, W) depth of Theta^final, detached, when asked for.
@@ -68,6 +72,8 @@ class RenderResult:
     num_lidar: int = 0
     num_voxel: int = 0
     num_moving: int = 0
+    anchors: torch.Tensor | None = None
+    widening: torch.Tensor | None = None
     skipped: str | None = None
     stopped: str | None = None
     images: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -154,6 +160,7 @@ class SequentialRenderer(nn.Module):
         time_scale: float = 0.5,
         generator: torch.Generator | None = None,
         return_images: bool = False,
+        voxel_candidates: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> RenderResult:
         """The renderer step of one frame.
 
@@ -165,6 +172,8 @@ class SequentialRenderer(nn.Module):
             time_scale: frame interval in seconds (scales mu_t and sigma_t of the head).
             generator: random source of the LiDAR subsample.
             return_images: keep the final RGB and depth renders in the result.
+            voxel_candidates: ((X, Y, Z) bool voxels that may hold a voxel anchor, (X, Y, Z) ranking score),
+                from `occupied_voxel_mask`; None: the "feature_norm" reading of `features` itself.
         """
         if features.ndim != 4 or tuple(features.shape[1:]) != tuple(self.grid.shape):
             raise ValueError(
@@ -180,7 +189,15 @@ class SequentialRenderer(nn.Module):
         if not bool((features.detach().abs() > r.voxel_threshold).any()):  # host sync
             return self._skip(features, f"no non-zero voxels in F~_IL (every |feature| <= {r.voxel_threshold})")
         lidar = lidar_anchors(points.to(features.device), self.grid, min(r.lidar_anchors, r.max_gaussians), generator)
-        voxel, _ = voxel_anchors(features, self.grid, r.max_gaussians - lidar.shape[0], r.voxel_threshold)
+        budget = r.max_gaussians - lidar.shape[0]
+        if voxel_candidates is None:
+            voxel, _ = voxel_anchors(features, self.grid, budget, r.voxel_threshold)
+        else:
+            mask, score = voxel_candidates
+            voxel, _ = masked_voxel_anchors(mask.to(features.device), score.to(features.device), self.grid, budget)
+            voxel = voxel.to(features.dtype)
+        if lidar.shape[0] + voxel.shape[0] == 0:
+            return self._skip(features, "no anchors (no LiDAR point in the grid and no occupied voxel)")
         anchors = torch.cat([lidar.to(features.dtype), voxel])
         is_lidar = torch.arange(anchors.shape[0], device=anchors.device) < lidar.shape[0]
         theta0 = self.head(features, anchors, is_lidar, time_scale)
@@ -207,6 +224,7 @@ class SequentialRenderer(nn.Module):
             return self._skip(features, f"non-finite loss (L_pc={l_pc.item()}, L_rgb={l_rgb.item()})")
         with torch.no_grad():
             num_moving = int((speed > tau).sum())
+            widening = widen_bandwidth(torch.ones_like(speed), speed, tau, self.gate.widen, self.gate.softness)
         return RenderResult(
             l_pc=l_pc,
             l_rgb=l_rgb,
@@ -214,6 +232,8 @@ class SequentialRenderer(nn.Module):
             num_lidar=int(lidar.shape[0]),
             num_voxel=int(voxel.shape[0]),
             num_moving=num_moving,
+            anchors=anchors.detach(),
+            widening=widening,
             stopped=inner.stopped,
             images=(rgb.detach(), depth.detach()) if return_images else None,
         )
@@ -253,6 +273,8 @@ def render_window(
     sky: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     return_images: bool = False,
+    coarse_logits: torch.Tensor | None = None,
+    lidar_occupied: torch.Tensor | None = None,
 ) -> WindowResult:
     """Run the renderer step on frames of a training batch.
 
@@ -264,6 +286,9 @@ def render_window(
         sky: optional (B, T, V, H, W) bool sky masks (True on sky) at the network image size.
         generator: random source of the LiDAR subsample.
         return_images: keep the rendered images of the first frame that is rendered (not skipped).
+        coarse_logits: (B, T, K, X, Y, Z) coarse-head logits, needed unless renderer.voxel_anchor_source is
+            "feature_norm" (they choose and rank the voxel anchors).
+        lidar_occupied: (B, T, X, Y, Z) bool non-zero voxels of F_L, needed by the sources naming LiDAR.
     """
     if features.ndim != 6 or tuple(features.shape[:2]) != tuple(batch["stamps_ns"].shape):
         raise ValueError(
@@ -279,6 +304,13 @@ def render_window(
     for b, t in frames:
         targets = window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky)
         want_images = return_images and not have_images
+        candidates = None
+        if r.voxel_anchor_source != "feature_norm":
+            candidates = occupied_voxel_mask(
+                r.voxel_anchor_source,
+                None if coarse_logits is None else coarse_logits[b, t],
+                None if lidar_occupied is None else lidar_occupied[b, t],
+            )
         result = renderer(
             features[b, t],
             frame_points(batch, b, t),
@@ -287,6 +319,7 @@ def render_window(
             time_scale=frame_interval(batch, b),
             generator=generator,
             return_images=want_images,
+            voxel_candidates=candidates,
         )
         have_images = have_images or (want_images and result.skipped is None and result.images is not None)
         results.append(((b, t), result))

@@ -2,7 +2,8 @@
 
 - per-class IoU (Table I): one row, columns IoU (geometry), mIoU, then the 16 classes, in percent;
 - distance bands (Table VI): IoU and mIoU of the voxels within 25 / 50 / 100 m of the LiDAR;
-- chosen-k histogram of the adaptive fuser (Table V): share of each k per modality and pyramid scale.
+- chosen-k histogram of the adaptive fuser (Table V): share of each k per modality and pyramid scale;
+- flicker: share of static ground-truth voxels whose predicted label flips between consecutive frames.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def report_dict(result: EvalResult, meta: dict[str, Any]) -> dict[str, Any]:
         "unlabelled_frames": result.unlabelled,
         "scores": {name: s.to_dict() for name, s in result.evaluator.results().items()},
         "k_histogram": {"counts": counts, "share": k_share},
+        "flicker": result.flicker.to_dict(),
     }
 
 
@@ -59,6 +61,11 @@ def report_markdown(result: EvalResult, meta: dict[str, Any]) -> str:
     every = scores["all"]
     cells = [_pct(every.geometry_iou), _pct(every.miou), *(_pct(v) for v in every.class_iou[1:])]
     lines += ["| " + " | ".join(cells) + " |", ""]
+
+    f = result.flicker
+    lines += ["## Flicker (% of static ground-truth voxels whose predicted label flips, consecutive frames)", ""]
+    lines += ["| all static voxels | static occupied voxels | frame pairs |", "|---:|---:|---:|"]
+    lines += [f"| {_pct(f.flicker)} | {_pct(f.flicker_occupied)} | {f.pairs} |", ""]
 
     lines += ["## Distance bands (%)", "", "| range | IoU | mIoU | voxels |", "|---|---:|---:|---:|"]
     for name, s in scores.items():

@@ -15,6 +15,7 @@ import numpy as np
 
 from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.data.sequences import scene_samples, split_scenes
+from tacocc_core.flicker import FlickerCounts, FlickerMeter
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.predictor import Predictor
 from tacocc_core.train.distributed import DistContext, all_reduce_sum
@@ -31,12 +32,14 @@ class EvalResult:
         k_histogram: chosen-k counts {modality: {scale: {k: count}}} over the frames this rank ran.
         frames: frames scored (with labels), over all ranks.
         unlabelled: frames run but not scored (no labels), over all ranks.
+        flicker: label flips of static voxels between consecutive labelled frames (`flicker.py`), all ranks.
     """
 
     evaluator: OccupancyEvaluator
     k_histogram: KHistogram = field(default_factory=dict)
     frames: int = 0
     unlabelled: int = 0
+    flicker: FlickerCounts = field(default_factory=FlickerCounts)
 
 
 def split_streams(reader: NuScenesReader, split: str) -> list[list[str]]:
@@ -77,10 +80,12 @@ def evaluate_streams(
     ctx = ctx or DistContext()
     evaluator = OccupancyEvaluator(predictor.grid)
     histogram: KHistogram = {}
+    flicker = FlickerMeter(predictor.grid)
     counts = [0, 0]
     done = 0
     for scene in streams[ctx.rank :: ctx.world_size]:
         predictor.reset()
+        flicker.reset()
         for token in scene:
             if max_frames is not None and done >= max_frames:
                 break
@@ -89,6 +94,7 @@ def evaluate_streams(
             if prediction.error is not None:
                 raise RuntimeError(f"evaluation: sample {token}: {prediction.error}")
             add_k_histogram(histogram, prediction.k_histogram)
+            flicker.update(prediction.labels, frame.labels, frame.lidar2global)
             if frame.labels is None:
                 counts[1] += 1
             else:
@@ -101,4 +107,5 @@ def evaluate_streams(
         evaluator.matrices[name] = all_reduce_sum(matrix, ctx)
     scored, unlabelled = (int(x) for x in all_reduce_sum(np.asarray(counts, dtype=np.int64), ctx))
     evaluator.frames = scored
-    return EvalResult(evaluator, histogram, scored, unlabelled)
+    flips = FlickerCounts.from_array(all_reduce_sum(flicker.counts.as_array(), ctx))
+    return EvalResult(evaluator, histogram, scored, unlabelled, flips)

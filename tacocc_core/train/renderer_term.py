@@ -59,7 +59,11 @@ def renderer_loss(
         zero = renderer.zero_loss(features)
         return RendererTerm(zero, zero.clone(), {"rendered": 0.0, "skipped": 0.0})
     sky = torch.stack([e.sky_masks for e in seq.encoder], dim=1)  # (B, T, V, H, W)
-    window = render_window(renderer, features, batch, frames, sky, generator, return_images=with_views)
+    coarse = torch.stack([h.coarse_logits for h in seq.heads], dim=1)  # (B, T, K, X, Y, Z)
+    lidar = torch.stack([e.lidar_occupied for e in seq.encoder], dim=1)  # (B, T, X, Y, Z)
+    window = render_window(
+        renderer, features, batch, frames, sky, generator, with_views, coarse_logits=coarse, lidar_occupied=lidar
+    )
     done = [res for _, res in window.frames if res.skipped is None]
     skipped = len(window.frames) - len(done)
     views = None

@@ -27,7 +27,7 @@ import torch
 
 from tacocc_core.bags.reading import BagError, BagReader
 from tacocc_core.bags.topics import LABELS_TOPIC
-from tacocc_core.checkpoint import CheckpointError, load_checkpoint
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
 from tacocc_core.config import ModelConfig
 from tacocc_core.data.dataset import make_collate
 from tacocc_core.frame import Frame
@@ -50,7 +50,7 @@ class FineTuneSpec:
 
     Args:
         bags: rosbag2 folders written by `tacocc convert-nuscenes` (calibration.yaml inside).
-        config: the model config (must match the initial checkpoint).
+        config: the model config (its network must match the initial checkpoint; loss and renderer may differ).
         train_config: steps, lr, schedule, label-efficient weights, ckpt_every.
         out_dir: run folder (`latest.pt` goes here).
         initial_checkpoint: weights to start from ("" = random weights); ignored on resume.
@@ -167,7 +167,8 @@ class FineTuner:
                 f"{self.ckpt.latest_path} exists: set resume to continue that run, or another out_dir"
             )
         elif spec.initial_checkpoint:
-            payload = load_checkpoint(spec.initial_checkpoint, expected=spec.config, ignore=("name",))
+            # The network must match; the losses and the renderer are this run's own (a fine-tune may change them).
+            payload = load_checkpoint(spec.initial_checkpoint, expected=spec.config, ignore=INFERENCE_IRRELEVANT)
             self.objective.net.load_state_dict(payload["model"])
         self.collate = make_collate(spec.config)
 

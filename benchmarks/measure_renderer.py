@@ -1,0 +1,194 @@
+"""Measurements behind the renderer's preset settings, on generated (or real) nuScenes-layout scenes.
+
+    python benchmarks/measure_renderer.py anchors    --data DATA [--checkpoint C] [--windows 8]
+    python benchmarks/measure_renderer.py inner-loop --data DATA [--checkpoint C] [--steps 40] [--lrs 0.01,0.05,0.2]
+
+Each runs the network (the checkpoint's weights, or the preset's initial weights of --seed) over 3-frame
+windows of the `val` split and reports, per frame (t = 1, the middle one):
+- anchors: the share of voxel anchors that lie in coarse voxels occupied in the ground truth (a coarse
+  voxel is occupied when any of its fine voxels carries a label 1..16), for each voxel anchor source;
+- inner-loop: L_rgb of the Gaussians after 0, 1, 2, ... Adam steps at each learning rate (the first case
+  of Eq. 5), averaged over the windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from tacocc_core.batch import frames_to_batch
+from tacocc_core.checkpoint import load_checkpoint
+from tacocc_core.config import ModelConfig, config_from_dict, config_to_dict, load_preset
+from tacocc_core.data.nuscenes_reader import NuScenesReader
+from tacocc_core.data.sequences import scene_samples, split_scenes, windows
+from tacocc_core.labels import IGNORE
+from tacocc_core.losses.photometric import photometric_loss
+from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, occupied_voxel_mask, voxel_anchors
+from tacocc_core.render.free_params import free_to_gaussians
+from tacocc_core.render.sequential_renderer import SequentialRenderer, render_into_targets
+from tacocc_core.render.targets import frame_interval, frame_points, window_targets
+
+SOURCES = ("feature_norm", "predicted", "lidar", "predicted_or_lidar")
+
+
+def load_network(args: argparse.Namespace) -> tuple[ModelConfig, TACOcc]:
+    if args.checkpoint:
+        payload = load_checkpoint(args.checkpoint)
+        config = payload["config"]
+        net = TACOcc(config)
+        net.load_state_dict({k: v.float() for k, v in payload["model"].items()})
+    else:
+        config = load_preset(args.preset)
+        torch.manual_seed(args.seed)
+        net = TACOcc(config)
+    return config, net.eval()
+
+
+def val_windows(config: ModelConfig, data: str, version: str, count: int) -> tuple[NuScenesReader, list[list[str]]]:
+    reader = NuScenesReader.open(data, version, config)
+    scenes = [scene_samples(reader.nusc, name) for name in split_scenes(reader.nusc, "val")]
+    found = windows(scenes, 3, stride=3)
+    return reader, found[:count]
+
+
+def coarse_truth(labels: torch.Tensor, ratio: int) -> torch.Tensor:
+    """(X, Y, Z) fine labels -> (X/r, Y/r, Z/r) bool: any fine voxel labelled 1..16."""
+    occ = ((labels >= 1) & (labels != IGNORE)).float()[None, None]
+    return torch.nn.functional.max_pool3d(occ, ratio)[0, 0] > 0
+
+
+def forward(net: TACOcc, batch: dict[str, torch.Tensor]):
+    with torch.no_grad():
+        return net.forward_sequence(batch)
+
+
+def measure_anchors(args: argparse.Namespace) -> None:
+    config, net = load_network(args)
+    renderer = SequentialRenderer.from_config(config)
+    grid, r = renderer.grid, config.renderer
+    reader, found = val_windows(config, args.data, args.version, args.windows)
+    shares: dict[str, list[float]] = {s: [] for s in SOURCES}
+    counts: dict[str, list[int]] = {s: [] for s in SOURCES}
+    base = []
+    for tokens in found:
+        batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], config.grid.spec().shape)
+        seq = forward(net, batch)
+        t = 1
+        truth = coarse_truth(batch["labels"][0, t], config.head.coarse_downsample)
+        base.append(float(truth.float().mean()))
+        n_lidar = lidar_anchors(frame_points(batch, 0, t), grid, min(r.lidar_anchors, r.max_gaussians)).shape[0]
+        budget = r.max_gaussians - n_lidar
+        for source in SOURCES:
+            if source == "feature_norm":
+                _, index = voxel_anchors(seq.smoothed[0, t], grid, budget, r.voxel_threshold)
+            else:
+                mask, score = occupied_voxel_mask(
+                    source, seq.heads[t].coarse_logits[0], seq.encoder[t].lidar_occupied[0]
+                )
+                _, index = masked_voxel_anchors(mask, score, grid, budget)
+            hit = truth[index[:, 0], index[:, 1], index[:, 2]]
+            shares[source].append(float(hit.float().mean()) if len(index) else float("nan"))
+            counts[source].append(len(index))
+    weights = args.checkpoint or f"initial weights of {args.preset}, seed {args.seed}"
+    print(
+        f"{len(found)} windows of {args.data} (val), frame t=1; network: {weights}; voxel budget per frame "
+        f"max_gaussians - LiDAR anchors; coarse grid {grid.shape}"
+    )
+    print(f"share of coarse voxels occupied in the ground truth: {100 * statistics.mean(base):.1f} %")
+    print("| voxel anchor source | voxel anchors per frame | share on occupied ground-truth voxels |")
+    print("|---|---:|---:|")
+    for source in SOURCES:
+        vals = [v for v in shares[source] if v == v]
+        share = f"{100 * statistics.mean(vals):.1f} %" if vals else "-"
+        print(f"| {source} | {statistics.mean(counts[source]):.0f} | {share} |")
+
+
+def frame_setup(config: ModelConfig, renderer: SequentialRenderer, batch, seq, t: int = 1):
+    r = renderer.settings
+    sky = torch.stack([e.sky_masks for e in seq.encoder], dim=1)
+    targets = window_targets(batch, 0, t, r.neighbour_frames, r.render_scale, sky)
+    features = seq.smoothed[0, t]
+    lidar = lidar_anchors(
+        frame_points(batch, 0, t),
+        renderer.grid,
+        min(r.lidar_anchors, r.max_gaussians),
+        torch.Generator().manual_seed(0),
+    )
+    mask, score = (
+        occupied_voxel_mask(r.voxel_anchor_source, seq.heads[t].coarse_logits[0], seq.encoder[t].lidar_occupied[0])
+        if r.voxel_anchor_source != "feature_norm"
+        else (None, None)
+    )
+    if mask is None:
+        voxel, _ = voxel_anchors(features, renderer.grid, r.max_gaussians - lidar.shape[0], r.voxel_threshold)
+    else:
+        voxel, _ = masked_voxel_anchors(mask, score, renderer.grid, r.max_gaussians - lidar.shape[0])
+    anchors = torch.cat([lidar, voxel.to(lidar.dtype)])
+    is_lidar = torch.arange(anchors.shape[0]) < lidar.shape[0]
+    with torch.no_grad():
+        theta0 = renderer.head(features, anchors, is_lidar, frame_interval(batch, 0))
+    return theta0, targets
+
+
+def measure_inner_loop(args: argparse.Namespace) -> None:
+    config, net = load_network(args)
+    data = config_to_dict(config)
+    data["renderer"]["neighbour_frames"] = args.neighbours
+    config = config_from_dict(data)
+    torch.manual_seed(args.seed)
+    renderer = SequentialRenderer.from_config(config)
+    reader, found = val_windows(config, args.data, args.version, args.windows)
+    lrs = [float(v) for v in args.lrs.split(",")]
+    curves: dict[float, list[list[float]]] = {lr: [] for lr in lrs}
+    for tokens in found:
+        batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], config.grid.spec().shape)
+        seq = forward(net, batch)
+        theta0, targets = frame_setup(config, renderer, batch, seq)
+        images = targets.images.flatten(0, 1)
+        valid = targets.valid.flatten(0, 1)
+        for lr in lrs:
+            theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+            opt = torch.optim.Adam(list(theta.values()), lr=lr)
+            curve = []
+            for _ in range(args.steps + 1):
+                rgb, _ = render_into_targets(free_to_gaussians(theta), targets, "torch")
+                loss = photometric_loss(rgb, images, valid, config.renderer.dssim_lambda)
+                curve.append(loss.item())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            curves[lr].append(curve)
+    shown = sorted({0, 1, 2, 3, 5, 10, 20, 40, 80, args.steps} & set(range(args.steps + 1)))
+    print(
+        f"{len(found)} windows, frame t=1, {config.name}, neighbour_frames {args.neighbours}, "
+        f"{theta0['means'].shape[0]} Gaussians (last window); mean L_rgb after n Adam steps"
+    )
+    print("| lr | " + " | ".join(f"n={n}" for n in shown) + " |")
+    print("|---|" + "---:|" * len(shown))
+    for lr in lrs:
+        mean = [statistics.mean(c[n] for c in curves[lr]) for n in shown]
+        print(f"| {lr} | " + " | ".join(f"{v:.4f}" for v in mean) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("anchors", "inner-loop"))
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--version", default="v1.0-mini")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--windows", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--lrs", default="0.01,0.05,0.2")
+    parser.add_argument("--neighbours", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_grad_enabled(True)
+    {"anchors": measure_anchors, "inner-loop": measure_inner_loop}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Mean +- std over seeds of the `tacocc eval` reports of several variants, as a Markdown table.
+
+    python benchmarks/summarize_seeds.py RUNS VARIANT [VARIANT ...]
+
+reads RUNS/VARIANT/seed*/eval_val.json and prints, per variant: the seeds found, IoU, mIoU, small-object
+mIoU (the mean IoU of barrier, bicycle, motorcycle, pedestrian and traffic_cone, classes with no ground
+truth and no prediction left out) and flicker (share of static ground-truth voxels whose predicted label
+flips between consecutive frames: all static voxels, then the occupied ones), all in percent. The std is
+the sample standard deviation (n - 1); with one seed it is shown as "-".
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+SMALL_CLASSES = ("barrier", "bicycle", "motorcycle", "pedestrian", "traffic_cone")
+COLUMNS = ("IoU", "mIoU", "small-object mIoU", "flicker (static)", "flicker (static occupied)")
+
+
+def scores(report: dict) -> dict[str, float | None]:
+    every = report["scores"]["all"]
+    small = [every["class_iou"].get(name) for name in SMALL_CLASSES]
+    small = [v for v in small if v is not None]
+    flicker = report.get("flicker", {})
+    values = (
+        every["geometry_iou"],
+        every["miou"],
+        statistics.mean(small) if small else None,
+        flicker.get("flicker"),
+        flicker.get("flicker_occupied"),
+    )
+    return dict(zip(COLUMNS, values, strict=True))
+
+
+def cell(values: list[float | None]) -> str:
+    found = [100 * v for v in values if v is not None]
+    if not found:
+        return "-"
+    if len(found) == 1:
+        return f"{found[0]:.2f} +- -"
+    return f"{statistics.mean(found):.2f} +- {statistics.stdev(found):.2f}"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    runs, variants = Path(argv[0]), argv[1:]
+    columns = COLUMNS
+    print("| variant | seeds | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    for variant in variants:
+        reports = sorted((runs / variant).glob("seed*/eval_val.json"))
+        if not reports:
+            print(f"| {variant} | none | " + " | ".join("-" for _ in columns) + " |")
+            continue
+        rows = [scores(json.loads(path.read_text())) for path in reports]
+        seeds = ",".join(path.parent.name.removeprefix("seed") for path in reports)
+        print(f"| {variant} | {seeds} | " + " | ".join(cell([r[c] for r in rows]) for c in columns) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
