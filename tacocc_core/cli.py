@@ -63,4 +63,7 @@ def main(argv: list[str] | None = None, commands: tuple = COMMANDS) -> int:
 
 
 if __name__ == "__main__":
+    from tacocc_core.allocator import keep_freed_memory
+
+    keep_freed_memory()
     sys.exit(main())

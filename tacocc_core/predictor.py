@@ -23,6 +23,7 @@ from tacocc_core.config import ModelConfig
 from tacocc_core.frame import Frame
 from tacocc_core.geometry import ImageTransform
 from tacocc_core.labels import IGNORE
+from tacocc_core.model.inference_folding import fold_for_inference
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.model.temporal import StreamState
 from tacocc_core.timing import StageTimer
@@ -39,11 +40,14 @@ class PredictorOptions:
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
         precision: "fp32", or autocast to "bf16" / "fp16" (spconv and the warp stay in float32).
         timings: measure per-stage times (synchronises CUDA at stage boundaries).
+        fold: run the network rewritten by `fold_for_inference` (batch norms folded into the trunk's
+            convolutions, channels-last trunk, oneDNN 3D convolutions); False runs it as it trains.
     """
 
     device: str = "auto"
     precision: Precision = "fp32"
     timings: bool = True
+    fold: bool = True
 
 
 @dataclass
@@ -97,6 +101,7 @@ class Predictor:
         if weights is not None:
             self.model.load_state_dict(weights)
         self.model.to(self.device).eval()
+        self._network = self._inference_network()
         self.grid = config.grid.spec()
         self.checkpoint_path: Path | None = None
         self._state: StreamState | None = None
@@ -121,8 +126,13 @@ class Predictor:
         weights = {k: v.to(self.device) for k, v in payload["model"].items()}
         with self._lock:
             self.model.load_state_dict(weights)
+            self._network = self._inference_network()
             self.checkpoint_path = Path(path)
             self._state = None
+
+    def _inference_network(self) -> TACOcc:
+        """What `predict` runs: `self.model` (which loads state dicts) or its folded copy (options.fold)."""
+        return fold_for_inference(self.model) if self.options.fold else self.model
 
     def reset(self) -> None:
         """Forget the temporal state (the next frame starts a new sequence)."""
@@ -152,7 +162,7 @@ class Predictor:
         dtype = AUTOCAST_DTYPES.get(self.options.precision)
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
-            out = self.model.forward_step(
+            out = self._network.forward_step(
                 step, frame.lidar2global, int(frame.stamp_ns), frame.stream_id, self._state, timer=timer
             )
             with timer.stage("postprocess"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from tacocc_core import cli as core_cli
+from tacocc_core.allocator import keep_freed_memory
 from tacocc_ros.commands import demo, play
 
 # The order `tacocc --help` shows: `play` beside the bag commands, `demo` last.
@@ -20,6 +21,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # the console script's process: see tacocc_core.allocator
     return core_cli.main(argv, COMMANDS)
 
 

@@ -1,5 +1,6 @@
 import json
 
+from tacocc_core.checkpoint import demo_checkpoint_path
 from tacocc_core.cli import main
 
 
@@ -42,6 +43,8 @@ def test_bench_writes_the_stage_table(tmp_path, capsys):
     assert report["config"] == "tiny" and report["dtype"] == "fp32" and report["frames"] == 2
     assert report["points"] == 3000 * (2 + 1)  # tiny preset: 2 previous sweeps
     assert report["peak_memory_mb"] > 0
+    assert report["weights"] == "random initialisation (untrained)" and report["folded"]
+    assert report["cpu_p50_ms"] > 0 and 0 <= report["refined_fraction"] <= 1
     assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # no temporary file left behind
     assert "fuser" in capsys.readouterr().out
 
@@ -53,3 +56,22 @@ def test_bench_rejects_bad_arguments(capsys):
     assert "unknown preset 'no_such_preset'" in capsys.readouterr().err
     assert main(["bench", "--config", "tiny", "--pretrained", "/nonexistent/resnet18.pth"]) == 2
     assert "checkpoint /nonexistent/resnet18.pth not found" in capsys.readouterr().err
+
+
+def test_bench_times_the_demo_checkpoint_by_default(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--config", "demo", "--frames", "1", "--warmup", "0", "--points-per-sweep", "3000"]
+    assert main([*args, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["weights"].endswith("checkpoints/demo.pt") and report["folded"]
+    assert "weights: " in capsys.readouterr().out
+    assert main([*args, "--checkpoint", "none", "--no-fold", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["weights"] == "random initialisation (untrained)" and not report["folded"]
+    assert "unfolded (--no-fold)" in capsys.readouterr().out
+
+
+def test_bench_refuses_a_checkpoint_of_another_network(capsys):
+    args = ["bench", "--config", "tiny", "--frames", "1", "--checkpoint", str(demo_checkpoint_path())]
+    assert main(args) == 2
+    assert "tacocc bench: error: --checkpoint" in capsys.readouterr().err

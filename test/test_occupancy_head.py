@@ -70,6 +70,31 @@ def test_sparse_refinement_matches_the_dense_reference(ratio):
     torch.testing.assert_close(out.fine_logits, expected)
 
 
+@pytest.mark.parametrize(
+    ("ratio", "batch", "dtype"), [(2, 2, torch.float32), (3, 1, torch.float32), (2, 1, torch.float64)]
+)
+def test_inference_fast_path_matches_the_gathering_reference(ratio, batch, dtype):
+    """Eval mode runs `_refine_dense`; `_refine` (what training runs) is its reference twin: same logits."""
+    torch.manual_seed(2)
+    head = randomised(CascadedOccupancyHead(6, 16, ratio, fine_topk_train=10), seed=3).to(dtype).eval()
+    with torch.no_grad():
+        head.child_embedding.weight.normal_(0, 1.0)
+        features = head.coarse(torch.randn(batch, 6, 7, 5, 4, dtype=dtype))
+        coarse_logits = head.coarse_classifier(features)
+        up = F.interpolate(coarse_logits, scale_factor=ratio, mode="trilinear", align_corners=False)
+        refined = select_refined(coarse_logits, None)
+        refined[0, 0] = True  # the border planes, where trilinear sampling clamps
+        refined[-1, :, -1] = False
+        fast = head._refine_dense(features, up, refined)
+        reference = head._refine(features, up, refined)
+        nothing = head._refine_dense(features, up, torch.zeros_like(refined))
+    assert 0 < refined.sum() < refined.numel()
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(fast, reference, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(nothing, up)
+    assert (fast - up).abs().amax() > 0.1  # the correction is not trivially zero
+
+
 def test_unrefined_voxels_keep_the_upsampled_coarse_logits():
     head = randomised(CascadedOccupancyHead(5, 8, 2, fine_topk_train=10)).eval()
     with torch.no_grad():

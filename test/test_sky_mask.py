@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tacocc_core.conditioning.sky_mask import sky_mask, sky_masks
+from tacocc_core.conditioning.sky_mask import REFERENCE_SKY_PARAMS, sky_mask, sky_masks
 
 
 def street(h: int = 90, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -67,3 +67,36 @@ def test_real_front_camera(nuscenes_frame_dir, width):
     assert frac(0.0, 0.0, 0.25, 0.45) < 0.05  # building on the left
     assert frac(0.8, 0.25, 1.0, 0.5) < 0.05  # trees
     assert frac(0.0, 0.6, 1.0, 1.0) == 0.0  # road
+
+
+def real_cameras(folder, width):
+    images = []
+    for path in sorted(folder.glob("*__CAM_*.jpg")):
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        images.append(cv2.resize(image, (width, round(900 * width / 1600)), interpolation=cv2.INTER_AREA))
+    return images
+
+
+@pytest.mark.parametrize("width", [176, 704])
+def test_fast_masks_agree_with_the_reference_setting(nuscenes_frame_dir, width):
+    """The default (88 px, 3 iterations, OpenCV Lab) against the earlier setting, on the six real cameras.
+
+    Measured: 97.4-100 % of the pixels agree per camera. Where they differ most, the fast setting finds the
+    white overcast sky between two buildings of CAM_BACK that the reference missed, and leaves out a glass
+    panel of CAM_FRONT_LEFT that the reference called sky; on the two cameras both find sky, 88-89 % of the
+    reference's sky pixels are in the fast mask.
+    """
+    found = reference_sky = 0
+    for image in real_cameras(nuscenes_frame_dir, width):
+        fast, reference = sky_mask(image), sky_mask(image, REFERENCE_SKY_PARAMS)
+        assert (fast == reference).mean() > 0.97
+        found += int((fast & reference).sum())
+        reference_sky += int(reference.sum())
+    assert found > 0.8 * reference_sky > 0
+
+
+def test_thread_pool_gives_the_sequential_masks(nuscenes_frame_dir):
+    images = np.stack(real_cameras(nuscenes_frame_dir, 176) + [street(99, 176)])
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2)[None]
+    pooled, sequential = sky_masks(batch, workers=3), sky_masks(batch, workers=1)
+    assert torch.equal(pooled, sequential) and pooled.any()

@@ -71,7 +71,8 @@ def denoise_mask(points: torch.Tensor, params: DenoiseParams, points_batch: torc
     if params.ego_forward_axis not in ("x", "y"):
         raise ValueError(f"denoise_mask: ego_forward_axis must be 'x' or 'y', got {params.ego_forward_axis!r}")
     xyz = points[:, :3].float()
-    keep = torch.isfinite(xyz).all(dim=1)
+    finite = torch.isfinite(xyz)
+    keep = finite[:, 0] & finite[:, 1] & finite[:, 2]  # as .all(dim=1), without a reduction over 3 columns
     xyz = torch.where(keep[:, None], xyz, torch.zeros_like(xyz))
     dist = xyz.norm(dim=1)
     keep &= (dist >= params.min_range) & (dist <= params.max_range)
@@ -112,5 +113,5 @@ def denoise_points(
     points: torch.Tensor, points_batch: torch.Tensor, params: DenoiseParams
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The kept points and their frame indices: `(points[keep], points_batch[keep])`."""
-    keep = denoise_mask(points, params, points_batch)
-    return points[keep], points_batch[keep]
+    kept = denoise_mask(points, params, points_batch).nonzero().squeeze(1)
+    return points.index_select(0, kept), points_batch.index_select(0, kept)

@@ -1,7 +1,8 @@
 """TacoccEncoder: one time step of the batch -> the fused voxel volume F_IL (paper Fig. 1, up to Eq. 1).
 
 Stages (each a method, so that benchmarks can time them apart):
-    condition:  sky masks of the images, denoised LiDAR points (tacocc_core.conditioning)
+    condition:  sky masks of the images, denoised LiDAR points (tacocc_core.conditioning); in `forward`
+                the masks are computed on a second thread while the LiDAR branch runs
     encode_images: masked, normalised images -> ResNet + FPN features
     lift:       LSS view transform -> F_I on the coarse grid
     encode_lidar: voxelise + spconv encoder -> F_L on the coarse grid
@@ -10,6 +11,7 @@ Stages (each a method, so that benchmarks can time them apart):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -79,16 +81,19 @@ class TacoccEncoder(nn.Module):
 
     def condition(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sky masks (B, V, H, W) bool (from batch["sky_masks"] when the data loader made them) and denoised points."""
-        images = batch["images"]
-        if "sky_masks" in batch:
-            masks = batch["sky_masks"].bool()
-        elif self.config.cameras.sky_mask:
-            masks = sky_masks(images)
-        else:
-            b, v, _, h, w = images.shape
-            masks = torch.zeros(b, v, h, w, dtype=torch.bool, device=images.device)
+        masks = self.sky_masks_of(batch)
         points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)
         return masks, points, points_batch
+
+    def sky_masks_of(self, batch: dict[str, torch.Tensor], workers: int | None = None) -> torch.Tensor:
+        """(B, V, H, W) bool: batch["sky_masks"], or computed (cameras.sky_mask), or all False."""
+        images = batch["images"]
+        if "sky_masks" in batch:
+            return batch["sky_masks"].bool()
+        if self.config.cameras.sky_mask:
+            return sky_masks(images, workers=workers)
+        b, v, _, h, w = images.shape
+        return torch.zeros(b, v, h, w, dtype=torch.bool, device=images.device)
 
     def encode_images(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """(B, V, 3, H, W) uint8 + (B, V, H, W) sky -> (B*V, fpn_channels, H/stride, W/stride).
@@ -124,14 +129,21 @@ class TacoccEncoder(nn.Module):
         """
         _check_step_batch(batch, self.config)
         b = batch["images"].shape[0]
-        with timer.stage("conditioning"):
-            masks, points, points_batch = self.condition(batch)
+        # The sky masks are computed on a thread of their own while the LiDAR branch runs: spconv's CPU ops
+        # use one core, the masks (OpenCV, scikit-image, without the GIL) take the other. The "conditioning"
+        # stage is the denoising plus whatever wait for the masks remains after the LiDAR branch.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with timer.stage("conditioning"):
+                pending = pool.submit(self.sky_masks_of, batch, 1)
+                points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)
+            with timer.stage("lidar_branch"):
+                lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
+            with timer.stage("conditioning"):
+                masks = pending.result()
         with timer.stage("image_branch"):
             feats = self.encode_images(batch["images"], masks)
         with timer.stage("view_transform"):
             image_volume, image_occupied, depth_logits = self.lift(feats, batch)
-        with timer.stage("lidar_branch"):
-            lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
         tau = tau_at(step, self.config.fuser.gumbel_tau, self.config.fuser.tau_anneal_steps)
         with timer.stage("fuser"):
             fused, k_stats = self.fuser(

@@ -11,6 +11,15 @@ two-layer MLP predicts a correction added to its upsampled logits. During traini
 `fine_topk_train` coarse voxels per frame are refined, those with the highest occupancy score
 1 - p(empty), which bounds the fine stage's memory; at inference every occupied coarse voxel is.
 Voxels not refined keep the upsampled coarse logits.
+
+Two implementations of the fine stage compute the same function. `_refine` (training, and the reference)
+gathers the refined children and samples the features at each of them. `_refine_dense` (inference) uses
+that trilinear sampling is linear: the MLP's first layer is applied once per coarse voxel, the result is
+upsampled trilinearly to the fine grid (`F.interpolate` with align_corners=False samples at the same
+fine voxel centres, clamped at the border, as `grid_sample` with border padding does), the child
+embedding enters as one bias per child position, and the second layer is one matrix product over the
+fine grid; the correction is kept at the children of refined voxels only. It trades the gathers for
+dense arithmetic, which wins when a fair share of the coarse voxels are refined.
 """
 
 from __future__ import annotations
@@ -122,7 +131,35 @@ class CascadedOccupancyHead(nn.Module):
         coarse_logits = self.coarse_classifier(features)
         refined = select_refined(coarse_logits.detach(), self.fine_topk_train if self.training else None)
         up = F.interpolate(coarse_logits, scale_factor=self.ratio, mode="trilinear", align_corners=False)
-        return HeadOutput(coarse_logits, self._refine(features, up, refined), refined)
+        refine = self._refine if self.training else self._refine_dense
+        return HeadOutput(coarse_logits, refine(features, up, refined), refined)
+
+    def _refine_dense(self, features: torch.Tensor, up: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+        """`_refine` over the dense fine grid: first layer at the coarse grid, then upsample (see the module doc).
+
+        features: (B, C, Xc, Yc, Zc); up: (B, 17, X, Y, Z) upsampled coarse logits; refined: (B, Xc, Yc, Zc) bool.
+        The hidden volume is kept channels-last, (B, X, Y, Z, C) in memory, where the upsampling and the
+        matrix products vectorise over the channels.
+        """
+        r = self.ratio
+        b, _, xc, yc, zc = features.shape
+        first, second = self.fine_mlp[0], self.fine_mlp[2]
+        dtype = features.dtype
+        projected = torch.matmul(features.permute(0, 2, 3, 4, 1), first.weight.t().to(dtype))  # (B, Xc, Yc, Zc, C)
+        hidden = F.interpolate(projected.permute(0, 4, 1, 2, 3), scale_factor=r, mode="trilinear", align_corners=False)
+        hidden = hidden.permute(0, 2, 3, 4, 1)  # (B, X, Y, Z, C), contiguous: the channels-last input stays so
+        channels = hidden.shape[-1]
+        # one bias per child position (cx, cy, cz), numbered as in `_refine`: W1 e_child + b1
+        child_bias = torch.addmm(first.bias, self.child_embedding.weight, first.weight.t()).to(hidden.dtype)
+        hidden = hidden.reshape(b, xc, r, yc, r, zc, r, channels)  # fine x = xc r + cx, and so on
+        hidden = hidden.add_(child_bias.view(r, 1, r, 1, r, channels)).relu_().view(b, -1, channels)
+        weight, bias = second.weight.to(hidden.dtype), second.bias.to(hidden.dtype)
+        delta = hidden.new_empty(b, weight.shape[0], hidden.shape[1])  # (B, 17, X Y Z)
+        for i in range(b):
+            torch.addmm(bias[:, None], weight, hidden[i].t(), out=delta[i])
+        children = refined[:, None, :, None, :, None, :, None].expand(b, 1, xc, r, yc, r, zc, r)
+        delta = delta.view_as(up).mul_(children.reshape(b, 1, *up.shape[2:]))
+        return delta.add_(up) if delta.dtype == up.dtype else up + delta.to(up.dtype)
 
     def _refine(self, features: torch.Tensor, up: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
         """Add the MLP correction at the children of `refined` coarse voxels; other voxels keep `up`."""

@@ -24,19 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from tacocc_core.checkpoint import demo_checkpoint_path
 from tacocc_core.commands.generate_scenes import _size
-from tacocc_core.config import config_dirs
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_checkpoint() -> Path:
-    """`checkpoints/demo.pt` beside the first preset folder that has one (source tree, then install prefixes)."""
-    candidates = [folder.parent / "checkpoints" / "demo.pt" for folder in config_dirs()]
-    return next((c for c in candidates if c.is_file()), REPO_ROOT / "checkpoints" / "demo.pt")
-
-
-DEFAULT_CHECKPOINT = default_checkpoint()
+DEFAULT_CHECKPOINT = demo_checkpoint_path()
 DEFAULT_MODEL_CONFIG = "demo"
 DEFAULT_SEED = 1  # the demo checkpoint is trained on seed 0 scenes: the demo shows scenes it has not seen
 DEFAULT_IMAGE_SIZE = (352, 198)  # the size of the checkpoint's training images

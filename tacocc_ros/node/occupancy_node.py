@@ -43,6 +43,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from tacocc_core.allocator import keep_freed_memory
 from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
@@ -444,7 +445,9 @@ def main(args: list[str] | None = None) -> int:
     between two callbacks, the callbacks still running finish (`_join_callbacks`), the executor stops,
     the worker finishes its frame, the node is destroyed, and only then is the context shut down.
     """
+    malloc = keep_freed_memory()  # before the first frame's tensors: see tacocc_core.allocator
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.logging.get_logger("occupancy_node").info(malloc or "glibc malloc settings left as they are")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -25,6 +25,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from tacocc_core.allocator import keep_freed_memory
 from tacocc_core.config import load_preset
 from tacocc_core.train.train_config import TrainConfig, load_train_config
 from tacocc_ros.training.bag_training import FineTuner, FineTuneSpec, Progress, bag_paths
@@ -90,7 +91,9 @@ class TrainingNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    malloc = keep_freed_memory()  # before the first step's tensors: see tacocc_core.allocator
     rclpy.init(args=args)
+    rclpy.logging.get_logger("training_node").info(malloc or "glibc malloc settings left as they are")
     node = None
     try:
         node = TrainingNode()
