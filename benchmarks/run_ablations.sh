@@ -8,6 +8,7 @@
 # distance band, the LiDAR accumulation baseline's IoU, and the median frame latency per mode.
 #   DATA=/work/data/synth10_objects RUNS=runs/ablations STEPS=1000 SEEDS="0 1 2" benchmarks/run_ablations.sh
 # A run whose latest.pt reaches STEPS is not trained again; its report is reused when present.
+# Quick smoke of the script: STEPS=10 SEEDS="0 1" WARMUP=2 VAL_MAX_FRAMES=1 EVAL_MAX_FRAMES=8 BENCH_FRAMES=3
 set -euo pipefail
 DATA=${DATA:-/work/data/synth10_objects}
 RUNS=${RUNS:-runs/ablations}
@@ -17,6 +18,8 @@ CONFIG=${CONFIG:-demo}
 WARMUP=${WARMUP:-30}
 VAL_EVERY=${VAL_EVERY:-$STEPS}
 BENCH_FRAMES=${BENCH_FRAMES:-10}
+VAL_MAX_FRAMES=${VAL_MAX_FRAMES:-}    # validation frames during training (default: all held-out frames)
+EVAL_MAX_FRAMES=${EVAL_MAX_FRAMES:-}  # frames scored by tacocc eval (default: all held-out frames)
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread: faster than two fighting over shared cores
 
@@ -41,9 +44,9 @@ for seed in $SEEDS; do
       $PY -m tacocc_core.cli train --config "$CONFIG" --data "$DATA" --device cpu --out "$out" \
         ${MODE_ARGS[$mode]} --set "train.seed=$seed" --set "train.steps=$STEPS" --set "train.warmup_steps=$WARMUP" \
         --set "train.val_every=$VAL_EVERY" --set train.ckpt_every=50 --set train.renderer=false \
-        $([ -f "$out/latest.pt" ] && echo --resume)
+        ${VAL_MAX_FRAMES:+--val-max-frames "$VAL_MAX_FRAMES"} $([ -f "$out/latest.pt" ] && echo --resume)
       $PY -m tacocc_core.cli eval --checkpoint "$out/latest.pt" --data "$DATA" --split val --device cpu \
-        --out "$out" > /dev/null
+        --out "$out" ${EVAL_MAX_FRAMES:+--max-frames "$EVAL_MAX_FRAMES"} > /dev/null
     fi
   done
 done
