@@ -144,17 +144,22 @@ def test_training_forward_is_the_hard_k_of_inference():
     torch.testing.assert_close(inputs[True][0], inputs[False][0], rtol=1e-5, atol=1e-6)
 
 
-def test_gumbel_noise_leaves_the_global_stream_alone():
+def test_gumbel_noise_leaves_the_global_stream_alone_and_follows_the_sample():
     torch.manual_seed(0)
     fuser = AdaptiveFuser(config()).train()
     f_i, occ_i, f_l, occ_l = volumes()
     state = torch.random.get_rng_state()
     fuser.seed_noise(5)
-    _, first = fuser(f_i, occ_i, f_l, occ_l, tau=1.0, noise_scale=1.0)
+    _, both = fuser(f_i, occ_i, f_l, occ_l, tau=1.0, noise_scale=1.0, noise_keys=[70, 90])
     assert torch.equal(torch.random.get_rng_state(), state)
-    fuser.seed_noise(5)
-    _, again = fuser(f_i, occ_i, f_l, occ_l, tau=1.0, noise_scale=1.0)
-    assert torch.equal(first.counts, again.counts)
+    # The second sample alone (as on another process) draws the same noise, hence the same k.
+    _, alone = fuser(f_i[1:], occ_i[1:], f_l[1:], occ_l[1:], tau=1.0, noise_scale=1.0, noise_keys=[90])
+    assert all(torch.equal(a[1:], b) for a, b in zip(both.maps, alone.maps, strict=True))
+    _, other = fuser(f_i[1:], occ_i[1:], f_l[1:], occ_l[1:], tau=1.0, noise_scale=1.0, noise_keys=[91])
+    assert not all(torch.equal(a, b) for a, b in zip(alone.maps, other.maps, strict=True))
+    fuser.seed_noise(6)
+    _, reseeded = fuser(f_i[1:], occ_i[1:], f_l[1:], occ_l[1:], tau=1.0, noise_scale=1.0, noise_keys=[90])
+    assert not all(torch.equal(a, b) for a, b in zip(alone.maps, reseeded.maps, strict=True))
 
 
 MODES = [("none", 3), ("fixed", 1), ("fixed", 3), ("adaptive", 3)]

@@ -147,9 +147,11 @@ class TacoccEncoder(nn.Module):
         fc = self.config.fuser
         tau = tau_at(step, fc.gumbel_tau, fc.tau_anneal_steps)
         noise = noise_scale_at(step, fc.tau_anneal_steps)
+        # The frames' stamps name them for the fuser's Gumbel noise (host sync; training only).
+        keys = batch["stamps_ns"].tolist() if noise > 0 and self.training and "stamps_ns" in batch else None
         with timer.stage("fuser"):
             fused, k_stats = self.fuser(
-                image_volume, image_occupied, lidar_volume.to(image_volume.dtype), lidar_occupied, tau, noise
+                image_volume, image_occupied, lidar_volume.to(image_volume.dtype), lidar_occupied, tau, noise, keys
             )
         target = None
         if self.config.view_transform.depth_loss_weight > 0:

@@ -25,13 +25,15 @@ Modes: "adaptive" (selector), "fixed" (k = fixed_k for every query, the ablation
 "none" (the paper's Base: no retrieval, F_IL = conv(Concat(F_I, F_L, 0, 0)), computed without the
 zero half). Every module the modes share is built from its own seed drawn once from the global stream,
 so that for one seed all modes start from the same weights and leave the global stream in the same
-state for the modules built after the fuser; the Gumbel noise has a generator of its own.
+state for the modules built after the fuser. The Gumbel noise has generators of its own, one per sample,
+seeded from (`seed_noise`, the sample's key, scale and direction): a sample draws the same noise whatever
+batch or process it is in, so that DDP over N processes equals one process with an N times larger batch.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -171,11 +173,11 @@ class AdaptiveFuser(nn.Module):
                 nn.Conv3d(4 * c, c, 3, padding=1, bias=False), nn.BatchNorm3d(c), nn.ReLU(inplace=True)
             ),
         )
-        self.noise_generator = torch.Generator().manual_seed(base + 3)
+        self.noise_seed = base + 3
 
     def seed_noise(self, seed: int) -> None:
-        """Restart the Gumbel noise from `seed`."""
-        self.noise_generator.manual_seed(int(seed))
+        """Seed of the Gumbel noise (the training loop sets it per step)."""
+        self.noise_seed = int(seed)
 
     def forward(
         self,
@@ -185,8 +187,11 @@ class AdaptiveFuser(nn.Module):
         lidar_occupied: torch.Tensor,
         tau: float = 1.0,
         noise_scale: float = 0.0,
+        noise_keys: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, KStats]:
+        """Fuse; `noise_keys` names each sample for its Gumbel noise (the frame's stamp; default: its index)."""
         b = image_volume.shape[0]
+        keys = list(noise_keys) if noise_keys is not None else list(range(b))
         if image_volume.shape[2:] != self.shape or lidar_volume.shape[2:] != self.shape:
             raise ValueError(
                 f"AdaptiveFuser: volumes must be on the coarse grid {self.shape}, got image "
@@ -204,7 +209,9 @@ class AdaptiveFuser(nn.Module):
             vi, mi = masked_pool(f_i, image_occupied, s)
             vl, ml = masked_pool(f_l, lidar_occupied, s)
             for d, (q_vol, q_occ, k_vol, k_occ) in enumerate(((vi, mi, vl, ml), (vl, ml, vi, mi))):
-                gate, context, k_map, k_hist = self._retrieve(q_vol, q_occ, k_vol, k_occ, s * 2 + d, tau, noise_scale)
+                gate, context, k_map, k_hist = self._retrieve(
+                    q_vol, q_occ, k_vol, k_occ, s * 2 + d, tau, noise_scale, keys
+                )
                 counts[:, d, s] = k_hist.cpu()
                 maps.append(k_map)
                 acc[2 * d] += F.interpolate(gate, size=self.shape, mode="nearest") / self.num_scales
@@ -224,15 +231,26 @@ class AdaptiveFuser(nn.Module):
             x = F.conv3d(fused, conv.weight[:, : fused.shape[1]], padding=conv.padding)
         return self.out[2](self.out[1](x))
 
-    def _choose(self, query: torch.Tensor, slot: int, tau: float, noise_scale: float) -> KChoice | None:
-        """The selector's choice (adaptive mode, k not forced), else None."""
+    def _choose(
+        self, query: torch.Tensor, sample: torch.Tensor, slot: int, tau: float, noise_scale: float, keys: list[int]
+    ) -> KChoice | None:
+        """The selector's choice (adaptive mode, k not forced), else None. `sample`: (N,) batch index, sorted."""
         if self.mode != "adaptive" or self.forced_k is not None:
             return None
         logits = self.selectors[slot](query)
         noise = None
         if self.training and noise_scale > 0:
-            noise = gumbel_noise(tuple(logits.shape), self.noise_generator)
+            per_sample = torch.bincount(sample, minlength=len(keys)).tolist()
+            noise = torch.cat(
+                [
+                    gumbel_noise((n, logits.shape[1]), torch.Generator().manual_seed(self._noise_seed(key, slot)))
+                    for key, n in zip(keys, per_sample, strict=True)
+                ]
+            )
         return choose_k(logits, self.k_values, tau, noise, noise_scale)
+
+    def _noise_seed(self, key: int, slot: int) -> int:
+        return ((self.noise_seed * 1_000_003 + int(key)) * 64 + slot) % (2**63 - 1)
 
     def _retrieve(
         self,
@@ -243,6 +261,7 @@ class AdaptiveFuser(nn.Module):
         slot: int,
         tau: float,
         noise_scale: float,
+        noise_keys: list[int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One scale and direction -> gate, context (B, C, Xs, Ys, Zs) at the queries, k map, histogram (B, K)."""
         b, c = q_vol.shape[:2]
@@ -251,7 +270,7 @@ class AdaptiveFuser(nn.Module):
         query = q_vol.permute(0, 2, 3, 4, 1)[q_occ]  # (N, C)
         keys = k_vol.permute(0, 2, 3, 4, 1)[k_occ]  # (M, C)
         n = len(query)
-        choice = self._choose(query, slot, tau, noise_scale)
+        choice = self._choose(query, q_coords[:, 0], slot, tau, noise_scale, noise_keys)
         if choice is not None:
             k = choice.k
         else:

@@ -175,9 +175,9 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             want_images = ctx.is_main and (step + 1) % tc.image_every == 0
             teacher_labels = _teacher_labels(teacher, batch, tc) if teacher is not None else None
-            # The fuser's Gumbel noise: its own generator, a function of (seed, rank, step), so that a
-            # resumed run draws what the uninterrupted one drew.
-            objective.net.encoder.fuser.seed_noise((tc.seed * 1_000_003 + ctx.rank) * 1_000_003 + step)
+            # The fuser's Gumbel noise: its own generators, a function of (seed, step, frame), so that a
+            # resumed run draws what the uninterrupted one drew and every process what one process would.
+            objective.net.encoder.fuser.seed_noise(tc.seed * 1_000_003 + step)
             with autocast:
                 out = model(batch, step, teacher_labels, want_images)
             terms, stepped = backward_and_step(out, objective, optimizer, scheduler, guard, tc, ctx, step)
