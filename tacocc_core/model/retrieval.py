@@ -8,10 +8,10 @@ around it. Slots stay empty (-1) only when the sample holds fewer than k other k
 Fast path (`knn_in_radius`): the keys are written into a dense (B, X, Y, Z) index volume; each query
 reads the (2r + 1)^3 cells of the cube of Chebyshev radius r around it, nearest first, and keeps the
 first k that hold a key. Cost O(N_query * (2r+1)^3), no distance matrix. Any key outside the cube lies
-farther than r voxels away, so when the k-th key found is within Euclidean distance r the answer is the
-exact one. The other queries (too few keys in the cube, or the k-th beyond distance r) go to
-`knn_exact`: integer squared distances to every key of the sample (in chunks of queries), the
-plain reference that `knn` is tested against.
+at least r + 1 voxels away, so when the k-th key found is nearer than r + 1 the answer is the exact one.
+The other queries (too few keys in the cube, or the k-th at r + 1 or farther) go to `knn_exact`: integer
+squared distances to every key of the sample (in chunks of queries), the plain reference that `knn` is
+tested against.
 """
 
 from __future__ import annotations
@@ -158,8 +158,10 @@ def knn(
     index, offset = knn_in_radius(query_coords, key_volume, k, radius, skip_centre)
     if k == 0 or len(query_coords) == 0:
         return index, offset
+    # Keys outside the cube lie at Chebyshev distance >= r + 1, so at Euclidean distance >= r + 1: a k-th key
+    # found nearer than that is the exact k-th neighbour.
     last = (offset[:, -1] ** 2).sum(-1)
-    unsettled = (index[:, -1] < 0) | (last > radius * radius)
+    unsettled = (index[:, -1] < 0) | (last >= (radius + 1) ** 2)
     if bool(unsettled.any()):
         rows = unsettled.nonzero()[:, 0]
         index[rows], offset[rows] = knn_exact(query_coords[rows], key_coords, k, skip_centre)
