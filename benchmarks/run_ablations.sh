@@ -51,9 +51,10 @@ for seed in $SEEDS; do
   done
 done
 
-# Latency per mode: the same preset with the mode's fuser, `tacocc bench` (random weights: the time does
-# not depend on them), one torch thread.
+# Latency per mode: the same preset with the mode's fuser and the trained weights of the first seed's run
+# (a trained head refines fewer voxels than a random one), `tacocc bench`, one torch thread.
 mkdir -p "$RUNS/bench"
+first_seed=${SEEDS%% *}
 for mode in "${MODES[@]}"; do
   if [ ! -f "$RUNS/bench/$mode.json" ]; then
     $PY - "$CONFIG" "$mode" "$RUNS/bench/$mode.yaml" <<'PYEOF'
@@ -69,7 +70,7 @@ with open(out, "w") as f:
     yaml.safe_dump(config_to_dict(c), f, sort_keys=False)
 PYEOF
     $PY -m tacocc_core.cli bench --config "$RUNS/bench/$mode.yaml" --frames "$BENCH_FRAMES" \
-      --out "$RUNS/bench/$mode.json" > /dev/null
+      --checkpoint "$RUNS/$mode/seed$first_seed/latest.pt" --out "$RUNS/bench/$mode.json" > /dev/null
   fi
 done
 
