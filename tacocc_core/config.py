@@ -141,9 +141,12 @@ class FuserConfig:
         k_candidates: neighbour counts the selector chooses from.
         fixed_k: k in fixed mode.
         num_scales: pyramid scales fused.
-        search_radius: neighbours are searched within this many voxels (Chebyshev) of the query.
-        gumbel_tau: (start, end) temperature of the Gumbel-Softmax, annealed over tau_anneal_steps.
-        tau_anneal_steps: training steps over which tau goes from start to end.
+        search_radius: neighbours are searched first within this many voxels (Chebyshev) of the query;
+            queries that this cube cannot settle get an exact KNN over all keys of their sample.
+        gumbel_tau: (start, end) temperature of the selector's softmax, annealed over tau_anneal_steps;
+            inference uses the end value.
+        tau_anneal_steps: training steps over which tau goes from start to end and the Gumbel noise fades
+            out (linearly to 0), so that training ends on the inference rule.
         channels: channels of the fused volume F_IL after its output conv.
     """
 

@@ -58,6 +58,8 @@ class Prediction:
         labels: (X, Y, Z) uint8 grid on the config grid, LiDAR frame (0 empty, 1..16, 255 unknown on error).
         probabilities: (17, X, Y, Z) float32 class probabilities, when asked for.
         k_histogram: chosen-k counts {modality: {scale: {k: count}}} of the adaptive fuser.
+        k_maps: when asked for, per (scale s, query modality m) at index s * 2 + m, (Xs, Ys, Zs) int8
+            chosen k of each query voxel of that scale's grid (0: no query); see fuser.KStats.
         timings_ms: per-stage milliseconds and "total".
         temporal_reset: why the temporal state was not carried over (None when it was).
         error: None, or why the frame could not be processed.
@@ -66,6 +68,7 @@ class Prediction:
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     k_histogram: dict = field(default_factory=dict)
+    k_maps: list[np.ndarray] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     temporal_reset: str | None = None
     error: str | None = None
@@ -139,7 +142,7 @@ class Predictor:
         with self._lock:
             self._state = None
 
-    def predict(self, frame: Frame, return_probabilities: bool = False) -> Prediction:
+    def predict(self, frame: Frame, return_probabilities: bool = False, return_k_maps: bool = False) -> Prediction:
         """Run one frame. Images of another size than the config's are resized (intrinsics follow)."""
         with self._lock:
             start = time.perf_counter()
@@ -147,7 +150,7 @@ class Predictor:
             try:
                 with timer.stage("preprocess"):
                     step = self._to_step_batch(frame)
-                result = self._run(frame, step, timer, return_probabilities)
+                result = self._run(frame, step, timer, return_probabilities, return_k_maps)
             except Exception as err:  # noqa: BLE001 - one bad frame must not take the caller down
                 self._state = None
                 result = Prediction(
@@ -158,7 +161,9 @@ class Predictor:
             result.timings_ms = {**timer.ms, "total": (time.perf_counter() - start) * 1e3}
             return result
 
-    def _run(self, frame: Frame, step: dict, timer: StageTimer, return_probabilities: bool) -> Prediction:
+    def _run(
+        self, frame: Frame, step: dict, timer: StageTimer, return_probabilities: bool, return_k_maps: bool = False
+    ) -> Prediction:
         dtype = AUTOCAST_DTYPES.get(self.options.precision)
         autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
@@ -174,6 +179,7 @@ class Predictor:
             labels=labels,
             probabilities=probabilities,
             k_histogram=out.encoder.k_stats.as_dict(0),
+            k_maps=[m[0].cpu().numpy() for m in out.encoder.k_stats.maps] if return_k_maps else None,
             temporal_reset=out.temporal.reset,
         )
 

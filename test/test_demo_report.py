@@ -132,7 +132,8 @@ def test_frame_counts_latency_and_k_histogram(report, replayed):
     assert numbers["node_published"] == len(recording.received_stamps)
     assert numbers["node_dropped"] == {"dropped sync timeout": 1}
     k_total = replayed[3]
-    assert {int(k): n for k, n in numbers["k_histogram"].items()} == k_total
+    # The node's diagnostics list the k values some query chose; a candidate nobody chose has no entry.
+    assert {int(k): n for k, n in numbers["k_histogram"].items()} == {k: n for k, n in k_total.items() if n}
     assert sum(k_total.values()) > 0
 
 

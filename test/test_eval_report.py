@@ -69,3 +69,29 @@ def test_eval_command_scores_every_labelled_val_frame(synthetic_dataset, tmp_pat
     assert "Distance bands" in (tmp_path / "rep" / "eval_val.md").read_text()
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(synthetic_dataset)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_lidar_baseline_and_k_by_class_sections():
+    from tacocc_core.train.k_by_class import KByClass
+
+    result = _result()
+    grid = result.evaluator.grid
+    lidar = OccupancyEvaluator(grid, bands_m=(1.0,))
+    truth = np.zeros((4, 4, 1), np.uint8)
+    truth[0, 0, 0], truth[1, 1, 0] = 4, 1
+    accumulated = np.zeros((4, 4, 1), np.uint8)
+    accumulated[1, 1, 0] = 1  # the barrier's voxel has points, the car's has none
+    lidar.update(accumulated, truth)
+    k = KByClass((1, 2, 3))
+    k.update([np.full((4, 4, 1), 3, np.int8)], truth)
+    result.lidar_baseline, result.k_by_class = lidar, k
+    md = report_markdown(result, {"checkpoint": "x.pt"})
+    assert "geometry only): IoU 50.00 against the network's 33.33" in md
+    assert (
+        "| range | IoU | mIoU | LiDAR accumulation IoU | voxels |" in md
+        and "| 1 m | 100.00 | 100.00 | 100.00 | 4 |" in md
+    )
+    assert "| large objects | 3.00 (0/0/100; 1) |" in md and "| empty | 3.00 (0/0/100; 14) |" in md
+    data = report_dict(result, {})
+    assert data["lidar_accumulation_iou"]["all"] == 0.5
+    assert data["k_by_class"]["by_class"]["image s0"]["barrier"] == [0, 0, 1]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tacocc_core.config import load_preset
-from tacocc_core.model.fuser import AdaptiveFuser, masked_pool
+from tacocc_core.model.fuser import AdaptiveFuser, forcing_k, masked_pool
+from tacocc_core.model.tacocc import TACOcc
 
 TINY = load_preset("tiny")
 SHAPE = (24, 24, 4)  # tiny coarse grid
@@ -45,13 +46,18 @@ def test_modes_shapes_and_k_stats(mode, fixed_k):
         assert stats.counts[b, 1, 0].sum() == occ_l[b].sum()
     table = stats.as_dict(1)
     assert set(table) == {"image", "lidar"} and set(table["image"]) == {0, 1}
+    # The k maps hold each query's k where the queries are, 0 elsewhere.
+    assert len(stats.maps) == 4 and stats.maps[0].shape == (2, *SHAPE) and stats.maps[2].shape == (2, 12, 12, 2)
+    assert torch.equal(stats.maps[0] > 0, occ_i) and torch.equal(stats.maps[1] > 0, occ_l)
+    for k in stats.candidates:
+        assert int((stats.maps[0] == k).sum()) == int(stats.counts[:, 0, 0, stats.candidates.index(k)].sum())
 
 
-def test_gradients_reach_every_selector_through_the_ste():
+def test_gradients_reach_every_selector_through_the_relaxation():
     torch.manual_seed(0)
     fuser = AdaptiveFuser(config()).train()
     f_i, occ_i, f_l, occ_l = volumes()
-    fused, _ = fuser(f_i, occ_i, f_l, occ_l, tau=0.5)
+    fused, _ = fuser(f_i, occ_i, f_l, occ_l, tau=0.5, noise_scale=1.0)
     (fused * torch.randn_like(fused)).sum().backward()
     assert len(fuser.selectors) == 4  # 2 modalities x 2 scales
     for selector in fuser.selectors:
@@ -71,23 +77,118 @@ def test_no_non_zero_voxels_on_a_side(fill_i, fill_l, mode):
         assert stats.counts[:, 0, 0].sum() == occ_i.sum() and stats.counts[:, 1, 0].sum() == occ_l.sum()
 
 
-def test_query_without_keys_in_range_gets_zero_weight():
-    """Image voxels far from every LiDAR voxel (beyond the radius at every scale) are fused as if unweighted."""
+def capture_out_input(fuser: AdaptiveFuser) -> dict:
+    captured = {}
+    fuser.out.register_forward_hook(lambda m, inp, out: captured.__setitem__("x", inp[0]))
+    return captured
+
+
+def test_queries_far_from_every_key_still_get_context():
+    """One LiDAR voxel in a corner: every image query retrieves it (exact KNN beyond the search cube)."""
     fuser = AdaptiveFuser(config("fixed", 3, num_scales=1)).eval()
     f_i, occ_i, f_l, occ_l = volumes(b=1)
     occ_l[:] = False
     occ_l[0, 0, 0, 0] = True
+    occ_i[0, 0, 0, 0] = False
     f_l = f_l * occ_l[:, None]
     captured = {}
-    fuser.out.register_forward_hook(lambda m, inp, out: captured.setdefault("x", inp[0]))
+    fuser._output = lambda x: captured.setdefault("x", x)
     with torch.no_grad():
         fuser(f_i, occ_i, f_l, occ_l)
     c = TINY.fuser.channels
-    weighted_image = captured["x"][:, 2 * c : 3 * c]
-    far = occ_i.clone()
-    far[:, :3, :3, :3] = False  # within radius 2 of the only LiDAR voxel
-    assert far.any()
-    assert (weighted_image.permute(0, 2, 3, 4, 1)[far] == 0).all()
+    term_image = captured["x"][:, 2 * c : 3 * c].permute(0, 2, 3, 4, 1)
+    assert (term_image[occ_i].abs().sum(dim=1) > 0).all()
+    assert (term_image[~occ_i] == 0).all()
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "fixed"])
+def test_forced_k_changes_the_fused_volume(mode):
+    torch.manual_seed(0)
+    fuser = AdaptiveFuser(config(mode)).eval()
+    f_i, occ_i, f_l, occ_l = volumes()
+    outputs = {}
+    with torch.no_grad():
+        for k in (0, 1, 2, 3):
+            with forcing_k(fuser, k):
+                outputs[k] = fuser(f_i, occ_i, f_l, occ_l)[0]
+    assert fuser.forced_k is None
+    for a, b in ((0, 1), (1, 2), (2, 3), (1, 3)):
+        assert (outputs[a] - outputs[b]).abs().max() > 1e-3, (a, b)
+
+
+def test_retrieval_off_is_mode_none_with_the_same_weights():
+    torch.manual_seed(3)
+    adaptive = AdaptiveFuser(config("adaptive")).eval()
+    torch.manual_seed(3)
+    none = AdaptiveFuser(config("none")).eval()
+    f_i, occ_i, f_l, occ_l = volumes()
+    with torch.no_grad(), forcing_k(adaptive, 0):
+        assert torch.equal(adaptive(f_i, occ_i, f_l, occ_l)[0], none(f_i, occ_i, f_l, occ_l)[0])
+    with pytest.raises(ValueError, match="mode 'none' has no retrieval"), forcing_k(none, 2):
+        pass
+
+
+def test_training_forward_is_the_hard_k_of_inference():
+    """With the noise faded out, the relaxed training forward equals the inference forward (same k, same F_IL input)."""
+    torch.manual_seed(0)
+    fuser = AdaptiveFuser(config())
+    f_i, occ_i, f_l, occ_l = volumes()
+    inputs = {}
+    for training in (True, False):
+        fuser.train(training)
+        captured = {}
+        fuser._output = lambda x, captured=captured: captured.setdefault("x", x)
+        _, stats = fuser(f_i, occ_i, f_l, occ_l, tau=0.3, noise_scale=0.0)
+        inputs[training] = (captured["x"].detach(), stats.counts)
+    assert torch.equal(inputs[True][1], inputs[False][1])
+    torch.testing.assert_close(inputs[True][0], inputs[False][0], rtol=1e-5, atol=1e-6)
+
+
+def test_gumbel_noise_leaves_the_global_stream_alone_and_follows_the_sample():
+    torch.manual_seed(0)
+    fuser = AdaptiveFuser(config()).train()
+    f_i, occ_i, f_l, occ_l = volumes()
+    state = torch.random.get_rng_state()
+    fuser.seed_noise(5)
+    _, both = fuser(f_i, occ_i, f_l, occ_l, tau=1.0, noise_scale=1.0, noise_keys=[70, 90])
+    assert torch.equal(torch.random.get_rng_state(), state)
+    # The second sample alone (as on another process) draws the same noise, hence the same k.
+    _, alone = fuser(f_i[1:], occ_i[1:], f_l[1:], occ_l[1:], tau=1.0, noise_scale=1.0, noise_keys=[90])
+    assert all(torch.equal(a[1:], b) for a, b in zip(both.maps, alone.maps, strict=True))
+    _, other = fuser(f_i[1:], occ_i[1:], f_l[1:], occ_l[1:], tau=1.0, noise_scale=1.0, noise_keys=[91])
+    assert not all(torch.equal(a, b) for a, b in zip(alone.maps, other.maps, strict=True))
+    fuser.seed_noise(6)
+    _, reseeded = fuser(f_i[1:], occ_i[1:], f_l[1:], occ_l[1:], tau=1.0, noise_scale=1.0, noise_keys=[90])
+    assert not all(torch.equal(a, b) for a, b in zip(alone.maps, reseeded.maps, strict=True))
+
+
+MODES = [("none", 3), ("fixed", 1), ("fixed", 3), ("adaptive", 3)]
+
+
+def test_every_mode_starts_from_the_same_weights():
+    """For one seed, every tensor that two fuser modes share is identical, in the whole network."""
+    states, rng_after = {}, {}
+    for mode, k in MODES:
+        torch.manual_seed(11)
+        net = TACOcc(config(mode, k))
+        rng_after[(mode, k)] = torch.random.get_rng_state()
+        states[(mode, k)] = net.state_dict()
+    reference = states[("adaptive", 3)]
+    for key, state in states.items():
+        assert torch.equal(rng_after[key], rng_after[("adaptive", 3)]), key
+        shared = set(state) & set(reference)
+        assert len(shared) > 100
+        for name in shared:
+            assert torch.equal(state[name], reference[name]), (key, name)
+    # What differs between the modes is only the retrieval's own modules.
+    only_adaptive = set(reference) - set(states[("none", 3)])
+    assert only_adaptive and all(
+        n.startswith(("encoder.fuser.attention", "encoder.fuser.selectors")) for n in only_adaptive
+    )
+    torch.manual_seed(12)  # and the seed does matter
+    other_seed = TACOcc(config()).state_dict()
+    assert any(not torch.equal(other_seed[n], reference[n]) for n in reference if n.startswith("head."))
+    assert any(not torch.equal(other_seed[n], reference[n]) for n in reference if n.startswith("encoder.fuser."))
 
 
 def test_masked_pool_averages_occupied_voxels_only():

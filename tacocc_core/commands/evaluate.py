@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
             torch.manual_seed(0)
             predictor = Predictor(predictor.config, None, options)
         reader = NuScenesReader.open(args.data, args.version, predictor.config, ReaderOptions(labels=args.labels))
-        result = evaluate_streams(predictor, reader, split_streams(reader, args.split), max_frames=args.max_frames)
+        streams = split_streams(reader, args.split)
+        result = evaluate_streams(predictor, reader, streams, max_frames=args.max_frames, baseline=True)
     except (CheckpointError, DataError, RuntimeError, ValueError) as err:
         print(f"tacocc eval: error: {err}", file=sys.stderr)
         return 2

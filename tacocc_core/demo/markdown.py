@@ -39,6 +39,13 @@ def report_markdown(numbers: DemoNumbers, provenance: Provenance, pictures: list
             "|---|---|",
             f"| geometry IoU (occupied vs empty) | {_pct(n.overall.geometry_iou)} |",
             f"| mIoU (classes 1..16) | {_pct(n.overall.miou)} |",
+        ]
+        if n.lidar_baseline_iou is not None:
+            lines.append(
+                f"| geometry IoU of the LiDAR accumulation baseline (the node's input sweeps, voxelised) | "
+                f"{_pct(n.lidar_baseline_iou)} |"
+            )
+        lines += [
             "",
             "Per class (`-`: the class occurs in neither prediction nor ground truth):",
             "",

@@ -2,6 +2,7 @@
 
 - scores: the project's metric (`OccupancyEvaluator`, as `tacocc eval`) over every received grid that has
   a ground-truth grid of the same stamp: geometry IoU, per-class IoU, mIoU over classes 1..16;
+- the geometry IoU of the plain LiDAR accumulation baseline over the same frames, when given;
 - end-to-end latency percentiles from `recording.latency_ms` (measured outside the node);
 - the node's own figures from its last /diagnostics values: latency p50/p99, published, drops, k histogram;
 - frames expected, received and dropped (expected stamps with no grid).
@@ -43,6 +44,8 @@ class DemoNumbers:
         node_published: grids the node says it published (None when its diagnostics lack the value).
         node_dropped: the node's `dropped <reason>` / `failed <reason>` counters.
         k_histogram: {k: count} of the adaptive fuser's choices over all queries of all published frames.
+        lidar_baseline_iou: geometry IoU of the LiDAR accumulation (tacocc_core.lidar_baseline) over the
+            scored frames, None when not given.
     """
 
     expected: int
@@ -55,6 +58,7 @@ class DemoNumbers:
     node_published: int | None
     node_dropped: dict[str, int]
     k_histogram: dict[int, int]
+    lidar_baseline_iou: float | None = None
 
     @property
     def dropped(self) -> int:
@@ -78,6 +82,7 @@ class DemoNumbers:
             "node_published": self.node_published,
             "node_dropped": dict(self.node_dropped),
             "k_histogram": {str(k): n for k, n in sorted(self.k_histogram.items())},
+            "lidar_accumulation_iou": None if self.lidar_baseline_iou is None else _clean(self.lidar_baseline_iou),
             "per_frame": [
                 {
                     "stamp_ns": f.stamp_ns,
@@ -122,9 +127,14 @@ def k_histogram(diagnostics: dict[str, str]) -> dict[int, int]:
     return dict(sorted(out.items()))
 
 
-def demo_numbers(recording: Recording, grid: GridSpec) -> DemoNumbers:
-    """Compute the report's numbers; ValueError when a grid is not on `grid`."""
+def demo_numbers(recording: Recording, grid: GridSpec, baseline: dict[int, np.ndarray] | None = None) -> DemoNumbers:
+    """Compute the report's numbers; ValueError when a grid is not on `grid`.
+
+    `baseline`: the LiDAR accumulation grid (tacocc_core.lidar_baseline) per stamp; it is scored over the
+    scored frames when it holds every one of them.
+    """
     evaluator = OccupancyEvaluator(grid, bands_m=())
+    lidar = OccupancyEvaluator(grid, bands_m=()) if baseline is not None else None
     frames = []
     for stamp in sorted(recording.received_stamps):
         pred, gt = recording.preds[stamp], recording.gts.get(stamp)
@@ -134,6 +144,10 @@ def demo_numbers(recording: Recording, grid: GridSpec) -> DemoNumbers:
         if gt is not None:
             evaluator.update(pred, gt)
             scores = scores_from_confusion(confusion_matrix(pred, gt))
+            if lidar is not None:
+                if stamp not in baseline:
+                    raise ValueError(f"LiDAR accumulation baseline: no grid for stamp {stamp}")
+                lidar.update(baseline[stamp], gt)
         frames.append(FrameScore(stamp, recording.latency_ms.get(stamp, math.nan), scores))
     diagnostics = recording.diagnostics
     published = diagnostics.get("published")
@@ -150,4 +164,5 @@ def demo_numbers(recording: Recording, grid: GridSpec) -> DemoNumbers:
             k: int(v) for k, v in diagnostics.items() if k.startswith(("dropped ", "failed ")) and v.isdigit()
         },
         k_histogram=k_histogram(diagnostics),
+        lidar_baseline_iou=lidar.results()["all"].geometry_iou if lidar is not None and lidar.frames else None,
     )

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tacocc_core.bags.calibration import FILE_NAME as CALIBRATION_FILE
 from tacocc_core.bags.calibration import read_calibration
 from tacocc_core.config import NUSCENES_CAMERAS
@@ -76,8 +78,11 @@ def write_demo_report(
     out_dir: str | os.PathLike[str],
     provenance: Provenance,
     options: ReportOptions = ReportOptions(),
+    baseline: dict[int, np.ndarray] | None = None,
 ) -> DemoReport:
     """Write the report of `recording` (replayed from `bag`, grids on `grid`) into `out_dir`.
+
+    `baseline`: LiDAR accumulation grids per stamp (tacocc_core.lidar_baseline), scored beside the network.
 
     Raises:
         ValueError: the recording has no received grid, or its grids are not on `grid`.
@@ -88,7 +93,7 @@ def write_demo_report(
             f"recording of {recording.bag}: the node published no grid "
             f"({len(recording.expected_stamps)} expected, node exit code {recording.node_exit_code})"
         )
-    numbers = demo_numbers(recording, grid)
+    numbers = demo_numbers(recording, grid, baseline)
     bag = Path(bag)
     rig = read_calibration(bag / CALIBRATION_FILE) if (bag / CALIBRATION_FILE).is_file() else None
     stamps = [f.stamp_ns for f in numbers.frames]

@@ -24,7 +24,7 @@ from tacocc_core.model.fuser import AdaptiveFuser, KStats
 from tacocc_core.model.image_backbone import IMAGENET_MEAN, ImageBackbone
 from tacocc_core.model.lidar_encoder import LidarEncoder
 from tacocc_core.model.lss import LSSViewTransform, depth_loss, lidar_depth_target
-from tacocc_core.model.selector import tau_at
+from tacocc_core.model.selector import noise_scale_at, tau_at
 from tacocc_core.timing import NULL_TIMER, StageTimer
 
 STEP_KEYS = ("images", "cam2img", "cam2lidar", "camera_valid", "points", "points_batch")
@@ -144,10 +144,14 @@ class TacoccEncoder(nn.Module):
             feats = self.encode_images(batch["images"], masks)
         with timer.stage("view_transform"):
             image_volume, image_occupied, depth_logits = self.lift(feats, batch)
-        tau = tau_at(step, self.config.fuser.gumbel_tau, self.config.fuser.tau_anneal_steps)
+        fc = self.config.fuser
+        tau = tau_at(step, fc.gumbel_tau, fc.tau_anneal_steps)
+        noise = noise_scale_at(step, fc.tau_anneal_steps)
+        # The frames' stamps name them for the fuser's Gumbel noise (host sync; training only).
+        keys = batch["stamps_ns"].tolist() if noise > 0 and self.training and "stamps_ns" in batch else None
         with timer.stage("fuser"):
             fused, k_stats = self.fuser(
-                image_volume, image_occupied, lidar_volume.to(image_volume.dtype), lidar_occupied, tau
+                image_volume, image_occupied, lidar_volume.to(image_volume.dtype), lidar_occupied, tau, noise, keys
             )
         target = None
         if self.config.view_transform.depth_loss_weight > 0:

@@ -1,16 +1,17 @@
-"""k-nearest-neighbour retrieval between two sparse voxel sets through a dense voxel-index volume.
+"""k-nearest-neighbour retrieval between two sparse voxel sets: a local cube search with an exact fallback.
 
-No N_query x N_key distance matrix: the keys are written into a dense (B, X, Y, Z) index volume; each
-query reads the (2r + 1)^3 cells of the cube of Chebyshev radius r = `radius` around it, visited in
-order of Euclidean distance (ties by (dx, dy, dz) lexicographic, which for keys of one query is the
-order of their linear index), and keeps the first `k` cells that hold a key. Cost: O(N_query * (2r+1)^3).
+`knn` returns, for every query voxel, the k nearest key voxels of the same sample (Euclidean distance in
+voxels, ties by (dx, dy, dz) lexicographic), never the key at the query's own voxel: what lies there
+already enters the fused volume through the concatenation (fuser.py), the retrieval is for the context
+around it. Slots stay empty (-1) only when the sample holds fewer than k other keys.
 
-Within the radius this is exact KNN among the keys of the cube. Any key outside the cube lies farther
-than r voxels away, so whenever the k-th neighbour found is within Euclidean distance r it is also
-the exact global k-th nearest neighbour. When fewer than k keys lie inside the cube the remaining
-slots are -1 (empty): the fuser masks them out, and a query with no key in range attends to nothing
-(its attention weight is 0, see fuser.py). With r = 2 and k <= 3 that is a neighbourhood of 125
-cells, i.e. 5 voxels across at each pyramid scale.
+Fast path (`knn_in_radius`): the keys are written into a dense (B, X, Y, Z) index volume; each query
+reads the (2r + 1)^3 cells of the cube of Chebyshev radius r around it, nearest first, and keeps the
+first k that hold a key. Cost O(N_query * (2r+1)^3), no distance matrix. Any key outside the cube lies
+at least r + 1 voxels away, so when the k-th key found is nearer than r + 1 the answer is the exact one.
+The other queries (too few keys in the cube, or the k-th at r + 1 or farther) go to `knn_exact`: integer
+squared distances to every key of the sample (in chunks of queries), the plain reference that `knn` is
+tested against.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ import torch
 import torch.nn.functional as F
 
 
-def cube_offsets(radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(M, 3) int64 offsets of the cube of Chebyshev radius `radius`, nearest first (then lexicographic)."""
+def cube_offsets(radius: int, device: torch.device | str = "cpu", skip_centre: bool = False) -> torch.Tensor:
+    """(M, 3) int64 offsets of the cube of Chebyshev radius `radius`, nearest first (then lexicographic).
+
+    `skip_centre` leaves out (0, 0, 0), the query's own voxel.
+    """
     if radius < 0:
         raise ValueError(f"fuser.search_radius must be >= 0, got {radius}")
     rng = range(-radius, radius + 1)
     offsets = sorted(itertools.product(rng, rng, rng), key=lambda o: (o[0] ** 2 + o[1] ** 2 + o[2] ** 2, o))
+    if skip_centre:
+        offsets = offsets[1:]
     return torch.tensor(offsets, dtype=torch.int64, device=device)
 
 
@@ -39,7 +45,7 @@ def index_volume(coords: torch.Tensor, shape: tuple[int, int, int], batch_size: 
 
 
 def knn_in_radius(
-    query_coords: torch.Tensor, key_volume: torch.Tensor, k: int, radius: int
+    query_coords: torch.Tensor, key_volume: torch.Tensor, k: int, radius: int, skip_centre: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest keys of each query inside its search cube.
 
@@ -48,15 +54,16 @@ def knn_in_radius(
         key_volume: (B, X, Y, Z) int64 from `index_volume` of the keys.
         k: neighbours per query (slots).
         radius: Chebyshev search radius in voxels.
+        skip_centre: never return the key at the query's own voxel.
 
     Returns:
         index: (N, k) int64 rows of the key set, -1 for empty slots, nearest first.
         offset: (N, k, 3) int64 key voxel - query voxel (0 for empty slots).
     """
     n = len(query_coords)
-    offsets = cube_offsets(radius, query_coords.device)  # (M, 3)
+    offsets = cube_offsets(radius, query_coords.device, skip_centre)  # (M, 3)
     m = len(offsets)
-    if n == 0 or k == 0:
+    if n == 0 or k == 0 or m == 0:
         empty = torch.full((n, k), -1, dtype=torch.int64, device=query_coords.device)
         return empty, torch.zeros(n, k, 3, dtype=torch.int64, device=query_coords.device)
     # Pad the volume by the radius with -1 so that every cell of every query's cube is addressable
@@ -79,4 +86,83 @@ def knn_in_radius(
         pad = k - m
         index = torch.cat([index, index.new_full((n, pad), -1)], dim=1)
         offset = torch.cat([offset, offset.new_zeros((n, pad, 3))], dim=1)
+    return index, offset
+
+
+# Pairs of (query, key) distances held at once by `knn_exact` (int64: 64 MB).
+EXACT_CHUNK_PAIRS = 1 << 23
+
+
+def knn_exact(
+    query_coords: torch.Tensor, key_coords: torch.Tensor, k: int, skip_centre: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest keys of each query among all keys of its sample (the plain reference).
+
+    Args:
+        query_coords: (N, 4) int [b, x, y, z].
+        key_coords: (M, 4) int [b, x, y, z], one row per key.
+        k: neighbours per query.
+        skip_centre: never return the key at the query's own voxel.
+
+    Returns:
+        index: (N, k) int64 rows of key_coords, -1 where the sample has fewer keys; nearest first, ties by
+            (dx, dy, dz) lexicographic as in `cube_offsets`.
+        offset: (N, k, 3) int64 key voxel - query voxel (0 for empty slots).
+    """
+    n, m = len(query_coords), len(key_coords)
+    device = query_coords.device
+    index = torch.full((n, k), -1, dtype=torch.int64, device=device)
+    offset = torch.zeros(n, k, 3, dtype=torch.int64, device=device)
+    if n == 0 or m == 0 or k == 0:
+        return index, offset
+    q, keys = query_coords.long(), key_coords.long()
+    half = int(max(q[:, 1:].abs().max(), keys[:, 1:].abs().max())) * 2 + 1  # |dx| <= half
+    side = 2 * half + 1
+    never = torch.iinfo(torch.int64).max
+    kk = min(k, m)
+    chunk = max(1, EXACT_CHUNK_PAIRS // m)
+    for lo in range(0, n, chunk):
+        qc = q[lo : lo + chunk]
+        d = keys[None, :, 1:] - qc[:, None, 1:]  # (n', M, 3)
+        d2 = (d * d).sum(-1)
+        lex = ((d[..., 0] + half) * side + d[..., 1] + half) * side + d[..., 2] + half
+        order = d2 * side**3 + lex
+        other = keys[None, :, 0] != qc[:, None, 0]
+        if skip_centre:
+            other |= d2 == 0
+        order = order.masked_fill(other, never)
+        best, rows = torch.topk(order, kk, dim=1, largest=False)
+        hit = best != never
+        index[lo : lo + chunk, :kk] = torch.where(hit, rows, -1)
+        offset[lo : lo + chunk, :kk] = d.gather(1, rows[..., None].expand(-1, -1, 3)) * hit[..., None]
+    return index, offset
+
+
+def knn(
+    query_coords: torch.Tensor,
+    key_coords: torch.Tensor,
+    key_volume: torch.Tensor,
+    k: int,
+    radius: int,
+    skip_centre: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest keys per query: the cube search, `knn_exact` for the queries it cannot settle.
+
+    Args:
+        query_coords, key_coords: (N, 4) and (M, 4) int [b, x, y, z].
+        key_volume: `index_volume(key_coords, ...)`.
+        k, radius, skip_centre: as in `knn_in_radius`.
+
+    Returns: as `knn_exact` (identical results).
+    """
+    index, offset = knn_in_radius(query_coords, key_volume, k, radius, skip_centre)
+    if k == 0 or len(query_coords) == 0:
+        return index, offset
+    # Keys outside the cube lie at Chebyshev distance >= r + 1, so at Euclidean distance >= r + 1: a k-th key
+    # found nearer than that is the exact k-th neighbour.
+    last = (offset[:, -1] ** 2).sum(-1)
+    unsettled = (index[:, -1] < 0) | (last >= (radius + 1) ** 2)
+    if bool(unsettled.any()):
+        rows = unsettled.nonzero()[:, 0]
+        index[rows], offset[rows] = knn_exact(query_coords[rows], key_coords, k, skip_centre)
     return index, offset

@@ -1,15 +1,23 @@
 """Adaptive neighbourhood selector (paper Sec. III-A): per query voxel, how many neighbours k to retrieve.
 
-An MLP maps a query's features to logits over the candidate k values. In training, a Gumbel-Softmax
-sample of those logits (temperature `tau_at(step)`) gives probabilities; their expectation over the
-candidates, rounded, is k, and the straight-through estimator passes the gradient of the expectation
-through the rounding. In eval, k is the candidate with the largest logit.
+An MLP maps a query's features to logits over the candidate k values. The paper's rule turns them into
+one integer k: probabilities p = softmax((logits + g) / tau), their expectation over the candidates
+E = sum_i p_i k_i, rounded to the nearest candidate. In training g is Gumbel noise scaled by
+`noise_scale` (drawn from a generator of the fuser's own, so that it never shifts the global random
+stream) and tau anneals; both reach their final values (noise 0, tau end) after `tau_anneal_steps`, from
+where training applies exactly the rule used at inference (noise 0, tau end).
+
+The forward pass always uses the hard, integer k. The relaxation: the fuser computes its output for every
+candidate k and mixes them with `KChoice.mix`, which is the one-hot of the chosen candidate in the
+forward pass and carries the gradient of p (straight-through), so that the occupancy loss reaches the
+selector through how much each candidate's output would have helped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -25,40 +33,62 @@ def tau_at(step: int | None, tau: tuple[float, float], anneal_steps: int) -> flo
     return float(start * (end / start) ** frac)
 
 
-def select_k(
-    logits: torch.Tensor, candidates: torch.Tensor, tau: float, training: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Choose k per query.
+def noise_scale_at(step: int | None, anneal_steps: int) -> float:
+    """Scale of the Gumbel noise at a training step: 1 at step 0, linearly to 0 at anneal_steps (0 at inference)."""
+    if step is None or anneal_steps <= 0 or step >= anneal_steps:
+        return 0.0
+    return 1.0 - max(step, 0) / anneal_steps
+
+
+def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Standard Gumbel samples on the CPU from `generator` (same draws whatever device the model is on)."""
+    u = torch.rand(shape, generator=generator, dtype=torch.float32)
+    return -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+
+
+@dataclass
+class KChoice:
+    """The selector's decision for N queries over K candidates.
+
+    Args:
+        index: (N,) int64 chosen candidate.
+        k: (N,) int64 chosen number of neighbours (candidates[index]).
+        mix: (N, K) float32: forward exactly one_hot(index); backward the gradient of the probabilities.
+        probs: (N, K) float32 the (noisy, tempered) softmax the choice was made from.
+    """
+
+    index: torch.Tensor
+    k: torch.Tensor
+    mix: torch.Tensor
+    probs: torch.Tensor
+
+
+def choose_k(
+    logits: torch.Tensor,
+    candidates: torch.Tensor,
+    tau: float,
+    noise: torch.Tensor | None = None,
+    noise_scale: float = 0.0,
+) -> KChoice:
+    """The paper's rule: k = the candidate nearest to the expectation of the candidates under the softmax.
 
     Args:
         logits: (N, K) over the candidates.
-        candidates: (K,) float, increasing k values.
-        tau: Gumbel-Softmax temperature (training only).
-        training: sample with Gumbel noise + STE if True, argmax if False.
-
-    Returns:
-        k: (N,) float; integer-valued forward. In training its gradient is that of the expectation.
-        k_soft: (N,) float, the expectation (equal to k in eval).
+        candidates: (K,) int64 or float, increasing k values.
+        tau: softmax temperature.
+        noise: (N, K) Gumbel samples (`gumbel_noise`), or None.
+        noise_scale: multiplies `noise` (0: the deterministic inference rule).
     """
-    if training:
-        probs = F.gumbel_softmax(logits.float(), tau=tau, hard=False, dim=-1)
-        k_soft = (probs * candidates).sum(dim=-1)
-        k_hard = torch.round(k_soft)
-        return k_hard + (k_soft - k_soft.detach()), k_soft
-    k = candidates[logits.argmax(dim=-1)]
-    return k, k
-
-
-def slot_mask(k: torch.Tensor, k_soft: torch.Tensor, slots: int) -> torch.Tensor:
-    """(N, slots) float: 1 for neighbour slots j < k, else 0, with a straight-through gradient.
-
-    Forward: exactly (j < k). Backward: the gradient of clamp(k_soft - j, 0, 1), so that the slot at the
-    boundary of the soft k passes gradient to the selector.
-    """
-    j = torch.arange(slots, device=k.device, dtype=torch.float32)
-    hard = (j[None] < k.detach()[:, None]).float()
-    soft = (k_soft[:, None] - j[None]).clamp(0, 1)
-    return hard + (soft - soft.detach())
+    z = logits.float()
+    if noise is not None and noise_scale > 0:
+        z = z + noise_scale * noise.to(z.device)
+    probs = torch.softmax(z / tau, dim=-1)
+    cand = candidates.to(probs.device, torch.float32)
+    expectation = (probs.detach() * cand).sum(dim=-1)
+    index = (expectation[:, None] - cand[None]).abs().argmin(dim=-1)
+    hard = torch.nn.functional.one_hot(index, len(cand)).to(probs.dtype)
+    mix = hard + (probs - probs.detach())
+    return KChoice(index, candidates.to(probs.device).long()[index], mix, probs)
 
 
 class NeighbourhoodSelector(nn.Module):

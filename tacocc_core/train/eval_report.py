@@ -2,7 +2,9 @@
 
 - per-class IoU (Table I): one row, columns IoU (geometry), mIoU, then the 16 classes, in percent;
 - distance bands (Table VI): IoU and mIoU of the voxels within 25 / 50 / 100 m of the LiDAR;
-- chosen-k histogram of the adaptive fuser (Table V): share of each k per modality and pyramid scale;
+- chosen-k histogram of the adaptive fuser (Table V): share of each k per modality and pyramid scale, and
+  (when the evaluation counted them) per ground-truth class and size group of the query voxel;
+- when scored, the plain LiDAR accumulation baseline (geometry IoU only) beside the network's IoU.
 - flicker: share of static ground-truth voxels whose predicted label flips between consecutive frames.
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from tacocc_core.labels import CLASS_NAMES, NUM_CLASSES
 from tacocc_core.train.evaluation import EvalResult
+from tacocc_core.train.k_by_class import k_tables_markdown
 
 
 def _pct(value: float) -> str:
@@ -37,7 +40,7 @@ def report_dict(result: EvalResult, meta: dict[str, Any]) -> dict[str, Any]:
         modality: {str(s): {str(k): n for k, n in sorted(c.items())} for s, c in sorted(scales.items())}
         for modality, scales in result.k_histogram.items()
     }
-    return {
+    out = {
         **meta,
         "frames": result.frames,
         "unlabelled_frames": result.unlabelled,
@@ -45,6 +48,21 @@ def report_dict(result: EvalResult, meta: dict[str, Any]) -> dict[str, Any]:
         "k_histogram": {"counts": counts, "share": k_share},
         "flicker": result.flicker.to_dict(),
     }
+    if result.lidar_baseline is not None:
+        out["lidar_accumulation_iou"] = {
+            name: _finite(s.geometry_iou) for name, s in result.lidar_baseline.results().items()
+        }
+    if result.k_by_class is not None:
+        out["k_by_class"] = {
+            "candidates": list(result.k_by_class.candidates),
+            "by_class": result.k_by_class.by_class(),
+            "by_size_group": result.k_by_class.by_group(),
+        }
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def report_markdown(result: EvalResult, meta: dict[str, Any]) -> str:
@@ -61,16 +79,28 @@ def report_markdown(result: EvalResult, meta: dict[str, Any]) -> str:
     every = scores["all"]
     cells = [_pct(every.geometry_iou), _pct(every.miou), *(_pct(v) for v in every.class_iou[1:])]
     lines += ["| " + " | ".join(cells) + " |", ""]
+    baseline = result.lidar_baseline.results() if result.lidar_baseline is not None else None
+    if baseline is not None:
+        lines += [
+            f"LiDAR accumulation baseline (the network's input sweeps, voxelised; geometry only): IoU "
+            f"{_pct(baseline['all'].geometry_iou)} against the network's {_pct(every.geometry_iou)}.",
+            "",
+        ]
 
     f = result.flicker
     lines += ["## Flicker (% of static ground-truth voxels whose predicted label flips, consecutive frames)", ""]
     lines += ["| all static voxels | static occupied voxels | frame pairs |", "|---:|---:|---:|"]
     lines += [f"| {_pct(f.flicker)} | {_pct(f.flicker_occupied)} | {f.pairs} |", ""]
 
-    lines += ["## Distance bands (%)", "", "| range | IoU | mIoU | voxels |", "|---|---:|---:|---:|"]
+    lines += ["## Distance bands (%)", ""]
+    if baseline is None:
+        lines += ["| range | IoU | mIoU | voxels |", "|---|---:|---:|---:|"]
+    else:
+        lines += ["| range | IoU | mIoU | LiDAR accumulation IoU | voxels |", "|---|---:|---:|---:|---:|"]
     for name, s in scores.items():
         label = "all" if name == "all" else name.removeprefix("within_").replace("m", " m")
-        lines.append(f"| {label} | {_pct(s.geometry_iou)} | {_pct(s.miou)} | {s.voxels} |")
+        extra = "" if baseline is None else f" {_pct(baseline[name].geometry_iou)} |"
+        lines.append(f"| {label} | {_pct(s.geometry_iou)} | {_pct(s.miou)} |{extra} {s.voxels} |")
     lines.append("")
 
     lines += ["## Chosen k of the adaptive fuser (% of queries)", ""]
@@ -86,6 +116,8 @@ def report_markdown(result: EvalResult, meta: dict[str, Any]) -> str:
                 shares = " | ".join(_pct(c.get(k, 0) / n) if n else "-" for k in ks)
                 lines.append(f"| {modality} | {scale} | {shares} | {n} |")
         lines.append("")
+    if result.k_by_class is not None:
+        lines += k_tables_markdown(result.k_by_class)
     return "\n".join(lines)
 
 

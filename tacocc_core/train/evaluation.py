@@ -16,9 +16,11 @@ import numpy as np
 from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.data.sequences import scene_samples, split_scenes
 from tacocc_core.flicker import FlickerCounts, FlickerMeter
+from tacocc_core.lidar_baseline import lidar_accumulation
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.predictor import Predictor
 from tacocc_core.train.distributed import DistContext, all_reduce_sum
+from tacocc_core.train.k_by_class import KByClass
 
 KHistogram = dict[str, dict[int, dict[int, int]]]
 
@@ -33,6 +35,10 @@ class EvalResult:
         frames: frames scored (with labels), over all ranks.
         unlabelled: frames run but not scored (no labels), over all ranks.
         flicker: label flips of static voxels between consecutive labelled frames (`flicker.py`), all ranks.
+        lidar_baseline: the same frames scored for the accumulated LiDAR sweeps (geometry IoU only, see
+            tacocc_core.lidar_baseline), summed over ranks; None when not asked for.
+        k_by_class: chosen k per ground-truth class of the query voxel, over the labelled frames this rank
+            ran; None when not asked for.
     """
 
     evaluator: OccupancyEvaluator
@@ -40,6 +46,8 @@ class EvalResult:
     frames: int = 0
     unlabelled: int = 0
     flicker: FlickerCounts = field(default_factory=FlickerCounts)
+    lidar_baseline: OccupancyEvaluator | None = None
+    k_by_class: KByClass | None = None
 
 
 def split_streams(reader: NuScenesReader, split: str) -> list[list[str]]:
@@ -63,6 +71,7 @@ def evaluate_streams(
     ctx: DistContext | None = None,
     max_frames: int | None = None,
     on_frame: Callable[[str], None] | None = None,
+    baseline: bool = False,
 ) -> EvalResult:
     """Run every scene of `streams` (this rank's share) through `predictor` and score labelled frames.
 
@@ -73,6 +82,7 @@ def evaluate_streams(
         ctx: the process group (scenes rank::world_size on each rank); None: a single process.
         max_frames: stop after this many frames on this rank (quick validation of a long split).
         on_frame: called with each token after it ran (progress).
+        baseline: also score the LiDAR accumulation baseline and count the chosen k per class.
 
     Raises:
         RuntimeError: a frame the network could not process (names the sample token).
@@ -81,6 +91,9 @@ def evaluate_streams(
     evaluator = OccupancyEvaluator(predictor.grid)
     histogram: KHistogram = {}
     flicker = FlickerMeter(predictor.grid)
+    lidar = OccupancyEvaluator(predictor.grid) if baseline else None
+    fuser = predictor.model.encoder.fuser
+    k_by_class = KByClass(fuser.candidates) if baseline and fuser.candidates else None
     counts = [0, 0]
     done = 0
     for scene in streams[ctx.rank :: ctx.world_size]:
@@ -90,7 +103,7 @@ def evaluate_streams(
             if max_frames is not None and done >= max_frames:
                 break
             frame = reader.frame(token)
-            prediction = predictor.predict(frame)
+            prediction = predictor.predict(frame, return_k_maps=k_by_class is not None)
             if prediction.error is not None:
                 raise RuntimeError(f"evaluation: sample {token}: {prediction.error}")
             add_k_histogram(histogram, prediction.k_histogram)
@@ -99,13 +112,20 @@ def evaluate_streams(
                 counts[1] += 1
             else:
                 evaluator.update(prediction.labels, frame.labels)
+                if lidar is not None:
+                    lidar.update(lidar_accumulation(frame.points, predictor.config), frame.labels)
+                if k_by_class is not None and prediction.k_maps is not None:
+                    k_by_class.update(prediction.k_maps, frame.labels)
                 counts[0] += 1
             done += 1
             if on_frame is not None:
                 on_frame(token)
-    for name, matrix in evaluator.matrices.items():
-        evaluator.matrices[name] = all_reduce_sum(matrix, ctx)
+    for ev in (evaluator, lidar):
+        for name, matrix in ev.matrices.items() if ev is not None else ():
+            ev.matrices[name] = all_reduce_sum(matrix, ctx)
     scored, unlabelled = (int(x) for x in all_reduce_sum(np.asarray(counts, dtype=np.int64), ctx))
     evaluator.frames = scored
     flips = FlickerCounts.from_array(all_reduce_sum(flicker.counts.as_array(), ctx))
-    return EvalResult(evaluator, histogram, scored, unlabelled, flips)
+    if lidar is not None:
+        lidar.frames = scored
+    return EvalResult(evaluator, histogram, scored, unlabelled, flips, lidar, k_by_class)

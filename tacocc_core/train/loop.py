@@ -46,7 +46,8 @@ from tacocc_core.train.distributed import (
     shutdown,
     wrap_ddp,
 )
-from tacocc_core.train.evaluation import EvalResult, evaluate_streams, split_streams
+from tacocc_core.train.evaluation import EvalResult, KHistogram, evaluate_streams, split_streams
+from tacocc_core.train.k_log import KCounter, k_shares, k_side_by_side
 from tacocc_core.train.labelled_dataset import LabelFractionDataset
 from tacocc_core.train.nan_guard import NanGuard
 from tacocc_core.train.objective import ObjectiveOutput, TrainingObjective
@@ -167,17 +168,23 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
 
     # --- steps --------------------------------------------------------------------------------------
     batches = _batches(train_set, sampler, tc, step, steps_per_epoch, spec.config)
+    k_train = KCounter()
     model.train()
     try:
         while step < end:
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             want_images = ctx.is_main and (step + 1) % tc.image_every == 0
             teacher_labels = _teacher_labels(teacher, batch, tc) if teacher is not None else None
+            # The fuser's Gumbel noise: its own generators, a function of (seed, step, frame), so that a
+            # resumed run draws what the uninterrupted one drew and every process what one process would.
+            objective.net.encoder.fuser.seed_noise(tc.seed * 1_000_003 + step)
             with autocast:
                 out = model(batch, step, teacher_labels, want_images)
             terms, stepped = backward_and_step(out, objective, optimizer, scheduler, guard, tc, ctx, step)
             if stepped is None:
                 unlearnable += 1
+            if out.seq is not None:
+                k_train.add(e.k_stats for e in out.seq.encoder)
             step += 1
             summary.last_terms = terms
             progress.update(terms, tc.batch_size * ctx.world_size)
@@ -188,11 +195,19 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
                 _log_images(tb, step, out, batch)
             metric = None
             if step % tc.val_every == 0 or step == tc.steps:
-                scores = _validate(objective.net, spec, reader, val_streams, ctx)
+                scores, k_val = _validate(objective.net, spec, reader, val_streams, ctx)
                 metric = scores["miou"]
                 summary.validations.append({"step": step, **scores})
                 tb.scalars(step, scores, prefix="val")
+                k_seen = k_train.take()
+                tb.scalars(step, k_shares(k_seen), prefix="k_train")
+                tb.scalars(step, k_shares(k_val), prefix="k_val")
                 progress.write(f"step {step}: val mIoU {100 * scores['miou']:.2f} IoU {100 * scores['iou']:.2f}")
+                if k_seen or k_val:
+                    progress.write(
+                        f"step {step}: chosen k since the last validation | on the validation frames\n"
+                        + k_side_by_side(k_seen, k_val)
+                    )
                 model.train()
             if metric is not None or step % tc.ckpt_every == 0 or step == end:
                 _save(ckpt, step, objective, optimizer, scheduler, guard, unlearnable, metric, ctx)
@@ -283,8 +298,11 @@ def _batches(
 
 def _validate(
     net: TACOcc, spec: RunSpec, reader: NuScenesReader, streams: list[list[str]], ctx: DistContext
-) -> dict[str, float]:
-    """Geometry IoU and mIoU of the current weights, streamed over the held-out scenes (every rank's share)."""
+) -> tuple[dict[str, float], KHistogram]:
+    """Geometry IoU and mIoU of the held-out scenes (every rank's share), and the chosen-k histogram there.
+
+    The weights are the current ones, streamed frame after frame as in deployment.
+    """
     precision = "bf16" if spec.train_config.bf16 and ctx.device.type == "cuda" else "fp32"
     options = PredictorOptions(device=str(ctx.device), precision=precision, timings=False)
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
@@ -292,7 +310,7 @@ def _validate(
         predictor = Predictor(spec.config, net.state_dict(), options)
     result: EvalResult = evaluate_streams(predictor, reader, streams, ctx, max_frames=spec.val_max_frames)
     scores = result.evaluator.results()["all"]
-    return {"miou": scores.miou, "iou": scores.geometry_iou, "frames": float(result.frames)}
+    return {"miou": scores.miou, "iou": scores.geometry_iou, "frames": float(result.frames)}, result.k_histogram
 
 
 def _save(

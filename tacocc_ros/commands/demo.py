@@ -139,11 +139,12 @@ def run(args: argparse.Namespace) -> int:
     from tacocc_core.bags.reading import BagError
     from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
     from tacocc_core.config import ConfigError, load_preset
-    from tacocc_core.data.nuscenes_reader import DataError
+    from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader
     from tacocc_core.data.synthetic.rig import load_rig
     from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
     from tacocc_core.demo.provenance import Provenance
     from tacocc_core.demo.report import write_demo_report
+    from tacocc_core.lidar_baseline import dataset_baseline
     from tacocc_core.recording import RecordingError
 
     stages = _Stages()
@@ -205,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
             "sweeps per keyframe": str(SWEEPS_PER_KEYFRAME),
         }
         command = shlex.join(["tacocc", *sys.argv[1:]]) if Path(sys.argv[0]).name == "tacocc" else ""
+        with stages("voxelising the LiDAR sweeps of every keyframe (the baseline the report scores)"):
+            baseline = dataset_baseline(NuScenesReader.open(dataset, options.version, config))
         for bag in bags:
             target = out if len(bags) == 1 else out / bag.name
             with stages(f"replaying {bag.name} through the occupancy node at rate {args.rate:g}"):
@@ -213,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             with stages(f"drawing {len(recording.received_stamps)} frames and writing the report"):
                 provenance = Provenance(str(checkpoint), args.model_config, str(bag), args.rate, command, data)
-                report = write_demo_report(recording, bag, config.grid.spec(), target, provenance)
+                report = write_demo_report(recording, bag, config.grid.spec(), target, provenance, baseline=baseline)
             n = report.numbers
             miou = "-" if n.overall is None else f"{100 * n.overall.miou:.1f}%"
             print(

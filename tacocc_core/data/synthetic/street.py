@@ -29,6 +29,9 @@ CATEGORY = {
     "bus": ("vehicle.bus.rigid", "vehicle.moving", "vehicle.stopped"),
     "pedestrian": ("human.pedestrian.adult", "pedestrian.moving", "pedestrian.standing"),
     "bicycle": ("vehicle.bicycle", "cycle.with_rider", "cycle.without_rider"),
+    "motorcycle": ("vehicle.motorcycle", "cycle.with_rider", "cycle.without_rider"),
+    "trailer": ("vehicle.trailer", "vehicle.moving", "vehicle.parked"),
+    "construction_vehicle": ("vehicle.construction", "vehicle.moving", "vehicle.parked"),
     "barrier": ("movable_object.barrier", None, None),
     "traffic_cone": ("movable_object.trafficcone", None, None),
 }
@@ -157,31 +160,40 @@ def build_street(rng: np.random.Generator, duration_s: float, global_offset: tup
         vel = np.array([np.cos(yaw), np.sin(yaw)]) * speed
         objects.append(StreetObject(name, np.array([x, y, size[2] / 2]), size, float(yaw), vel))
 
-    # A works zone on the +y side: barriers on the sidewalk edge, cones at the lane edge, no parking there.
+    # A works zone on the +y side: barriers on the sidewalk edge, cones at the lane edge, a parked
+    # construction vehicle just after it, no other parking there.
     work_x = float(rng.uniform(10.0, max(12.0, x1 - 80.0)))
-    for k in range(int(rng.integers(3, 6))):
+    for k in range(int(rng.integers(3, 7))):
         obj("barrier", work_x + 2.2 * k, 5.4, [2.0, 0.5, 1.0], 0.0, 0.0)
-    for k in range(int(rng.integers(3, 6))):
-        obj("traffic_cone", work_x + 1.0 + 2.5 * k, 3.2, [0.4, 0.4, 0.7], 0.0, 0.0)
-    # Parked cars on the +y parking strip.
+    for k in range(int(rng.integers(4, 8))):
+        obj("traffic_cone", work_x + 1.0 + 1.5 * k, 3.2, [0.4, 0.4, 0.7], 0.0, 0.0)
+    obj("construction_vehicle", work_x + 17.0, 4.2, [6.5, 2.6, 3.0], 0.0, 0.0)
+    # Parked cars on the +y parking strip, now and then a trailer.
     x = x0 + rng.uniform(0, 6)
     while x < x1:
-        if not (work_x - 6 < x < work_x + 16) and rng.uniform() < 0.6:
-            obj("car", x, 4.2, [4.4, 1.8, 1.5], float(rng.choice([0.0, np.pi])), 0.0)
-        x += rng.uniform(6.0, 9.0)
+        if not (work_x - 6 < x < work_x + 26) and rng.uniform() < 0.6:
+            if rng.uniform() < 0.2:
+                obj("trailer", x, 4.2, [5.5, 2.3, 2.8], float(rng.choice([0.0, np.pi])), 0.0)
+            else:
+                obj("car", x, 4.2, [4.4, 1.8, 1.5], float(rng.choice([0.0, np.pi])), 0.0)
+        x += rng.uniform(6.5, 9.0)
     # Traffic in the ego lane (ahead, never slower than the ego by much) and in the oncoming lane.
     for _ in range(int(rng.integers(1, 3))):
         obj("car", float(rng.uniform(25, 60)), EGO_LANE_Y, [4.5, 1.9, 1.6], 0.0, ego_speed + rng.uniform(0.0, 2.0))
     oncoming_x = x1
-    for _ in range(int(rng.integers(3, 6))):
-        name = str(rng.choice(["car", "car", "truck", "bus"]))
+    for _ in range(int(rng.integers(4, 7))):
+        name = str(rng.choice(["car", "truck", "bus"]))
         size = {"car": [4.5, 1.9, 1.6], "truck": [7.5, 2.5, 3.2], "bus": [11.0, 2.9, 3.4]}[name]
-        oncoming_x -= rng.uniform(15.0, 40.0)
+        oncoming_x -= rng.uniform(15.0, 35.0)
         obj(name, oncoming_x, -EGO_LANE_Y, size, np.pi, float(rng.uniform(5.0, 10.0)))
-    # Cyclists at the right edge of the ego lane, pedestrians on both sidewalks.
-    for _ in range(int(rng.integers(1, 3))):
+    # Cyclists at the right edge of the ego lane, motorcycles parked on the -y sidewalk edge,
+    # pedestrians on both sidewalks.
+    for _ in range(int(rng.integers(2, 4))):
         obj("bicycle", float(rng.uniform(-20, x1 - 60)), -4.2, [1.7, 0.6, 1.7], 0.0, float(rng.uniform(2.5, 4.5)))
-    for _ in range(int(rng.integers(4, 9))):
+    moto_x = float(rng.uniform(x0 + 40, max(x0 + 41, x1 - 60)))
+    for k in range(int(rng.integers(2, 5))):
+        obj("motorcycle", moto_x + 2.5 * k, -5.4, [2.1, 0.8, 1.4], float(rng.choice([0.0, np.pi])), 0.0)
+    for _ in range(int(rng.integers(8, 15))):
         side = float(rng.choice([1.0, -1.0]))
         heading = float(rng.choice([0.0, np.pi]))
         speed = float(rng.choice([0.0, rng.uniform(0.8, 1.6)]))

@@ -1,0 +1,93 @@
+"""How much of the occupancy loss's gradient reaches each part of the fuser (and the head, for scale).
+
+For a few training windows of a dataset, runs the training objective (renderer off) forward and backward
+and prints, per module group, the gradient norm relative to the weight norm, ||dL/dW|| / ||W||, averaged
+over the windows, and the selectors' ratio over the attention's. With --checkpoint the weights are those
+of a trained run (its config), otherwise the initial weights of --seed.
+
+    PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --config demo --data /work/data/synth10_objects
+    PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --checkpoint checkpoints/demo.pt \
+        --data /work/data/synth10_objects --step 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
+from tacocc_core.config import load_preset
+from tacocc_core.data.dataset import SequenceDataset, make_collate
+from tacocc_core.data.nuscenes_reader import NuScenesReader
+from tacocc_core.train.objective import TrainingObjective
+from tacocc_core.train.train_config import TrainConfig
+
+GROUPS = {
+    "selectors": "encoder.fuser.selectors.",
+    "attention": "encoder.fuser.attention.",
+    "fuser output conv": "encoder.fuser.out.",
+    "head": "head.",
+}
+
+
+def group_ratios(net: torch.nn.Module) -> dict[str, float]:
+    """{group: ||grad|| / ||weight||} over the parameters of each group (NaN when a group is absent)."""
+    out = {}
+    for name, prefix in GROUPS.items():
+        params = [p for n, p in net.named_parameters() if n.startswith(prefix)]
+        if not params:
+            out[name] = float("nan")
+            continue
+        g = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params if p.grad is not None) + 0.0)
+        w = torch.sqrt(sum((p.detach().float() ** 2).sum() for p in params))
+        out[name] = float(g / w.clamp(min=1e-12))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="demo", help="preset (ignored with --checkpoint)")
+    parser.add_argument("--checkpoint", default=None, help="trained weights (and their config)")
+    parser.add_argument("--data", required=True, help="dataset folder (nuScenes layout)")
+    parser.add_argument("--version", default="v1.0-mini")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--windows", type=int, default=4, help="training windows averaged")
+    parser.add_argument("--step", type=int, default=0, help="training step (Gumbel temperature and noise)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        payload = load_checkpoint(args.checkpoint, ignore=INFERENCE_IRRELEVANT)
+        config = payload["config"]
+    else:
+        payload, config = None, load_preset(args.config)
+    objective = TrainingObjective(config, dataclasses.replace(TrainConfig(), renderer=False))
+    if payload is not None:
+        objective.net.load_state_dict(payload["model"])
+    objective.train()
+    reader = NuScenesReader.open(args.data, args.version, config)
+    dataset = SequenceDataset(reader, args.split)
+    collate = make_collate(config)
+    stride = max(1, len(dataset) // args.windows)
+    sums: dict[str, float] = {}
+    for i in range(args.windows):
+        batch = collate([dataset[(i * stride) % len(dataset)]])
+        objective.zero_grad(set_to_none=True)
+        objective(batch, args.step).total.backward()
+        for name, value in group_ratios(objective.net).items():
+            sums[name] = sums.get(name, 0.0) + value / args.windows
+    source = args.checkpoint or f"initial weights of preset {args.config!r}, seed {args.seed}"
+    print(f"{source}, step {args.step}, {args.windows} windows of {args.data} ({args.split})")
+    print("| module group | grad norm / weight norm |")
+    print("|---|---:|")
+    for name, value in sums.items():
+        print(f"| {name} | {value:.3g} |")
+    ratio = sums["selectors"] / sums["attention"] if sums.get("attention") else float("nan")
+    print(f"selectors / attention: {ratio:.3g}")
+
+
+if __name__ == "__main__":
+    main()
