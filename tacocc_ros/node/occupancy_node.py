@@ -22,6 +22,7 @@ Wiring only; the work is done by the tested modules it calls:
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -48,12 +49,13 @@ from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
 from tacocc_core.predictor import Predictor, PredictorOptions
-from tacocc_ros.messages.images import ImageDecodeError, decode_for_network
+from tacocc_ros.messages.images import ImageDecodeError, check_image, decode_for_network
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.log_throttle import LogThrottle
 from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
 from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC, MarkerBuilder, build_cloud, build_diagnostics
 from tacocc_ros.node.stats import NodeStats
@@ -72,8 +74,9 @@ def guarded(callback):
         try:
             callback(self, *args)
         except Exception as err:  # noqa: BLE001 - one bad message must not take the node down
-            self.stats.on_failed(f"callback {callback.__name__}")
-            self.get_logger().error(f"{callback.__name__}: {type(err).__name__}: {err}")
+            reason = f"callback {callback.__name__}"
+            self.stats.on_failed(reason)
+            self._log_error(reason, f"{callback.__name__}: {type(err).__name__}: {err}")
 
     return run
 
@@ -110,6 +113,8 @@ class OccupancyNode(Node):
                 raise ValueError(f"parameter {reason}")
         v = self.values
 
+        self.inference_threads = set_inference_threads(v["inference_threads"])
+        self.log_throttle = LogThrottle(round(v["log_throttle_s"] * NS_PER_S))
         self._sync_lock = threading.Lock()
         self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])  # an error before the model loads
         self.predictor = self._make_predictor(v["checkpoint"], v["device"], v["precision"])
@@ -188,10 +193,28 @@ class OccupancyNode(Node):
             self._warned.add(key)
             self.get_logger().warning(message)
 
+    def _log_throttled(self, log, reason: str, message: str) -> None:
+        """Log `message` under the fixed `reason`: one line per reason per `log_throttle_s`, then a count."""
+        line = self.log_throttle.report(reason, message, time.monotonic_ns())
+        if line is not None:
+            log(line)
+
+    def _log_error(self, reason: str, message: str) -> None:
+        self._log_throttled(self.get_logger().error, reason, message)
+
+    def _log_warning(self, reason: str, message: str) -> None:
+        self._log_throttled(self.get_logger().warning, reason, message)
+
     # --- callbacks (sensor group: never wait for the network) ----------------------------------------
     @guarded
     def _on_image(self, cam, msg) -> None:
         self.stats.on_input(cam.image_topic, time.monotonic_ns())
+        try:  # the header only: the pixels are decoded on the worker, for the frames it infers
+            check_image(msg, source=cam.image_topic)
+        except ImageDecodeError as err:
+            self.stats.on_failed(f"image {cam.name}")
+            self._log_error(f"image {cam.name}", f"image {stamp_to_ns(msg.header.stamp)} refused: {err}")
+            return
         with self._sync_lock:
             events = self.sync.add_image(cam.name, stamp_to_ns(msg.header.stamp), msg)
         self._handle(events)
@@ -200,8 +223,11 @@ class OccupancyNode(Node):
     def _on_info(self, cam, msg: CameraInfo) -> None:
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
         if k[0, 0] <= 0 or k[1, 1] <= 0 or not np.isfinite(k).all():
-            self.stats.on_failed(f"camera_info {cam.name}")
-            self.get_logger().error(f"{cam.info_topic}: CameraInfo K has no focal length: {k.tolist()}")
+            reason = f"bad CameraInfo {cam.name}"
+            self.stats.on_failed(reason)
+            self._log_error(
+                reason, f"{cam.info_topic}: CameraInfo K has no focal length (kept the previous K): {k.tolist()}"
+            )
             return
         self.camera_info[cam.name] = k
 
@@ -210,11 +236,31 @@ class OccupancyNode(Node):
         topic = self.values["lidar_topic"]
         self.stats.on_input(topic, time.monotonic_ns())
         stamp = stamp_to_ns(msg.header.stamp)
+        declared = int(msg.width) * int(msg.height)
+        if declared > self.values["max_points"]:  # refused before any decoding: its cost is the copy DDS made
+            self.stats.on_failed("oversized PointCloud2")
+            self._log_error(
+                "oversized PointCloud2",
+                f"dropped sweep {stamp}: {topic}: {msg.width}x{msg.height} = {declared} points > max_points "
+                f"{self.values['max_points']}",
+            )
+            return
         try:
             points = cloud_to_points(msg, source=topic)
         except PointCloudError as err:
             self.stats.on_failed("bad PointCloud2")
-            self.get_logger().error(f"dropped sweep {stamp}: {err}")
+            self._log_error("bad PointCloud2", f"dropped sweep {stamp}: {err}")
+            return
+        if len(points) < declared:
+            self.stats.on_event("non-finite points dropped")
+            self._log_throttled(
+                self.get_logger().info,
+                "non-finite points dropped",
+                f"sweep {stamp}: {declared - len(points)} of {declared} points had a non-finite x/y/z and were dropped",
+            )
+        if len(points) == 0:
+            self.stats.on_failed("empty PointCloud2")
+            self._log_error("empty PointCloud2", f"dropped sweep {stamp}: {topic}: no finite points")
             return
         with self._sync_lock:
             events = self.sync.add_lidar(stamp, LidarInput(stamp, msg.header.frame_id, points, time.monotonic_ns()))
@@ -229,7 +275,7 @@ class OccupancyNode(Node):
             pose = pose_xyzw_to_transform((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
         except ValueError as err:
             self.stats.on_failed("bad Odometry")
-            self.get_logger().error(f"{self.values['odom_topic']}: {err}")
+            self._log_error("bad Odometry", f"{self.values['odom_topic']}: {err}")
             return
         if self.poses.add(stamp_to_ns(msg.header.stamp), pose):
             self.stats.on_event("odometry went back in time")
@@ -240,22 +286,26 @@ class OccupancyNode(Node):
                 if self.worker.submit(event):
                     self.stats.on_dropped("replaced")
                 if event.missing:
-                    self.stats.on_event("degraded " + ",".join(event.missing))
+                    self.stats.on_event("degraded")
+                    for camera in event.missing:
+                        self.stats.on_event(f"degraded {camera}")
             elif isinstance(event, DroppedSet):
                 self.stats.on_dropped(event.reason)
                 for camera in event.missing:
                     self.stats.on_dropped(f"{event.reason}:{camera}")
-                self.get_logger().warning(
+                self._log_warning(
+                    f"dropped {event.reason}",
                     f"dropped sweep {event.lidar_stamp_ns}: {event.reason}"
-                    + (f" (no image from {', '.join(event.missing)})" if event.missing else "")
+                    + (f" (no image from {', '.join(event.missing)})" if event.missing else ""),
                 )
             elif isinstance(event, TimeReset):
                 self.sweeps.clear()
                 self._reset_requested.set()
                 self.stats.on_event("time went backwards")
-                self.get_logger().warning(
+                self._log_warning(
+                    "time went backwards",
                     f"time went backwards on {event.source} ({event.previous_ns} -> {event.stamp_ns}): "
-                    "buffers cleared, temporal state reset"
+                    "buffers cleared, temporal state reset",
                 )
 
     # --- worker thread -------------------------------------------------------------------------------
@@ -270,10 +320,15 @@ class OccupancyNode(Node):
         prediction = self.predictor.predict(frame)
         if prediction.error is not None:
             self.stats.on_failed("network")
-            self.get_logger().error(f"sweep {lidar.stamp_ns}: {prediction.error}")
+            self._log_error("network", f"sweep {lidar.stamp_ns}: {prediction.error}")
             return
-        if prediction.temporal_reset is not None:
-            self.stats.on_event(f"temporal reset: {prediction.temporal_reset}")
+        if prediction.temporal_reset is not None:  # the reason (a gap value) goes in the log, not the key
+            self.stats.on_event("temporal reset")
+            self._log_throttled(
+                self.get_logger().info,
+                "temporal reset",
+                f"sweep {lidar.stamp_ns}: temporal reset: {prediction.temporal_reset}",
+            )
         ks = [
             (k, n)
             for modality in prediction.k_histogram.values()
@@ -300,7 +355,7 @@ class OccupancyNode(Node):
         for name, result in self._decode_pool.map(decode, list(synced.images)):
             if isinstance(result, ImageDecodeError):
                 self.stats.on_failed(f"image {name}")
-                self.get_logger().error(f"sweep {lidar.stamp_ns}: {result}")
+                self._log_error(f"image {name}", f"sweep {lidar.stamp_ns}: {result}")
             else:
                 decoded[name] = result
         intrinsics, extrinsics = {}, {}
@@ -320,8 +375,9 @@ class OccupancyNode(Node):
         needed = len(self.cameras) if self.sync.config.min_cameras is None else self.sync.config.min_cameras
         if valid.sum() < max(needed, 1):
             self.stats.on_failed("too few cameras")
-            self.get_logger().error(
-                f"sweep {lidar.stamp_ns}: {int(valid.sum())} usable cameras, need {needed}; left out: {missing}"
+            self._log_error(
+                "too few cameras",
+                f"sweep {lidar.stamp_ns}: {int(valid.sum())} usable cameras, need {needed}; left out: {missing}",
             )
             return None
 
@@ -360,10 +416,11 @@ class OccupancyNode(Node):
             self.stats.on_published(lidar.stamp_ns, self.get_clock().now().nanoseconds)
 
     def _on_worker_error(self, synced: SyncedSet, err: BaseException) -> None:
-        self.stats.on_failed(type(err).__name__)
+        reason = f"frame {type(err).__name__}"
+        self.stats.on_failed(reason)
         if not self.context.ok():
             return
-        self.get_logger().error(f"sweep {synced.lidar_stamp_ns} failed: {type(err).__name__}: {err}")
+        self._log_error(reason, f"sweep {synced.lidar_stamp_ns} failed: {type(err).__name__}: {err}")
 
     # --- services, parameters, diagnostics -----------------------------------------------------------
     def _reload(self, path: str) -> str | None:
@@ -409,6 +466,8 @@ class OccupancyNode(Node):
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
+        for line in self.log_throttle.flush(time.monotonic_ns()):  # counts of reasons that went quiet
+            self.get_logger().warning(line)
         snapshot = self.stats.snapshot(time.monotonic_ns())
         self.pub_diagnostics.publish(
             build_diagnostics(snapshot, self.get_clock().now().nanoseconds, hardware_id=str(self.predictor.device))
@@ -434,6 +493,22 @@ def _join_callbacks(executor) -> None:
         pool.shutdown(wait=True)
 
 
+def set_inference_threads(threads: int) -> int:
+    """Give torch's intra-op pool `threads` threads (0: every core this process may use); the number set."""
+    import torch
+
+    count = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    return count
+
+
+def make_executor(kind: str):
+    """The executor that spins the node's callbacks (see the module docstring for why `single`)."""
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=2)
+    return SingleThreadedExecutor()
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until SIGINT or SIGTERM; 0 on a clean stop, 1 when startup fails.
 
@@ -455,7 +530,7 @@ def main(args: list[str] | None = None) -> int:
     status = 0
     try:
         node = OccupancyNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = make_executor(node.values["executor"])
         executor.add_node(node)
         while not stop.is_set() and node.context.ok():
             executor.spin_once(timeout_sec=1.0)
