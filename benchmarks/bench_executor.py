@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/executor"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--checkpoint", default="checkpoints/demo.pt")
+    parser.add_argument("--bench-json", default=None, help="reuse this `tacocc bench --out` file")
     args = parser.parse_args()
 
     frame = frame_from_fixture(default_fixture())
@@ -43,7 +44,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     bench_path = args.out / "bench.json"
     points = len(frame.points) * (config.lidar.sweeps + 1)
-    network = network_timing(run_bench("demo", points, len(os.sched_getaffinity(0)), bench_path))
+    if args.bench_json:
+        bench_path = Path(args.bench_json)
+        network = network_timing(json.loads(bench_path.read_text()))
+    else:
+        network = network_timing(run_bench("demo", points, len(os.sched_getaffinity(0)), bench_path))
     print(f"network (tacocc bench, demo, {points} points): p50 {network['p50_ms']:.1f} ms, p99 {network['p99_ms']:.1f}")
     rows = {}
     for i, name in enumerate(args.variants):

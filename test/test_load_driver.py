@@ -15,6 +15,11 @@ from tacocc_ros.tooling.load_driver import DriveOptions  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
+# A 24 MB cloud can be pushed out of the node's depth-5 sensor queue by newer sweeps while DDS still carries
+# it (faults.py), so over DDS it is injected and survived but not always seen; test_occupancy_node_bad_input.py
+# hands it to the node directly and checks the count.
+MAY_NOT_ARRIVE = {"huge_cloud"}
+
 
 def check_survived(report: dict, injected_each: int) -> None:
     __tracebackhide__ = True
@@ -24,6 +29,8 @@ def check_survived(report: dict, injected_each: int) -> None:
     assert set(counted) == set(faults.FAULTS)
     for fault, c in counted.items():
         assert c["injected"] >= injected_each, (fault, c)
+        if fault in MAY_NOT_ARRIVE:
+            continue
         assert sum(c["counted"].values()) >= 1, f"{fault} injected {c['injected']} times, never counted: {c}"
     assert report["outputs_after_last_fault"] >= 3, "no grids after the last fault"
     assert report["diagnostics_keys"]["max"] < 100, report["diagnostics_latest"]
@@ -31,7 +38,7 @@ def check_survived(report: dict, injected_each: int) -> None:
 
 @pytest.mark.timeout(400)
 def test_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(repo_root, nuscenes_frame_dir, tmp_path):
-    # 13 faults, one every 2.5 s from t=5 s (the last at 35 s, the silent camera until 40 s), then 20 s clean.
+    # Every fault, one every 2.5 s from t=5 s; the last at 35 s, the silent camera until 40 s, then 20 s clean.
     options = DriveOptions(duration_s=60.0, warmup_s=5.0, faults=faults.FAULTS, fault_every_s=2.5, faults_until_s=36.0)
     session = SessionOptions(checkpoint=str(repo_root / "checkpoints" / "demo.pt"), bench=False)
     report = drive(frame_from_fixture(nuscenes_frame_dir), options, session, tmp_path / "drive.json")

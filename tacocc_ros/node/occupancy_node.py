@@ -6,6 +6,13 @@ Wiring only; the work is done by the tested modules it calls:
 
 - Subscription callbacks never wait for the network: a complete set goes into a one-place slot that a
   newer set replaces (counted as dropped "replaced").
+- Threads (why, below): the callbacks run on one `SingleThreadedExecutor` thread and stay cheap (a
+  cloud is converted, an image keeps its compressed bytes after a header check; only the images of a set
+  the worker takes are decoded, on `decode_threads` threads with libjpeg's reduced-size decode); the
+  inference worker owns torch's intra-op pool (`inference_threads`, 0 = every core); nothing polls: the
+  executor blocks in rcl_wait, the worker on a condition variable, the odometry wait on another.
+- Logs: one line per reason per `log_throttle_s` with the count of the others (log_throttle.py);
+  /diagnostics keys are fixed reasons (stats.py caps them), what varies goes into the log message.
 - CameraInfo is kept outside the synchroniser (latest per camera, transient-local QoS by default).
 - One bad message (malformed cloud, unknown encoding, corrupt JPEG, a failing frame) is logged,
   counted on /diagnostics, and the node goes on with the next one.
@@ -17,6 +24,22 @@ Wiring only; the work is done by the tested modules it calls:
 - The checkpoint is reloaded when the `checkpoint` parameter changes and by the `~/reload_checkpoint`
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
+
+Why a single-threaded executor. rclpy's `MultiThreadedExecutor` keeps re-entering its wait loop while a
+callback of a mutually exclusive group runs (the entity is not waitable then, so the wait returns at once):
+its thread spins on `wait_for_ready_callbacks` / `Future.done` and holds the interpreter lock the
+inference thread needs. Measured with `benchmarks/bench_executor.py` (`tacocc drive`: the real fixture
+frame, LiDAR 20 Hz, six cameras 12 Hz, /odom 50 Hz, demo checkpoint, 35 s after 10 s warm-up) on the
+project's 2-core machine while other jobs kept its load average at 6.7-7.5:
+
+    executor, torch threads          grids/s   end-to-end p50 / p99 ms   longest gap ms
+    multi (2 threads), 2                1.88        532 / 2160                 2551
+    single, 2                           2.84        390 /  663                 1961
+    single, 1                           2.52        429 /  650                 3399
+
+so `executor: single` with every core for torch is the default; `executor: multi` stays for comparison.
+On that loaded machine the node got 0.6-0.7 of a core, so none of them reached the sensor rate; the
+README's "Performance" section has the figures against the network's own timing.
 """
 
 from __future__ import annotations
@@ -193,17 +216,19 @@ class OccupancyNode(Node):
             self._warned.add(key)
             self.get_logger().warning(message)
 
-    def _log_throttled(self, log, reason: str, message: str) -> None:
-        """Log `message` under the fixed `reason`: one line per reason per `log_throttle_s`, then a count."""
-        line = self.log_throttle.report(reason, message, time.monotonic_ns())
-        if line is not None:
-            log(line)
-
+    # rclpy refuses one call site logging at two severities, so each severity has its own call below.
     def _log_error(self, reason: str, message: str) -> None:
-        self._log_throttled(self.get_logger().error, reason, message)
+        """Log `message` under the fixed `reason`: one line per reason per `log_throttle_s`, then a count."""
+        if (line := self.log_throttle.report(reason, message, time.monotonic_ns())) is not None:
+            self.get_logger().error(line)
 
     def _log_warning(self, reason: str, message: str) -> None:
-        self._log_throttled(self.get_logger().warning, reason, message)
+        if (line := self.log_throttle.report(reason, message, time.monotonic_ns())) is not None:
+            self.get_logger().warning(line)
+
+    def _log_info(self, reason: str, message: str) -> None:
+        if (line := self.log_throttle.report(reason, message, time.monotonic_ns())) is not None:
+            self.get_logger().info(line)
 
     # --- callbacks (sensor group: never wait for the network) ----------------------------------------
     @guarded
@@ -253,8 +278,7 @@ class OccupancyNode(Node):
             return
         if len(points) < declared:
             self.stats.on_event("non-finite points dropped")
-            self._log_throttled(
-                self.get_logger().info,
+            self._log_info(
                 "non-finite points dropped",
                 f"sweep {stamp}: {declared - len(points)} of {declared} points had a non-finite x/y/z and were dropped",
             )
@@ -324,8 +348,7 @@ class OccupancyNode(Node):
             return
         if prediction.temporal_reset is not None:  # the reason (a gap value) goes in the log, not the key
             self.stats.on_event("temporal reset")
-            self._log_throttled(
-                self.get_logger().info,
+            self._log_info(
                 "temporal reset",
                 f"sweep {lidar.stamp_ns}: temporal reset: {prediction.temporal_reset}",
             )

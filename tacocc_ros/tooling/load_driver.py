@@ -178,7 +178,9 @@ class LoadDriver:
         self.cpu: list[tuple[float, float]] = []
         self.faults_injected: list[tuple[float, str]] = []
         self.published = {"lidar": 0, "images": 0, "infos": 0, "odom": 0}
-        self._huge: PointCloud2 | None = None
+        self._huge: PointCloud2 | None = None  # 40 MB, built before the run so that building it stalls nothing
+        if "huge_cloud" in options.faults:
+            self._huge = fault_lib.bad_cloud("huge_cloud", self.messages.cloud, frame.points, self._rng)
         self._cpu_start = time.process_time()
         self.driver_cpu_s: float | None = None
 
@@ -198,7 +200,11 @@ class LoadDriver:
         self.pub_infos = {
             c: node.create_publisher(CameraInfo, camera_topics(c)[1], latched) for c in self.messages.infos
         }
-        self.pub_cloud = node.create_publisher(PointCloud2, LIDAR_TOPIC, reliable)
+        # A deep LiDAR history: a reliable writer drops a sample from its history once `depth` newer ones are
+        # written, and the 40 MB `huge_cloud` takes longer than 10 sweeps (0.5 s) to reach a busy node.
+        self.pub_cloud = node.create_publisher(
+            PointCloud2, LIDAR_TOPIC, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        )
         self.pub_odom = node.create_publisher(Odometry, ODOM_TOPIC, reliable)
         node.create_subscription(PointCloud2, opts.output_topic, self._on_output, reliable)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
@@ -228,8 +234,6 @@ class LoadDriver:
         m = self.messages
         cloud = m.stamp(m.cloud, stamp)
         if fault == "huge_cloud":
-            if self._huge is None:
-                self._huge = fault_lib.bad_cloud(fault, cloud, m.frame.points, self._rng)
             cloud = m.stamp(self._huge, stamp)
         elif fault is not None:
             cloud = fault_lib.bad_cloud(fault, cloud, m.frame.points, self._rng)
@@ -397,6 +401,7 @@ class LoadDriver:
             "dropped": drive_report.counters(latest, "dropped "),
             "failed": drive_report.counters(latest, "failed "),
             "diagnostics_latest": latest,
+            "diagnostics_first_seen_s": self._first_seen(),
             "diagnostics_keys": {
                 "max": max((n for _, n in key_counts), default=0),
                 "at_settle": next((n for t, n in key_counts if t >= drive_report.RSS_SETTLE_S), None),
@@ -416,6 +421,14 @@ class LoadDriver:
             ),
         }
         return summary
+
+    def _first_seen(self) -> dict[str, float]:
+        """When each /diagnostics key first appeared (s since the start): ties a count to its cause."""
+        seen: dict[str, float] = {}
+        for t, values in self.diagnostics:
+            for key in values:
+                seen.setdefault(key, round(t, 2))
+        return seen
 
     def _faults_counted(self, latest: dict[str, str]) -> dict:
         out = {}
