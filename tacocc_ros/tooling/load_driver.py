@@ -9,8 +9,9 @@ What it does, all over real DDS (a private rclpy context, `RosHandle`):
   20 Hz, six cameras 12 Hz (JPEG CompressedImage, and one camera as a raw rgb8 Image at half size so that
   raw-image faults have a raw topic), a CameraInfo with each image, /odom 50 Hz; a scheduler thread sleeps
   until the next message is due (no busy wait);
-- every `fault_every_s` injects the next fault of `faults` (tacocc_ros/tooling/faults.py) in place of a good
-  message of its stream; good messages continue at once;
+- every `fault_every_s` injects the next fault of `faults` (tacocc_ros/tooling/faults.py) in place of the
+  next `fault_repeat` good messages of its stream (the node's queues keep the last few messages of a topic,
+  camera_info only the last one, so a busy node may never take a single bad message); good ones follow;
 - subscribes to the node's occupancy cloud (end-to-end latency = receipt - publication of its LiDAR stamp)
   and /diagnostics (in-node latency, drops, failures, events: the keys it holds over time);
 - samples the node process's RSS and CPU time from /proc every second.
@@ -59,6 +60,7 @@ class DriveOptions:
     odom_hz: float = 50.0
     faults: tuple[str, ...] = ()
     fault_every_s: float = 3.0
+    fault_repeat: int = 2  # consecutive messages of its stream a fault replaces (the huge cloud: one)
     fault_start_s: float = 5.0
     faults_until_s: float | None = None  # no fault after this time (None: until the end)
     fault_cameras: fault_lib.FaultCameras = field(default_factory=fault_lib.FaultCameras)
@@ -73,6 +75,8 @@ class DriveOptions:
 
     def __post_init__(self) -> None:
         fault_lib.check_faults(self.faults)
+        if self.fault_repeat < 1:
+            raise ValueError(f"DriveOptions.fault_repeat must be >= 1, got {self.fault_repeat}")
         for name in ("duration_s", "lidar_hz", "camera_hz", "odom_hz", "fault_every_s", "sample_period_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DriveOptions.{name} must be > 0, got {getattr(self, name)}")
@@ -296,7 +300,7 @@ class LoadDriver:
         if opts.faults:
             queue.append((opts.fault_start_s, "fault"))
         heapq.heapify(queue)
-        pending: dict[str, str] = {}
+        pending: dict[str, tuple[str, int]] = {}  # stream -> (fault, messages of the stream it still replaces)
         fault_index = 0
         publish = {"lidar": self._publish_lidar, "cameras": self._publish_cameras, "odom": self._publish_odom}
         while queue and not stop.is_set():
@@ -319,13 +323,16 @@ class LoadDriver:
                 elif fault == "silent_camera":
                     self._silent_until[opts.fault_cameras.silent_camera] = now + opts.silence_s
                 else:
-                    pending[stream] = fault
+                    pending[stream] = (fault, 1 if fault == "huge_cloud" else opts.fault_repeat)
                 next_fault = due + opts.fault_every_s
                 if opts.faults_until_s is None or next_fault <= opts.faults_until_s:
                     heapq.heappush(queue, (next_fault, "fault"))
                 continue
             else:
-                publish[what](now, pending.pop(what, None))
+                fault, left = pending.pop(what, (None, 0))
+                if left > 1:
+                    pending[what] = (fault, left - 1)
+                publish[what](now, fault)
             heapq.heappush(queue, (due + periods[what], what))
 
     # --- the run -------------------------------------------------------------------------------------
