@@ -25,9 +25,8 @@ Wiring only; the work is done by the tested modules it calls:
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
 
-Why a single-threaded executor. rclpy's `MultiThreadedExecutor` keeps re-entering its wait loop while a
-callback of a mutually exclusive group runs (the entity is not waitable then, so the wait returns at once):
-its thread spins on `wait_for_ready_callbacks` / `Future.done` and holds the interpreter lock the
+Why a single-threaded executor (threads.py): rclpy's `MultiThreadedExecutor` spins in its wait loop
+(`wait_for_ready_callbacks`, `Future.done`) while a callback runs, holding the interpreter lock the
 inference thread needs. Measured with `benchmarks/bench_executor.py` (`tacocc drive`: the real fixture
 frame, LiDAR 20 Hz, six cameras 12 Hz, /odom 50 Hz, demo checkpoint, 35 s after 10 s warm-up) on the
 project's 2-core machine while other jobs kept its load average at 6.7-7.5:
@@ -45,7 +44,6 @@ README's "Performance" section has the figures against the network's own timing.
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import sys
 import threading
@@ -59,7 +57,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -84,6 +82,7 @@ from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC, MarkerBuilder, b
 from tacocc_ros.node.stats import NodeStats
 from tacocc_ros.node.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
 from tacocc_ros.node.sync_message_filters import make_synchronizer, synchronizer_name
+from tacocc_ros.node.threads import make_executor, set_inference_threads
 from tacocc_ros.node.worker import Worker
 
 SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
@@ -514,22 +513,6 @@ def _join_callbacks(executor) -> None:
     pool = getattr(executor, "_executor", None)
     if pool is not None and hasattr(pool, "shutdown"):
         pool.shutdown(wait=True)
-
-
-def set_inference_threads(threads: int) -> int:
-    """Give torch's intra-op pool `threads` threads (0: every core this process may use); the number set."""
-    import torch
-
-    count = threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(count)
-    return count
-
-
-def make_executor(kind: str):
-    """The executor that spins the node's callbacks (see the module docstring for why `single`)."""
-    if kind == "multi":
-        return MultiThreadedExecutor(num_threads=2)
-    return SingleThreadedExecutor()
 
 
 def main(args: list[str] | None = None) -> int:
