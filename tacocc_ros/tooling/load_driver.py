@@ -39,12 +39,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from tacocc_core.bags.topics import LIDAR_TOPIC, ODOM_TOPIC, camera_topics
 from tacocc_ros.messages.pointcloud import array_to_cloud
 from tacocc_ros.messages.stamps import make_header, stamp_to_ns
+from tacocc_ros.node.outputs import CLOUD_TOPIC
 from tacocc_ros.tooling import drive_report
 from tacocc_ros.tooling import faults as fault_lib
 from tacocc_ros.tooling.drive_source import DriveFrame
 from tacocc_ros.tooling.node_process import RosHandle
 
-DEFAULT_OUTPUT_TOPIC = "/occupancy_node/occupancy/cloud"
+DEFAULT_OUTPUT_TOPIC = "/" + CLOUD_TOPIC  # the node's occupancy cloud, alone or from the launch file
 RAW_TOPIC_SUFFIX = "image_raw"
 PAGE_KB = 1024
 
