@@ -39,8 +39,10 @@ def check_survived(report: dict, injected_each: int) -> None:
 @pytest.mark.timeout(400)
 def test_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(repo_root, nuscenes_frame_dir, tmp_path):
     # Every fault, one every 2.5 s from t=5 s; the last at 35 s, the silent camera until 40 s, then 20 s clean.
+    # Each replaces 6 messages of its stream (0.5 s of camera_info, which the node queues one deep): a node
+    # on a loaded machine may take no single given message of a topic.
     options = DriveOptions(
-        duration_s=60.0, warmup_s=5.0, faults=faults.FAULTS, fault_every_s=2.5, faults_until_s=36.0, fault_repeat=3
+        duration_s=60.0, warmup_s=5.0, faults=faults.FAULTS, fault_every_s=2.5, faults_until_s=36.0, fault_repeat=6
     )
     session = SessionOptions(checkpoint=str(repo_root / "checkpoints" / "demo.pt"), bench=False)
     report = drive(frame_from_fixture(nuscenes_frame_dir), options, session, tmp_path / "drive.json")
