@@ -25,10 +25,21 @@ def test_longest_gap_counts_the_window_edges():
 def test_rss_growth_is_measured_after_the_settle_time():
     rss = [(t, 1000.0 + min(t, 120) * 0.5 + max(0, t - 120) * 0.01) for t in range(0, 1800, 1)]
     got = drive_report.rss_summary(rss)
-    assert got["start_mb"] == 1000.0 and got["settled_mb"] == pytest.approx(1060.0)
-    assert got["growth_after_settle_mb"] == pytest.approx(0.01 * (1799 - 120))
+    assert got["start_mb"] == 1000.0 and got["settled_mb"] == pytest.approx(1060.0 + 0.01 * 29.5)
+    assert got["growth_after_settle_mb"] == pytest.approx(0.01 * (1769 - 149.5))  # medians of the two minutes
     short = drive_report.rss_summary([(0, 900.0), (60, 950.0)])
     assert short["settled_mb"] is None and short["growth_after_settle_mb"] is None and short["max_mb"] == 950.0
+
+
+def test_a_block_mapped_for_one_sample_is_not_growth():
+    rss = [(t, 1300.0 + (23.0 if t % 50 == 0 else 0.0)) for t in range(0, 1800)]  # a 23 MB cloud now and then
+    got = drive_report.rss_summary(rss)
+    assert got["growth_after_settle_mb"] == 0.0 and got["max_after_settle_mb"] == 1323.0
+
+
+def test_steps_that_stay_are_growth():
+    rss = [(t, 1200.0 + 23.0 * min(5, max(0, t - 120) // 100)) for t in range(0, 1800)]
+    assert drive_report.rss_summary(rss)["growth_after_settle_mb"] == 115.0
 
 
 def test_counters_read_integer_diagnostics_values():

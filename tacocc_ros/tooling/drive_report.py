@@ -43,20 +43,32 @@ def longest_gap(times: list[float] | np.ndarray, start: float, end: float) -> di
     return {"s": float(gaps[i]), "at": float(edges[i])}
 
 
-def rss_summary(rss: list[tuple[float, float]], settle_s: float = RSS_SETTLE_S) -> dict:
-    """RSS (MB) at start, at `settle_s`, at the end, its max, and growth from `settle_s` to the end."""
+def rss_summary(rss: list[tuple[float, float]], settle_s: float = RSS_SETTLE_S, window_s: float = 60.0) -> dict:
+    """RSS (MB) at start, after `settle_s`, at the end, its max, and the growth from `settle_s` to the end.
+
+    "After settle" and "end" are medians over `window_s` (the minute after `settle_s`, the last minute), so a
+    block mapped for one message at the moment of a sample (a 23 MB cloud) does not count as growth;
+    `max_after_settle_mb` keeps the highest sample.
+    """
+    empty = dict.fromkeys(
+        ("start_mb", "settled_mb", "end_mb", "max_mb", "max_after_settle_mb", "growth_after_settle_mb")
+    )
     if not rss:
-        return {"start_mb": None, "settled_mb": None, "end_mb": None, "max_mb": None, "growth_after_settle_mb": None}
+        return empty
     t = np.asarray([s[0] for s in rss])
     mb = np.asarray([s[1] for s in rss])
-    settled = mb[np.searchsorted(t, settle_s)] if t[-1] >= settle_s else None
-    return {
+    out = {
+        **empty,
         "start_mb": float(mb[0]),
-        "settled_mb": None if settled is None else float(settled),
-        "end_mb": float(mb[-1]),
+        "end_mb": float(np.median(mb[t >= t[-1] - window_s])),
         "max_mb": float(mb.max()),
-        "growth_after_settle_mb": None if settled is None else float(mb[t >= settle_s].max() - settled),
     }
+    if t[-1] >= settle_s + window_s:
+        settled = float(np.median(mb[(t >= settle_s) & (t < settle_s + window_s)]))
+        out["settled_mb"] = settled
+        out["max_after_settle_mb"] = float(mb[t >= settle_s].max())
+        out["growth_after_settle_mb"] = out["end_mb"] - settled
+    return out
 
 
 def counters(values: dict[str, str], prefix: str) -> dict[str, int]:
