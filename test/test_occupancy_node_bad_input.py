@@ -5,6 +5,7 @@ tacocc_ros/tooling/faults.py): each is counted under its fixed /diagnostics key,
 next good frame is inferred and counted as published.
 """
 
+import os
 import time
 
 import numpy as np
@@ -28,8 +29,11 @@ def node(repo_root, nuscenes_frame_dir, tmp_path_factory):
     frame = frame_from_fixture(nuscenes_frame_dir)
     calibration = frame.write_calibration(tmp_path_factory.mktemp("calib") / "calibration.yaml")
     params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions())
+    params["inference_threads"] = 1  # the node lives in the test process: leave its torch thread count alone
     context = Context()
-    rclpy.init(context=context)
+    # A domain of its own: this node needs no DDS peer, and a node named occupancy_node must not show up in the
+    # graph of the other node tests of this session.
+    rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + 50) % 101)
     node = OccupancyNode(
         context=context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
     )
