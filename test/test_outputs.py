@@ -118,7 +118,7 @@ def test_occupied_voxels_rejects_a_grid_of_another_shape():
 def stats(new_dropped=0, new_failed=0):
     return {
         "rates_hz": {"/LIDAR_TOP": 20.0, "/CAM_FRONT/image_rect_compressed": 12.0},
-        "latency_ms": {"p50": 41.25, "p99": None},
+        "latency_ms": {"p50": 41.25, "p99": None, "max": 60.0},
         "published": 17,
         "dropped": {"incomplete:CAM_BACK": 2},
         "failed": {"decode": 1},
@@ -139,6 +139,7 @@ def test_diagnostics_values_and_levels():
         "rate /LIDAR_TOP (Hz)": "20.00",
         "latency p50 (ms)": "41.2",
         "latency p99 (ms)": "n/a",
+        "latency max (ms)": "60.0",
         "published": "17",
         "dropped incomplete:CAM_BACK": "2",
         "failed decode": "1",

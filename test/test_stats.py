@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from tacocc_ros.node.stats import NodeStats
+from tacocc_ros.node.stats import OTHER, NodeStats
 
 S = 1_000_000_000
 
@@ -32,13 +32,14 @@ def test_clock_going_back_restarts_the_rate():
 
 def test_latency_percentiles_over_the_last_frames():
     stats = NodeStats(latency_window=100)
-    assert stats.snapshot(0)["latency_ms"] == {"p50": None, "p99": None}
+    assert stats.snapshot(0)["latency_ms"] == {"p50": None, "p99": None, "max": None}
     for i in range(300):  # only the last 100 (latencies 200..299 ms) count
         stats.on_published(lidar_stamp_ns=i * S, publish_ns=i * S + i * 1_000_000)
     snap = stats.snapshot(0)
     assert snap["published"] == 300
     assert snap["latency_ms"]["p50"] == pytest.approx(np.percentile(np.arange(200, 300), 50))
     assert snap["latency_ms"]["p99"] == pytest.approx(np.percentile(np.arange(200, 300), 99))
+    assert snap["latency_ms"]["max"] == pytest.approx(299)
 
 
 def test_drops_failures_and_k_histogram():
@@ -76,3 +77,17 @@ def test_counts_from_several_threads_add_up():
 def test_bad_windows_are_rejected():
     with pytest.raises(ValueError, match="windows must be positive"):
         NodeStats(rate_window_ns=0)
+
+
+def test_the_key_set_is_bounded_whatever_the_reasons():
+    stats = NodeStats(max_keys=4)
+    for i in range(1000):  # a caller that builds reasons from data (a gap value, a stamp)
+        stats.on_dropped(f"gap {i}")
+        stats.on_failed(f"stamp {i}")
+        stats.on_event(f"reset {i}")
+    snap = stats.snapshot(0)
+    for counter in ("dropped", "failed", "events"):
+        assert len(snap[counter]) == 5 and snap[counter][OTHER] == 996
+        assert sum(snap[counter].values()) == 1000
+    stats.on_dropped("gap 0")  # a reason it already holds keeps its own key
+    assert stats.snapshot(0)["dropped"]["gap 0"] == 2

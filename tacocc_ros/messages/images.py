@@ -153,6 +153,39 @@ def jpeg_reduction(in_size: tuple[int, int], transform: ImageTransform) -> int:
     return 1
 
 
+def check_image(msg: Image | CompressedImage, source: str = "image") -> None:
+    """The cheap checks of an image message, without decoding its pixels (about 0.05 ms for a JPEG header).
+
+    Raw: a known encoding, a non-empty size, `step` at least one row, data at least `step` x rows.
+    Compressed: JPEG or PNG magic bytes and a readable header. A corrupt compressed body passes and
+    fails later in `decode_for_network`. Raises ImageDecodeError naming `source`.
+    """
+    if isinstance(msg, CompressedImage):
+        compressed_size(msg, source)
+    elif isinstance(msg, Image):
+        if msg.encoding not in RAW_ENCODINGS:
+            raise ImageDecodeError(
+                f"{source}: unsupported image encoding {msg.encoding!r}; supported: {', '.join(RAW_ENCODINGS)}"
+            )
+        _check_raw_size(msg, source)
+    else:
+        raise TypeError(f"{source}: expected sensor_msgs/Image or CompressedImage, got {type(msg).__name__}")
+
+
+def _check_raw_size(msg: Image, source: str) -> None:
+    channels, depth, _ = RAW_ENCODINGS[msg.encoding]
+    row = msg.width * channels * depth
+    if msg.height == 0 or msg.width == 0:
+        raise ImageDecodeError(f"{source}: empty {msg.width}x{msg.height} image")
+    if msg.step < row:
+        raise ImageDecodeError(f"{source}: step {msg.step} < width {msg.width} x {channels * depth} bytes per pixel")
+    if len(msg.data) < msg.step * (msg.height - 1) + row:
+        raise ImageDecodeError(
+            f"{source}: data holds {len(msg.data)} bytes, {msg.encoding} {msg.width}x{msg.height} with step "
+            f"{msg.step} needs {msg.step * msg.height}; truncated image"
+        )
+
+
 def decode_for_network(
     msg: Image | CompressedImage,
     out_size: tuple[int, int],

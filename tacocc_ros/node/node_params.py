@@ -113,6 +113,22 @@ NODE_PARAMS: dict[str, ParamSpec] = {
         _one_of("stamp", "arrival"),
     ),  # fmt: skip
     "decode_threads": ParamSpec(2, "threads decoding the camera images", True, _at_least(1)),
+    "inference_threads": ParamSpec(
+        0, "torch intra-op threads of the network; 0 = every core this process may use", True, _at_least(0)
+    ),  # fmt: skip
+    "executor": ParamSpec(
+        "single",
+        "rclpy executor spinning the callbacks: single (SingleThreadedExecutor) or multi (MultiThreadedExecutor, "
+        "2 threads; measured to starve inference on 2 cores, kept for comparison)",
+        True,
+        _one_of("single", "multi"),
+    ),  # fmt: skip
+    "max_points": ParamSpec(
+        500000, "a PointCloud2 with more points is refused before decoding (counted, logged)", False, _at_least(1)
+    ),  # fmt: skip
+    "log_throttle_s": ParamSpec(
+        5.0, "one log line per reason per this period, with the count of the others", True, _positive
+    ),  # fmt: skip
 }
 
 

@@ -6,6 +6,13 @@ Wiring only; the work is done by the tested modules it calls:
 
 - Subscription callbacks never wait for the network: a complete set goes into a one-place slot that a
   newer set replaces (counted as dropped "replaced").
+- Threads (why, below): the callbacks run on one `SingleThreadedExecutor` thread and stay cheap (a
+  cloud is converted, an image keeps its compressed bytes after a header check; only the images of a set
+  the worker takes are decoded, on `decode_threads` threads with libjpeg's reduced-size decode); the
+  inference worker owns torch's intra-op pool (`inference_threads`, 0 = every core); nothing polls: the
+  executor blocks in rcl_wait, the worker on a condition variable, the odometry wait on another.
+- Logs: one line per reason per `log_throttle_s` with the count of the others (log_throttle.py);
+  /diagnostics keys are fixed reasons (stats.py caps them), what varies goes into the log message.
 - CameraInfo is kept outside the synchroniser (latest per camera, transient-local QoS by default).
 - One bad message (malformed cloud, unknown encoding, corrupt JPEG, a failing frame) is logged,
   counted on /diagnostics, and the node goes on with the next one.
@@ -17,6 +24,21 @@ Wiring only; the work is done by the tested modules it calls:
 - The checkpoint is reloaded when the `checkpoint` parameter changes and by the `~/reload_checkpoint`
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
+
+Why a single-threaded executor (threads.py): rclpy's `MultiThreadedExecutor` spins in its wait loop
+(`wait_for_ready_callbacks`, `Future.done`) while a callback runs, holding the interpreter lock the
+inference thread needs. Measured with `benchmarks/bench_executor.py` (`tacocc drive`: the real fixture
+frame, LiDAR 20 Hz, six cameras 12 Hz, /odom 50 Hz, demo checkpoint, 35 s after 10 s warm-up) on the
+project's 2-core machine while other jobs kept its load average at 6.7-7.5:
+
+    executor, torch threads          grids/s   end-to-end p50 / p99 ms   longest gap ms
+    multi (2 threads), 2                1.88        532 / 2160                 2551
+    single, 2                           2.84        390 /  663                 1961
+    single, 1                           2.52        429 /  650                 3399
+
+so `executor: single` with every core for torch is the default; `executor: multi` stays for comparison.
+On that loaded machine the node got 0.6-0.7 of a core, so none of them reached the sensor rate; the
+README's "Performance" section has the figures against the network's own timing.
 """
 
 from __future__ import annotations
@@ -35,7 +57,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -48,17 +70,19 @@ from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
 from tacocc_core.predictor import Predictor, PredictorOptions
-from tacocc_ros.messages.images import ImageDecodeError, decode_for_network
+from tacocc_ros.messages.images import ImageDecodeError, check_image, decode_for_network
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.log_throttle import LogThrottle
 from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
 from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC, MarkerBuilder, build_cloud, build_diagnostics
 from tacocc_ros.node.stats import NodeStats
 from tacocc_ros.node.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
 from tacocc_ros.node.sync_message_filters import make_synchronizer, synchronizer_name
+from tacocc_ros.node.threads import make_executor, set_inference_threads
 from tacocc_ros.node.worker import Worker
 
 SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
@@ -72,8 +96,9 @@ def guarded(callback):
         try:
             callback(self, *args)
         except Exception as err:  # noqa: BLE001 - one bad message must not take the node down
-            self.stats.on_failed(f"callback {callback.__name__}")
-            self.get_logger().error(f"{callback.__name__}: {type(err).__name__}: {err}")
+            reason = f"callback {callback.__name__}"
+            self.stats.on_failed(reason)
+            self._log_error(reason, f"{callback.__name__}: {type(err).__name__}: {err}")
 
     return run
 
@@ -110,6 +135,8 @@ class OccupancyNode(Node):
                 raise ValueError(f"parameter {reason}")
         v = self.values
 
+        self.inference_threads = set_inference_threads(v["inference_threads"])
+        self.log_throttle = LogThrottle(round(v["log_throttle_s"] * NS_PER_S))
         self._sync_lock = threading.Lock()
         self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])  # an error before the model loads
         self.predictor = self._make_predictor(v["checkpoint"], v["device"], v["precision"])
@@ -188,10 +215,30 @@ class OccupancyNode(Node):
             self._warned.add(key)
             self.get_logger().warning(message)
 
+    # rclpy refuses one call site logging at two severities, so each severity has its own call below.
+    def _log_error(self, reason: str, message: str) -> None:
+        """Log `message` under the fixed `reason`: one line per reason per `log_throttle_s`, then a count."""
+        if (line := self.log_throttle.report(reason, message, time.monotonic_ns())) is not None:
+            self.get_logger().error(line)
+
+    def _log_warning(self, reason: str, message: str) -> None:
+        if (line := self.log_throttle.report(reason, message, time.monotonic_ns())) is not None:
+            self.get_logger().warning(line)
+
+    def _log_info(self, reason: str, message: str) -> None:
+        if (line := self.log_throttle.report(reason, message, time.monotonic_ns())) is not None:
+            self.get_logger().info(line)
+
     # --- callbacks (sensor group: never wait for the network) ----------------------------------------
     @guarded
     def _on_image(self, cam, msg) -> None:
         self.stats.on_input(cam.image_topic, time.monotonic_ns())
+        try:  # the header only: the pixels are decoded on the worker, for the frames it infers
+            check_image(msg, source=cam.image_topic)
+        except ImageDecodeError as err:
+            self.stats.on_failed(f"image {cam.name}")
+            self._log_error(f"image {cam.name}", f"image {stamp_to_ns(msg.header.stamp)} refused: {err}")
+            return
         with self._sync_lock:
             events = self.sync.add_image(cam.name, stamp_to_ns(msg.header.stamp), msg)
         self._handle(events)
@@ -200,8 +247,11 @@ class OccupancyNode(Node):
     def _on_info(self, cam, msg: CameraInfo) -> None:
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
         if k[0, 0] <= 0 or k[1, 1] <= 0 or not np.isfinite(k).all():
-            self.stats.on_failed(f"camera_info {cam.name}")
-            self.get_logger().error(f"{cam.info_topic}: CameraInfo K has no focal length: {k.tolist()}")
+            reason = f"bad CameraInfo {cam.name}"
+            self.stats.on_failed(reason)
+            self._log_error(
+                reason, f"{cam.info_topic}: CameraInfo K has no focal length (kept the previous K): {k.tolist()}"
+            )
             return
         self.camera_info[cam.name] = k
 
@@ -210,11 +260,30 @@ class OccupancyNode(Node):
         topic = self.values["lidar_topic"]
         self.stats.on_input(topic, time.monotonic_ns())
         stamp = stamp_to_ns(msg.header.stamp)
+        declared = int(msg.width) * int(msg.height)
+        if declared > self.values["max_points"]:  # refused before any decoding: its cost is the copy DDS made
+            self.stats.on_failed("oversized PointCloud2")
+            self._log_error(
+                "oversized PointCloud2",
+                f"dropped sweep {stamp}: {topic}: {msg.width}x{msg.height} = {declared} points > max_points "
+                f"{self.values['max_points']}",
+            )
+            return
         try:
             points = cloud_to_points(msg, source=topic)
         except PointCloudError as err:
             self.stats.on_failed("bad PointCloud2")
-            self.get_logger().error(f"dropped sweep {stamp}: {err}")
+            self._log_error("bad PointCloud2", f"dropped sweep {stamp}: {err}")
+            return
+        if len(points) < declared:
+            self.stats.on_event("non-finite points dropped")
+            self._log_info(
+                "non-finite points dropped",
+                f"sweep {stamp}: {declared - len(points)} of {declared} points had a non-finite x/y/z and were dropped",
+            )
+        if len(points) == 0:
+            self.stats.on_failed("empty PointCloud2")
+            self._log_error("empty PointCloud2", f"dropped sweep {stamp}: {topic}: no finite points")
             return
         with self._sync_lock:
             events = self.sync.add_lidar(stamp, LidarInput(stamp, msg.header.frame_id, points, time.monotonic_ns()))
@@ -229,7 +298,7 @@ class OccupancyNode(Node):
             pose = pose_xyzw_to_transform((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
         except ValueError as err:
             self.stats.on_failed("bad Odometry")
-            self.get_logger().error(f"{self.values['odom_topic']}: {err}")
+            self._log_error("bad Odometry", f"{self.values['odom_topic']}: {err}")
             return
         if self.poses.add(stamp_to_ns(msg.header.stamp), pose):
             self.stats.on_event("odometry went back in time")
@@ -240,22 +309,26 @@ class OccupancyNode(Node):
                 if self.worker.submit(event):
                     self.stats.on_dropped("replaced")
                 if event.missing:
-                    self.stats.on_event("degraded " + ",".join(event.missing))
+                    self.stats.on_event("degraded")
+                    for camera in event.missing:
+                        self.stats.on_event(f"degraded {camera}")
             elif isinstance(event, DroppedSet):
                 self.stats.on_dropped(event.reason)
                 for camera in event.missing:
                     self.stats.on_dropped(f"{event.reason}:{camera}")
-                self.get_logger().warning(
+                self._log_warning(
+                    f"dropped {event.reason}",
                     f"dropped sweep {event.lidar_stamp_ns}: {event.reason}"
-                    + (f" (no image from {', '.join(event.missing)})" if event.missing else "")
+                    + (f" (no image from {', '.join(event.missing)})" if event.missing else ""),
                 )
             elif isinstance(event, TimeReset):
                 self.sweeps.clear()
                 self._reset_requested.set()
                 self.stats.on_event("time went backwards")
-                self.get_logger().warning(
+                self._log_warning(
+                    "time went backwards",
                     f"time went backwards on {event.source} ({event.previous_ns} -> {event.stamp_ns}): "
-                    "buffers cleared, temporal state reset"
+                    "buffers cleared, temporal state reset",
                 )
 
     # --- worker thread -------------------------------------------------------------------------------
@@ -270,10 +343,14 @@ class OccupancyNode(Node):
         prediction = self.predictor.predict(frame)
         if prediction.error is not None:
             self.stats.on_failed("network")
-            self.get_logger().error(f"sweep {lidar.stamp_ns}: {prediction.error}")
+            self._log_error("network", f"sweep {lidar.stamp_ns}: {prediction.error}")
             return
-        if prediction.temporal_reset is not None:
-            self.stats.on_event(f"temporal reset: {prediction.temporal_reset}")
+        if prediction.temporal_reset is not None:  # the reason (a gap value) goes in the log, not the key
+            self.stats.on_event("temporal reset")
+            self._log_info(
+                "temporal reset",
+                f"sweep {lidar.stamp_ns}: temporal reset: {prediction.temporal_reset}",
+            )
         ks = [
             (k, n)
             for modality in prediction.k_histogram.values()
@@ -300,7 +377,7 @@ class OccupancyNode(Node):
         for name, result in self._decode_pool.map(decode, list(synced.images)):
             if isinstance(result, ImageDecodeError):
                 self.stats.on_failed(f"image {name}")
-                self.get_logger().error(f"sweep {lidar.stamp_ns}: {result}")
+                self._log_error(f"image {name}", f"sweep {lidar.stamp_ns}: {result}")
             else:
                 decoded[name] = result
         intrinsics, extrinsics = {}, {}
@@ -320,8 +397,9 @@ class OccupancyNode(Node):
         needed = len(self.cameras) if self.sync.config.min_cameras is None else self.sync.config.min_cameras
         if valid.sum() < max(needed, 1):
             self.stats.on_failed("too few cameras")
-            self.get_logger().error(
-                f"sweep {lidar.stamp_ns}: {int(valid.sum())} usable cameras, need {needed}; left out: {missing}"
+            self._log_error(
+                "too few cameras",
+                f"sweep {lidar.stamp_ns}: {int(valid.sum())} usable cameras, need {needed}; left out: {missing}",
             )
             return None
 
@@ -360,10 +438,11 @@ class OccupancyNode(Node):
             self.stats.on_published(lidar.stamp_ns, self.get_clock().now().nanoseconds)
 
     def _on_worker_error(self, synced: SyncedSet, err: BaseException) -> None:
-        self.stats.on_failed(type(err).__name__)
+        reason = f"frame {type(err).__name__}"
+        self.stats.on_failed(reason)
         if not self.context.ok():
             return
-        self.get_logger().error(f"sweep {synced.lidar_stamp_ns} failed: {type(err).__name__}: {err}")
+        self._log_error(reason, f"sweep {synced.lidar_stamp_ns} failed: {type(err).__name__}: {err}")
 
     # --- services, parameters, diagnostics -----------------------------------------------------------
     def _reload(self, path: str) -> str | None:
@@ -409,6 +488,8 @@ class OccupancyNode(Node):
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
+        for line in self.log_throttle.flush(time.monotonic_ns()):  # counts of reasons that went quiet
+            self.get_logger().warning(line)
         snapshot = self.stats.snapshot(time.monotonic_ns())
         self.pub_diagnostics.publish(
             build_diagnostics(snapshot, self.get_clock().now().nanoseconds, hardware_id=str(self.predictor.device))
@@ -455,7 +536,7 @@ def main(args: list[str] | None = None) -> int:
     status = 0
     try:
         node = OccupancyNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = make_executor(node.values["executor"])
         executor.add_node(node)
         while not stop.is_set() and node.context.ok():
             executor.spin_once(timeout_sec=1.0)

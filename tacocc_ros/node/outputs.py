@@ -178,11 +178,12 @@ def build_diagnostics(
 
     Level: WARN when frames were dropped or failed since the previous snapshot, otherwise OK.
     Values (strings, as DiagnosticStatus carries them): one `rate <topic> (Hz)` per input, `latency p50 (ms)`,
-    `latency p99 (ms)`, `published`, `dropped <reason>`, `failed <reason>`, `k=<k> count`, and one value
+    `latency p99 (ms)`, `latency max (ms)` (over the stats' latency window), `published`, `dropped <reason>`,
+    `failed <reason>`, `k=<k> count`, and one value
     per counted event (`NodeStats.on_event`).
     """
     values = [KeyValue(key=f"rate {topic} (Hz)", value=f"{hz:.2f}") for topic, hz in sorted(stats["rates_hz"].items())]
-    for q in ("p50", "p99"):
+    for q in ("p50", "p99", "max"):
         ms = stats["latency_ms"].get(q)
         values.append(KeyValue(key=f"latency {q} (ms)", value="n/a" if ms is None else f"{ms:.1f}"))
     values.append(KeyValue(key="published", value=str(stats["published"])))

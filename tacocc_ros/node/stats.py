@@ -3,6 +3,10 @@
 Plain Python with explicit times (integer nanoseconds passed in by the caller), so it is tested with
 constructed clocks and used unchanged by an offline node. Thread-safe: the subscription callbacks and
 the worker thread both report into it.
+
+The key set is bounded whatever the callers pass: each of the drop, failure and event counters holds at most
+`max_keys` reasons, and further reasons are added up under `other` (so /diagnostics, which has one value per
+key, cannot grow without bound). Callers use fixed reasons and put what varies (a gap, a stamp) in logs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections import Counter, deque
 
 import numpy as np
 
+OTHER = "other"  # the reason that takes the counts past `max_keys`
+
 
 class NodeStats:
     """Counters and windows behind the /diagnostics message (see `outputs.build_diagnostics`).
@@ -19,12 +25,17 @@ class NodeStats:
     Args:
         rate_window_ns: input rates are counted over this trailing window of receive times.
         latency_window: latency percentiles are over this many most recent published frames.
+        max_keys: reasons kept per counter (drops, failures, events); more are counted under `other`.
     """
 
-    def __init__(self, rate_window_ns: int = 5_000_000_000, latency_window: int = 200) -> None:
-        if rate_window_ns <= 0 or latency_window <= 0:
-            raise ValueError(f"windows must be positive, got {rate_window_ns} ns and {latency_window} frames")
+    def __init__(self, rate_window_ns: int = 5_000_000_000, latency_window: int = 200, max_keys: int = 64) -> None:
+        if rate_window_ns <= 0 or latency_window <= 0 or max_keys < 1:
+            raise ValueError(
+                f"windows must be positive and max_keys >= 1, got {rate_window_ns} ns, {latency_window} frames, "
+                f"{max_keys} keys"
+            )
         self.rate_window_ns = int(rate_window_ns)
+        self.max_keys = int(max_keys)
         self._arrivals: dict[str, deque[int]] = {}
         self._latencies_ns: deque[int] = deque(maxlen=latency_window)
         self._dropped: Counter[str] = Counter()
@@ -53,16 +64,21 @@ class NodeStats:
 
     def on_dropped(self, reason: str, count: int = 1) -> None:
         with self._lock:
-            self._dropped[reason] += count
+            self._count(self._dropped, reason, count)
 
     def on_failed(self, reason: str, count: int = 1) -> None:
         with self._lock:
-            self._failed[reason] += count
+            self._count(self._failed, reason, count)
 
     def on_event(self, name: str, count: int = 1) -> None:
         """Count something that is neither a drop nor a failure (a degraded frame, a temporal reset)."""
         with self._lock:
-            self._events[name] += count
+            self._count(self._events, name, count)
+
+    def _count(self, counter: Counter[str], key: str, count: int) -> None:
+        if key not in counter and len(counter) >= self.max_keys:
+            key = OTHER
+        counter[key] += count
 
     def on_k(self, k_values: np.ndarray) -> None:
         """Add the k chosen per fusion query ((Q,) ints) of one frame to the histogram."""
@@ -79,9 +95,10 @@ class NodeStats:
                 self._trim(arrivals, int(now_ns))
                 rates[topic] = len(arrivals) * 1e9 / self.rate_window_ns
             lat = np.asarray(self._latencies_ns, dtype=np.float64) / 1e6
-            latency = {"p50": None, "p99": None}
+            latency = {"p50": None, "p99": None, "max": None}
             if lat.size:
-                latency = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+                p50, p99 = np.percentile(lat, [50, 99])
+                latency = {"p50": float(p50), "p99": float(p99), "max": float(lat.max())}
             total_dropped, total_failed = sum(self._dropped.values()), sum(self._failed.values())
             out = {
                 "rates_hz": rates,

@@ -232,6 +232,11 @@ class OccupancyNodeProcess:
 
     # --- while running -------------------------------------------------------------------------------
     @property
+    def pid(self) -> int | None:
+        """The node process's id while it runs (RSS and CPU are read from /proc/<pid>)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -1,0 +1,61 @@
+"""`tacocc drive` against a real occupancy node process: every fault class survived and counted, outputs after.
+
+The 60-second run is the CI version of the 30-minute soak (same driver, same faults); it checks survival,
+counting and outputs after the last fault, never timings (the machine is shared). The soak is `slow`.
+"""
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from tacocc_ros.tooling import faults  # noqa: E402
+from tacocc_ros.tooling.drive_session import SessionOptions, drive  # noqa: E402
+from tacocc_ros.tooling.drive_source import frame_from_fixture  # noqa: E402
+from tacocc_ros.tooling.load_driver import DriveOptions  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+# A 24 MB cloud can be pushed out of the node's depth-5 sensor queue by newer sweeps while DDS still carries
+# it (faults.py), so over DDS it is injected and survived but not always seen; test_occupancy_node_bad_input.py
+# hands it to the node directly and checks the count.
+MAY_NOT_ARRIVE = {"huge_cloud"}
+
+
+def check_survived(report: dict, injected_each: int) -> None:
+    __tracebackhide__ = True
+    assert report["node_alive_at_end"], f"the node died; see {report['node_log']}"
+    assert report["node_exit_code"] == 0, f"exit code {report['node_exit_code']}; see {report['node_log']}"
+    counted = report["faults_counted"]
+    assert set(counted) == set(faults.FAULTS)
+    for fault, c in counted.items():
+        assert c["injected"] >= injected_each, (fault, c)
+        if fault in MAY_NOT_ARRIVE:
+            continue
+        assert sum(c["counted"].values()) >= 1, f"{fault} injected {c['injected']} times, never counted: {c}"
+    assert report["outputs_after_last_fault"] >= 3, "no grids after the last fault"
+    assert report["diagnostics_keys"]["max"] < 100, report["diagnostics_latest"]
+
+
+@pytest.mark.timeout(400)
+def test_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(repo_root, nuscenes_frame_dir, tmp_path):
+    # Every fault, one every 2.5 s from t=5 s; the last at 35 s, the silent camera until 40 s, then 20 s clean.
+    # Each replaces 6 messages of its stream (0.5 s of camera_info, which the node queues one deep): a node
+    # on a loaded machine may take no single given message of a topic.
+    options = DriveOptions(
+        duration_s=60.0, warmup_s=5.0, faults=faults.FAULTS, fault_every_s=2.5, faults_until_s=36.0, fault_repeat=6
+    )
+    session = SessionOptions(checkpoint=str(repo_root / "checkpoints" / "demo.pt"), bench=False)
+    report = drive(frame_from_fixture(nuscenes_frame_dir), options, session, tmp_path / "drive.json")
+    check_survived(report, injected_each=1)
+    assert (tmp_path / "drive.json").is_file() and (tmp_path / "drive.png").is_file()
+    assert report["rss_mb"] and report["published"]["lidar"] > 0 and report["outputs"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_thirty_minute_soak_survives_without_growing(repo_root, nuscenes_frame_dir, tmp_path):
+    options = DriveOptions(duration_s=1800.0, warmup_s=60.0, faults=faults.FAULTS, fault_every_s=4.0)
+    session = SessionOptions(checkpoint=str(repo_root / "checkpoints" / "demo.pt"), bench=False)
+    report = drive(frame_from_fixture(nuscenes_frame_dir), options, session, tmp_path / "soak.json")
+    check_survived(report, injected_each=30)
+    assert report["rss"]["growth_after_settle_mb"] <= 20.0, report["rss"]
