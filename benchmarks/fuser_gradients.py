@@ -5,9 +5,9 @@ and prints, per module group, the gradient norm relative to the weight norm, ||d
 over the windows, and the selectors' ratio over the attention's. With --checkpoint the weights are those
 of a trained run (its config), otherwise the initial weights of --seed.
 
-    PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --config demo --data /work/data/synth10_objects
+    PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --config demo --data data/synth10_objects
     PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --checkpoint checkpoints/demo.pt \
-        --data /work/data/synth10_objects --step 1000
+        --data data/synth10_objects --step 1000
 """
 
 from __future__ import annotations

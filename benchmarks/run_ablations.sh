@@ -6,11 +6,11 @@
 # the same initial weights (the fuser builds its shared modules from their own seeds). Prints mean +- std
 # over the seeds of IoU, mIoU, small-object mIoU (the five small classes present), the mIoU of each
 # distance band, the LiDAR accumulation baseline's IoU, and the median frame latency per mode.
-#   DATA=/work/data/synth10_objects RUNS=runs/ablations STEPS=1000 SEEDS="0 1 2" benchmarks/run_ablations.sh
+#   DATA=data/synth10_objects RUNS=runs/ablations STEPS=1000 SEEDS="0 1 2" benchmarks/run_ablations.sh
 # A run whose latest.pt reaches STEPS is not trained again; its report is reused when present.
 # Quick smoke of the script: STEPS=10 SEEDS="0 1" WARMUP=2 VAL_MAX_FRAMES=1 EVAL_MAX_FRAMES=8 BENCH_FRAMES=3
 set -euo pipefail
-DATA=${DATA:-/work/data/synth10_objects}
+DATA=${DATA:-data/synth10_objects}
 RUNS=${RUNS:-runs/ablations}
 STEPS=${STEPS:-1000}
 SEEDS=${SEEDS:-"0 1 2"}
