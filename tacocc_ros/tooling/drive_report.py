@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tacocc_core.train.eval_report import write_text_atomic
+
 RSS_SETTLE_S = 120.0  # RSS growth is measured after the first two minutes (warm-up: allocator, torch caches)
 
 
@@ -96,20 +98,9 @@ def targets(summary: dict, network: dict | None, lidar_hz: float) -> dict | None
 
 
 def write_json(path: str | os.PathLike[str], data: dict) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename: never a half-written report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `data` as JSON through the project's atomic writer: never a half-written report."""
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+    return Path(path)
 
 
 def plot_rss(report: dict, path: str | os.PathLike[str]) -> Path:
