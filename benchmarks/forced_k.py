@@ -55,10 +55,14 @@ def main() -> None:
     parser.add_argument("--ks", default="1,2,3", help="forced k values")
     args = parser.parse_args()
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, options=PredictorOptions(device="cpu", timings=False))
+    # Unfolded: the hooks and the forced k act on `predictor.model`, which a folded Predictor does not run.
+    options = PredictorOptions(device="cpu", timings=False, fold=False)
+    predictor = Predictor.from_checkpoint(args.checkpoint, options=options)
     reader = NuScenesReader.open(args.data, args.version, predictor.config)
     frames = [[reader.frame(token) for token in scene] for scene in split_streams(reader, args.split)]
     base_fused, base_labels, base_eval = run_variant(predictor, frames, None)
+    if not base_fused:
+        raise SystemExit("forced_k: the fuser never ran (its hook saw no output)")
     base_norm = float(torch.sqrt(sum((f.double() ** 2).sum() for f in base_fused)))
     print(f"{args.checkpoint} on {args.data} ({args.split}, {len(base_labels)} frames)")
     print("| k | fused volume changed (relative L2, %) | predicted voxels changed (%) | IoU | mIoU |")

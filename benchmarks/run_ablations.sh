@@ -129,4 +129,30 @@ for m in modes:
         f"{latency:.0f}",
     ]
     print(f"| {m} | " + " | ".join(cells) + " |")
+
+# Paper Table V: the adaptive runs' mean chosen k per size group of the query voxel, mean +- std over seeds.
+if "adaptive" in reports and all("k_by_class" in x for x in reports["adaptive"]):
+    runs_k = [x["k_by_class"] for x in reports["adaptive"]]
+    cand = runs_k[0]["candidates"]
+    columns = list(runs_k[0]["by_size_group"])
+    groups = list(runs_k[0]["by_size_group"][columns[0]])
+
+    def mean_k(counts):
+        return sum(c * n for c, n in zip(cand, counts)) / sum(counts) if sum(counts) else None
+
+    def k_stats(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        return f"{mean:.2f} +- {std:.2f}"
+
+    print()
+    print("adaptive: mean chosen k by size group of the query voxel, mean +- std over seeds")
+    print("| query voxel | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for g in groups:
+        cells = [k_stats([mean_k(r["by_size_group"][c][g]) for r in runs_k]) for c in columns]
+        print(f"| {g} | " + " | ".join(cells) + " |")
 PYEOF
