@@ -182,6 +182,8 @@ def knn_cube_then_exact(
 
 # Candidates the tree returns beyond k: the query's own voxel and two spare, re-ranked exactly.
 TREE_SPARE = 2
+# Queries from which the tree searches on torch's threads.
+TREE_THREADED_QUERIES = 20000
 
 
 def knn(
@@ -223,10 +225,10 @@ def knn_tree(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`knn_exact`'s answer from one cKDTree per sample (CPU tensors). Args and returns as `knn_exact`."""
     n, m = len(query_coords), len(key_coords)
-    index = torch.full((n, k), -1, dtype=torch.int64)
-    offset = torch.zeros(n, k, 3, dtype=torch.int64)
+    index = np.full((n, k), -1, dtype=np.int64)
+    offset = np.zeros((n, k, 3), dtype=np.int64)
     if n == 0 or m == 0 or k == 0:
-        return index, offset
+        return torch.from_numpy(index), torch.from_numpy(offset)
     q = query_coords.long().numpy()
     keys = key_coords.long().numpy()
     # Offsets d = key - query lie in [low, high] per axis: `width` values each.
@@ -239,11 +241,13 @@ def knn_tree(
         return knn_exact(query_coords, key_coords, k, skip_centre)
     never = np.iinfo(np.int64).max
     shift = eps * lex.astype(np.float64) / 2
-    workers = max(1, torch.get_num_threads())
+    # Threads pay off only for many queries (each call starts its own).
+    workers = max(1, torch.get_num_threads()) if n >= TREE_THREADED_QUERIES else 1
     q_batch, k_batch = q[:, 0], keys[:, 0]
-    for b in np.unique(q_batch):
-        q_rows = np.flatnonzero(q_batch == b)
-        k_rows = np.flatnonzero(k_batch == b)
+    one_sample = q_batch.min() == q_batch.max() == k_batch.min() == k_batch.max()
+    for b in [q_batch[0]] if one_sample else np.unique(q_batch):
+        q_rows = slice(None) if one_sample else np.flatnonzero(q_batch == b)
+        k_rows = np.arange(m) if one_sample else np.flatnonzero(k_batch == b)
         if len(k_rows) == 0:
             continue
         key_xyz = keys[k_rows, 1:]
@@ -251,7 +255,7 @@ def knn_tree(
         tree = cKDTree(key_xyz.astype(np.float64), balanced_tree=False)
         wanted = min(k + int(skip_centre) + TREE_SPARE, len(k_rows))
         _, cand = tree.query(query_xyz.astype(np.float64) - shift, k=wanted, workers=workers)
-        cand = cand.reshape(len(q_rows), wanted)
+        cand = cand.reshape(len(query_xyz), wanted)
         d = key_xyz[cand] - query_xyz[:, None]  # (n_b, wanted, 3) exact integer offsets
         d2 = (d * d).sum(-1)
         order = d2 * product + d @ lex  # the exact (|d|^2, dx, dy, dz) order
@@ -259,8 +263,7 @@ def knn_tree(
             order[d2 == 0] = never
         pick = np.argsort(order, axis=1)[:, :k]
         hit = np.take_along_axis(order, pick, 1) != never
-        rows = k_rows[np.take_along_axis(cand, pick, 1)]
-        q_sel = torch.from_numpy(q_rows)
-        index[q_sel, : pick.shape[1]] = torch.from_numpy(np.where(hit, rows, -1))
-        offset[q_sel, : pick.shape[1]] = torch.from_numpy(np.take_along_axis(d, pick[..., None], 1) * hit[..., None])
-    return index, offset
+        kk = pick.shape[1]
+        index[q_rows, :kk] = np.where(hit, k_rows[np.take_along_axis(cand, pick, 1)], -1)
+        offset[q_rows, :kk] = np.take_along_axis(d, pick[..., None], 1) * hit[..., None]
+    return torch.from_numpy(index), torch.from_numpy(offset)

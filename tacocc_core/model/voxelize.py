@@ -1,4 +1,10 @@
-"""LiDAR points -> occupied voxels with mean point features, the input of the sparse encoder."""
+"""LiDAR points -> occupied voxels with mean point features, the input of the sparse encoder.
+
+`voxelize` finds the occupied voxels by marking each point's voxel key in a flat table over the grid's cells
+(O(points + cells), no sort); `voxelize_reference` does it with `torch.unique` (a sort of the points), the
+earlier implementation that `voxelize` is tested against (the same tensors, bit for bit). Grids with
+more than `DENSE_KEY_CELLS` cells over the batch take the reference path.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,35 @@ from tacocc_core.geometry import GridSpec
 # Per-voxel input features: mean of [x, y, z, intensity, time_lag_s] over the voxel's points, the
 # offset of that mean from the voxel centre (x, y, z) in voxels, and log(1 + point count).
 VOXEL_FEATURES = 9
+# Largest batch x grid cell count for the flat table (a bool and an int64 per cell: ~0.6 GB at the limit).
+DENSE_KEY_CELLS = 1 << 26
 
 
 def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group points by voxel (multi-sweep clouds keep their time lag as a feature); as `voxelize_reference`."""
+    return _voxelize(points, points_batch, grid, dense_keys=True)
+
+
+def voxelize_reference(
+    points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain implementation (`torch.unique`), kept as the twin `voxelize` is tested against."""
+    return _voxelize(points, points_batch, grid, dense_keys=False)
+
+
+def _unique_keys(key: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.unique(key, sorted=True, return_inverse=True)` for keys in [0, cells), by a flat table."""
+    present = torch.zeros(cells, dtype=torch.bool, device=key.device)
+    present[key] = True
+    uniq = present.nonzero()[:, 0]
+    rank = torch.empty(cells, dtype=torch.int64, device=key.device)
+    rank[uniq] = torch.arange(len(uniq), device=key.device)
+    return uniq, rank[key]
+
+
+def _voxelize(
+    points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec, dense_keys: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Group points by voxel (multi-sweep clouds keep their time lag as a feature).
 
     Args:
@@ -44,7 +76,11 @@ def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -
     pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
     nx, ny, nz = grid.shape
     key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
-    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    cells = (int(bidx.max()) + 1 if len(bidx) else 1) * nx * ny * nz
+    if dense_keys and cells <= DENSE_KEY_CELLS:
+        uniq, inverse = _unique_keys(key, cells)
+    else:
+        uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
     m = len(uniq)
     count = torch.zeros(m, device=dev).index_add_(0, inverse, torch.ones_like(key, dtype=torch.float32))
     sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
