@@ -110,8 +110,7 @@ def test_knn_is_exact_beyond_the_radius(seed, shape, fill, k, radius):
     assert exact.tolist() == expected
     index, offset = knn_cube_then_exact(queries, keys, index_volume(keys, shape, 2), k, radius)
     assert index.tolist() == expected and torch.equal(offset, exact_offset)
-    tree_index, tree_offset = knn(queries, keys, k, radius, (2, *shape))
-    assert torch.equal(tree_index, index) and torch.equal(tree_offset, offset)
+    assert_all_agree(queries, keys, k, radius, shape, 2)
     hit = index >= 0
     assert torch.equal(offset[hit], (keys[index.clamp(min=0)][..., 1:] - queries[:, None, 1:])[hit])
     for b in range(2):  # slots stay empty only when the sample has fewer keys than k besides the query's own
@@ -135,9 +134,17 @@ def test_knn_exact_in_chunks(monkeypatch):
 def assert_all_agree(queries, keys, k, radius, shape, batch, skip_centre=True):
     """The tree search, the earlier cube-then-exact search and the plain definition return the same tensors."""
     exact = knn_exact(queries, keys, k, skip_centre)
-    tree = knn(queries, keys, k, radius, (batch, *shape), skip_centre)
+    tree = knn_tree(queries, keys, k, skip_centre)
     cube = knn_cube_then_exact(queries, keys, index_volume(keys, shape, batch), k, radius, skip_centre)
-    for got in (tree, cube):
+    results = [tree, cube]
+    default = retrieval.CUBE_FIRST_CELLS
+    try:
+        for cube_first in (0, default, 1 << 40):  # never, as shipped, whenever keys outnumber queries
+            retrieval.CUBE_FIRST_CELLS = cube_first
+            results.append(knn(queries, keys, k, radius, (batch, *shape), skip_centre))
+    finally:
+        retrieval.CUBE_FIRST_CELLS = default
+    for got in results:
         assert torch.equal(got[0], exact[0]) and torch.equal(got[1], exact[1])
     return exact
 

@@ -73,7 +73,12 @@ def _voxelize(
     scaled = (torch.where(finite[:, None], pts[:, :3], torch.zeros_like(pts[:, :3])) - lower) / size
     idx = torch.floor(scaled).long()
     keep = finite & ((idx >= 0) & (idx < shape)).all(dim=1)
-    pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
+    if dense_keys:  # one nonzero for the four selections
+        sel = keep.nonzero()[:, 0]
+        pts, idx, scaled = pts.index_select(0, sel), idx.index_select(0, sel), scaled.index_select(0, sel)
+        bidx = points_batch.index_select(0, sel).long()
+    else:
+        pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
     nx, ny, nz = grid.shape
     key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
     cells = (int(bidx.max()) + 1 if len(bidx) else 1) * nx * ny * nz
