@@ -58,6 +58,9 @@ def test_flat_table_equals_the_unique_reference(seed, n, batches, monkeypatch):
     points = torch.randn(n, 5, generator=gen) * torch.tensor([3.0, 3.0, 1.5, 40.0, 0.1])
     points[::97, 0] = float("nan")
     points[::89, 2] = float("inf")
+    points[::83, 3] = float("nan")  # finite position, non-finite intensity
+    points[::79, 0] = -1e30
+    points[::73, 1] = 1e30
     batch = torch.randint(0, batches, (n,), generator=gen)
     grid = GridSpec.from_ranges((-4, 4), (-4, 4), (-2, 2), 0.25)
     fast = voxelize(points, batch, grid)
