@@ -137,13 +137,14 @@ def assert_all_agree(queries, keys, k, radius, shape, batch, skip_centre=True):
     tree = knn_tree(queries, keys, k, skip_centre)
     cube = knn_cube_then_exact(queries, keys, index_volume(keys, shape, batch), k, radius, skip_centre)
     results = [tree, cube]
-    default = retrieval.CUBE_FIRST_CELLS
+    defaults = retrieval.CUBE_FIRST_CELLS, retrieval.PLAIN_EXACT_PAIRS
     try:
-        for cube_first in (0, default, 1 << 40):  # never, as shipped, whenever keys outnumber queries
-            retrieval.CUBE_FIRST_CELLS = cube_first
+        # Every path of knn: the tree alone, as shipped, the cube then the plain search, the cube then the tree.
+        for cube_first, plain_pairs in ((0, 0), defaults, (1 << 40, 1 << 40), (1 << 40, 0)):
+            retrieval.CUBE_FIRST_CELLS, retrieval.PLAIN_EXACT_PAIRS = cube_first, plain_pairs
             results.append(knn(queries, keys, k, radius, (batch, *shape), skip_centre))
     finally:
-        retrieval.CUBE_FIRST_CELLS = default
+        retrieval.CUBE_FIRST_CELLS, retrieval.PLAIN_EXACT_PAIRS = defaults
     for got in results:
         assert torch.equal(got[0], exact[0]) and torch.equal(got[1], exact[1])
     return exact
