@@ -26,6 +26,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["tacocc_core", "tacocc_core.*", "tacocc_ros", "tacocc_ros.*"]),
+    package_data={"tacocc_ros.messages": ["*.xml"]},  # the Fast DDS profile (tacocc_ros/messages/transport.py)
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 # mallopt parameter numbers from glibc's <malloc.h>
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
 TRIM_THRESHOLD_BYTES = 2**31 - 1  # mallopt's value is a C int
@@ -70,6 +71,27 @@ def keep_freed_memory() -> str | None:
     if not all(libc.mallopt(param, value) == 1 for param, value in settings):
         return None
     return "glibc malloc keeps freed memory for reuse (mmap_max=0, trim_threshold=2 GiB, arena_max=1)"
+
+
+def return_large_blocks(threshold_bytes: int = 1 << 20) -> str | None:
+    """Give every block of `threshold_bytes` or more its own mapping, unmapped when freed; None off glibc.
+
+    For a process that receives messages rather than running the network (the occupancy node when its
+    network runs in a child process). glibc's default threshold is dynamic: freeing a mapped block raises
+    it to that block's size (up to 32 MiB), after which blocks of that size come from the heap, which
+    keeps them once freed. One 24 MB PointCloud2 (refused, but deserialised by rclpy first) then leaves
+    the heap 24 MB larger for good. A fixed threshold (setting it turns the dynamic one off) returns
+    such blocks to the system as soon as they are freed. `TACOCC_MALLOC=default` leaves glibc's defaults.
+    """
+    if os.environ.get(ENV_SWITCH, "").strip().lower() == "default":
+        return None
+    libc = _libc()
+    if libc is None:
+        return None
+    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    if libc.mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)) != 1:
+        return None
+    return f"glibc malloc maps blocks of {threshold_bytes >> 10} KiB or more and unmaps them when freed"
 
 
 def malloc_stats() -> MallocStats | None:

@@ -95,6 +95,7 @@ class InferenceProcess:
         self._startup = _Startup(config, checkpoint, device, precision, threads, options.keep_freed_memory)
         self.config = config
         self.options = options
+        self.threads = threads
         self.grid_shape = tuple(config.grid.spec().shape)
         self.device = "?"
         self.restarts = 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import threading
 import time
@@ -36,6 +37,7 @@ from tacocc_core.bags.calibration import CalibrationError, read_calibration
 from tacocc_core.bags.reading import BagError, BagReader, TopicInfo, sensor_topic_problems
 from tacocc_core.bags.topics import TF_STATIC_TOPIC
 from tacocc_core.config import NUSCENES_CAMERAS
+from tacocc_ros.messages.transport import large_message_environment
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ def run_play(args: argparse.Namespace) -> int:
         delay_s=args.delay,
         wait_subscribers_s=args.wait_subscribers,
     )
+    os.environ.update(large_message_environment(os.environ))  # before the first participant: see transport.py
     rclpy.init()
     node, player = None, None
     try:

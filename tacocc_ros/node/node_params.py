@@ -116,6 +116,21 @@ NODE_PARAMS: dict[str, ParamSpec] = {
     "inference_threads": ParamSpec(
         0, "torch intra-op threads of the network; 0 = every core this process may use", True, _at_least(0)
     ),  # fmt: skip
+    "inference": ParamSpec(
+        "process",
+        "where the network runs: process (a child process fed through shared memory; the node restarts it "
+        "when it dies) or thread (a thread of the node process, sharing its interpreter lock: the reference)",
+        True,
+        _one_of("process", "thread"),
+    ),  # fmt: skip
+    "lidar_queue_depth": ParamSpec(
+        5,
+        "PointCloud2 messages the LiDAR subscription keeps (each sweep is merged into the next frames, so a "
+        "short stall of the callbacks should not lose any)",
+        True,
+        _at_least(1),
+    ),  # fmt: skip
+    "image_queue_depth": ParamSpec(2, "messages each camera image subscription keeps", True, _at_least(1)),
     "executor": ParamSpec(
         "single",
         "rclpy executor spinning the callbacks: single (SingleThreadedExecutor) or multi (MultiThreadedExecutor, "

@@ -44,6 +44,7 @@ README's "Performance" section has the figures against the network's own timing.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -65,24 +66,24 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from tacocc_core.allocator import keep_freed_memory
 from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
-from tacocc_core.predictor import Predictor, PredictorOptions
 from tacocc_ros.messages.images import ImageDecodeError, check_image, decode_for_network
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
+from tacocc_ros.messages.transport import large_message_environment, transport_description
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.inference import Inference, InferenceProcess, InferenceProcessError, make_inference
 from tacocc_ros.node.log_throttle import LogThrottle
 from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
 from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC, MarkerBuilder, build_cloud, build_diagnostics
 from tacocc_ros.node.stats import NodeStats
 from tacocc_ros.node.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
 from tacocc_ros.node.sync_message_filters import make_synchronizer, synchronizer_name
-from tacocc_ros.node.threads import make_executor, set_inference_threads
+from tacocc_ros.node.threads import make_executor
 from tacocc_ros.node.worker import Worker
 
 SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
@@ -135,7 +136,6 @@ class OccupancyNode(Node):
                 raise ValueError(f"parameter {reason}")
         v = self.values
 
-        self.inference_threads = set_inference_threads(v["inference_threads"])
         self.log_throttle = LogThrottle(round(v["log_throttle_s"] * NS_PER_S))
         self._sync_lock = threading.Lock()
         self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])  # an error before the model loads
@@ -156,6 +156,8 @@ class OccupancyNode(Node):
         reliability = (
             ReliabilityPolicy.RELIABLE if v["sensor_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         )
+        lidar_qos = QoSProfile(depth=v["lidar_queue_depth"], reliability=reliability)
+        image_qos = QoSProfile(depth=v["image_queue_depth"], reliability=reliability)
         sensor_qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=reliability)
         durability = (
             DurabilityPolicy.TRANSIENT_LOCAL
@@ -167,12 +169,12 @@ class OccupancyNode(Node):
         for cam in self.inputs:
             msg_type = CompressedImage if cam.transport == "compressed" else Image
             self.create_subscription(
-                msg_type, cam.image_topic, lambda m, c=cam: self._on_image(c, m), sensor_qos, callback_group=sensors
+                msg_type, cam.image_topic, lambda m, c=cam: self._on_image(c, m), image_qos, callback_group=sensors
             )
             self.create_subscription(
                 CameraInfo, cam.info_topic, lambda m, c=cam: self._on_info(c, m), info_qos, callback_group=sensors
             )
-        self.create_subscription(PointCloud2, v["lidar_topic"], self._on_cloud, sensor_qos, callback_group=sensors)
+        self.create_subscription(PointCloud2, v["lidar_topic"], self._on_cloud, lidar_qos, callback_group=sensors)
         self.create_subscription(Odometry, v["odom_topic"], self._on_odom, sensor_qos, callback_group=sensors)
 
         out_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -191,21 +193,24 @@ class OccupancyNode(Node):
         v = self.values
         return (
             f"ready: preset {self.config.name}, checkpoint {v['checkpoint'] or '(none: random weights)'}, "
-            f"device {self.predictor.device}, precision {v['precision']}, "
+            f"device {self.predictor.device}, precision {v['precision']}, {self.inference_line}, "
             f"synchroniser {synchronizer_name(self.sync)}, extrinsics from {self.extrinsics.description}, "
             f"cameras {', '.join(self.cameras)}, LiDAR {v['lidar_topic']}, "
-            f"outputs {self.pub_markers.topic_name} {self.pub_cloud.topic_name}"
+            f"outputs {self.pub_markers.topic_name} {self.pub_cloud.topic_name}, "
+            f"transport {transport_description(dict(os.environ))}"
         )
 
-    def _make_predictor(self, checkpoint: str, device: str, precision: str) -> Predictor:
-        options = PredictorOptions(device=device, precision=precision, timings=False)
-        if checkpoint:
-            return Predictor.from_checkpoint(checkpoint, self.config, options)
-        self.get_logger().warning(
-            "NO CHECKPOINT: the network runs with RANDOM WEIGHTS; its output is meaningless "
-            "(set the `checkpoint` parameter for real predictions)"
+    def _make_predictor(self, checkpoint: str, device: str, precision: str) -> Inference:
+        if not checkpoint:
+            self.get_logger().warning(
+                "NO CHECKPOINT: the network runs with RANDOM WEIGHTS; its output is meaningless "
+                "(set the `checkpoint` parameter for real predictions)"
+            )
+        v = self.values
+        predictor, self.inference_line = make_inference(
+            v["inference"], self.config, checkpoint, device, precision, v["inference_threads"]
         )
-        return Predictor(self.config, None, options)
+        return predictor
 
     def _sync_config(self, v: dict) -> SyncConfig:
         return sync_config(v, self.cameras)
@@ -340,7 +345,11 @@ class OccupancyNode(Node):
         frame = self._build_frame(synced)
         if frame is None:
             return
-        prediction = self.predictor.predict(frame)
+        try:
+            prediction = self.predictor.predict(frame)
+        except InferenceProcessError as err:
+            self._restart_inference(lidar.stamp_ns, err)
+            return
         if prediction.error is not None:
             self.stats.on_failed("network")
             self._log_error("network", f"sweep {lidar.stamp_ns}: {prediction.error}")
@@ -437,6 +446,21 @@ class OccupancyNode(Node):
         else:
             self.stats.on_published(lidar.stamp_ns, self.get_clock().now().nanoseconds)
 
+    def _restart_inference(self, stamp_ns: int, err: InferenceProcessError) -> None:
+        """The inference process died: count it, say so, start a fresh one (the next frame uses it)."""
+        self.stats.on_failed("inference process")
+        self.get_logger().error(f"sweep {stamp_ns}: {err}; restarting it")
+        if not self.context.ok():
+            return
+        try:
+            self.predictor.restart()
+        except (InferenceProcessError, CheckpointError) as restart_err:
+            self.stats.on_failed("inference process restart")
+            self.get_logger().error(f"the inference process did not restart: {restart_err}")
+            return
+        self.stats.on_event("inference process restarts")
+        self.get_logger().warning(f"inference process restarted (process {self.predictor.pid})")
+
     def _on_worker_error(self, synced: SyncedSet, err: BaseException) -> None:
         reason = f"frame {type(err).__name__}"
         self.stats.on_failed(reason)
@@ -451,7 +475,7 @@ class OccupancyNode(Node):
             return "no checkpoint path set (random weights cannot be reloaded)"
         try:
             self.predictor.reload(path)
-        except CheckpointError as err:
+        except (CheckpointError, InferenceProcessError) as err:
             self.stats.on_failed("checkpoint reload")
             return str(err)
         self.stats.on_event("checkpoint reloads")
@@ -499,6 +523,8 @@ class OccupancyNode(Node):
         """Stop the worker (the frame in progress finishes) and the decoder threads."""
         self.worker.stop()
         self._decode_pool.shutdown(wait=True)
+        if isinstance(self.predictor, InferenceProcess):
+            self.predictor.close()
 
 
 def _join_callbacks(executor) -> None:
@@ -526,9 +552,8 @@ def main(args: list[str] | None = None) -> int:
     between two callbacks, the callbacks still running finish (`_join_callbacks`), the executor stops,
     the worker finishes its frame, the node is destroyed, and only then is the context shut down.
     """
-    malloc = keep_freed_memory()  # before the first frame's tensors: see tacocc_core.allocator
+    os.environ.update(large_message_environment(os.environ))  # before the first participant: see transport.py
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    rclpy.logging.get_logger("occupancy_node").info(malloc or "glibc malloc settings left as they are")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

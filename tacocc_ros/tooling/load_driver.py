@@ -14,7 +14,8 @@ What it does, all over real DDS (a private rclpy context, `RosHandle`):
   camera_info only the last one, so a busy node may never take a single bad message); good ones follow;
 - subscribes to the node's occupancy cloud (end-to-end latency = receipt - publication of its LiDAR stamp)
   and /diagnostics (in-node latency, drops, failures, events: the keys it holds over time);
-- samples the node process's RSS and CPU time from /proc every second.
+- samples the RSS and CPU time of the node process and its children (the inference process) from /proc
+  every second.
 
 `run()` returns the report dict (`tacocc_ros/tooling/drive_report.py` computes it); the first `warmup_s` are
 published but left out of rates, latencies and gaps (the first frames of a fresh process run slower).
@@ -111,8 +112,38 @@ def driver_node_params(
     return params
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of process `pid` (from /proc/<pid>/task/*/children; [] when it is gone)."""
+    children = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return children
+
+
 def read_proc(pid: int) -> tuple[float, float] | None:
-    """(RSS MB, user + system CPU seconds) of process `pid` from /proc; None once it is gone."""
+    """(RSS MB, user + system CPU seconds) of process `pid` and all its descendants, from /proc.
+
+    The node runs its network in a child process: both count. CPU seconds include children that have
+    ended and been waited for (a restarted inference process). None once `pid` is gone.
+    """
+    got = _read_one(pid, with_waited_children=True)
+    if got is None:
+        return None
+    rss, cpu = got
+    pending = child_pids(pid)
+    while pending:
+        child = pending.pop()
+        one = _read_one(child, with_waited_children=False)
+        if one is not None:
+            rss, cpu = rss + one[0], cpu + one[1]
+            pending += child_pids(child)
+    return rss, cpu
+
+
+def _read_one(pid: int, with_waited_children: bool) -> tuple[float, float] | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -121,7 +152,10 @@ def read_proc(pid: int) -> tuple[float, float] | None:
     rss_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
     fields = stat[stat.rindex(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return rss_kb / PAGE_KB, (int(fields[11]) + int(fields[12])) / ticks
+    used = int(fields[11]) + int(fields[12])
+    if with_waited_children:
+        used += int(fields[13]) + int(fields[14])
+    return rss_kb / PAGE_KB, used / ticks
 
 
 class FrameMessages:

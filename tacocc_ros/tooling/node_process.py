@@ -35,6 +35,7 @@ from std_srvs.srv import Trigger
 
 from tacocc_core.bags.topics import LIDAR_TOPIC, camera_topics
 from tacocc_core.config import load_preset
+from tacocc_ros.messages.transport import large_message_environment
 
 NODE_NAME = "occupancy_node"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +47,15 @@ class NodeProcessError(RuntimeError):
 
 
 def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """`base` (default os.environ) with DDS kept on this machine and a domain id set when they are not.
+    """`base` (default os.environ) with DDS on this machine, a domain id and the large-message profile set.
+
+    Each is set only when the caller has not: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, ROS_DOMAIN_ID, and
+    the Fast DDS profile for large messages (`tacocc_ros.messages.transport`).
 
     The domain id defaults to one derived from this process id, so that parallel runs do not see each other;
     set ROS_DOMAIN_ID yourself to share a domain with other processes.
     """
-    env = dict(os.environ if base is None else base)
+    env = large_message_environment(dict(os.environ if base is None else base))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
     return env
