@@ -31,6 +31,7 @@ from tacocc_core.data.nuscenes_reader import read_pcd_bin  # noqa: E402
 from tacocc_ros.messages.pointcloud import array_to_cloud  # noqa: E402
 from tacocc_ros.messages.stamps import make_header, stamp_to_ns  # noqa: E402
 from tacocc_ros.node import sync_message_filters  # noqa: E402
+from tacocc_ros.tooling.load_driver import child_pids  # noqa: E402
 from tacocc_ros.tooling.node_process import NodeProcessError, OccupancyNodeProcess, child_environment  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
@@ -172,8 +173,12 @@ def test_node_alone_publishes_what_rviz_shows_logs_what_runs_and_stops_cleanly(
             "synchroniser tacocc LidarSynchronizer",
             f"extrinsics from calibration file {calibration_file}",
             "outputs /occupancy/markers /occupancy/cloud",
+            "inference in process",
+            "transport Fast DDS profile for large messages",
         ):
             assert part in line, f"{part!r} not in the ready line: {line}"
+        children = child_pids(process.pid)
+        assert len(children) == 1, f"expected the inference process as the node's one child, got {children}"
 
         # The node's own publishers, as the ROS graph lists them, are what the RViz config displays.
         graph = process._ros.node
@@ -196,6 +201,9 @@ def test_node_alone_publishes_what_rviz_shows_logs_what_runs_and_stops_cleanly(
     assert process.returncode == 0, text[-3000:]
     assert "never retrieved" not in text, text[-3000:]
     assert "context is invalid" not in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    for pid in children:  # the inference process ended with the node, not left behind
+        assert not Path(f"/proc/{pid}").exists(), f"inference process {pid} outlived the node"
 
 
 @pytest.mark.skipif(sync_message_filters.have_message_filters(), reason="message_filters is importable here")

@@ -1,13 +1,15 @@
-"""The DDS transport setting for large messages on one machine: a Fast DDS profile with a 32 MiB shm segment.
+"""The DDS setting for large messages on one machine: a Fast DDS profile (32 MiB shm segment, dynamic readers).
 
 Why: see `fastdds_large_messages.xml` beside this file (Fast DDS's default 512 KiB shared memory segment
-delays camera images by up to hundreds of milliseconds when six of them are published together).
+delays camera images by up to hundreds of milliseconds when six of them are published together, and
+rmw_fastrtps' preallocated reader histories keep every slot at the size of the largest sample it held).
 
 `large_message_environment(env)` returns `env` with FASTDDS_DEFAULT_PROFILES_FILE pointing at that
-profile, unless the caller chose a profile already (FASTDDS_ or FASTRTPS_DEFAULT_PROFILES_FILE set) or
-uses another middleware (RMW_IMPLEMENTATION other than rmw_fastrtps_cpp); TACOCC_FASTDDS_PROFILE=default
-leaves Fast DDS's defaults. Fast DDS reads the variable when a process creates its first participant, so
-it must be set before `rclpy.init`.
+profile and RMW_FASTRTPS_USE_QOS_FROM_XML=1 (so that its reader memory policy applies), unless the
+caller chose a profile already (FASTDDS_ or FASTRTPS_DEFAULT_PROFILES_FILE set) or uses another
+middleware (RMW_IMPLEMENTATION other than rmw_fastrtps_cpp); TACOCC_FASTDDS_PROFILE=default leaves Fast
+DDS's defaults. Fast DDS reads the variables when a process creates its first participant, so they must
+be set before `rclpy.init`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def large_message_environment(env: dict[str, str]) -> dict[str, str]:
     if any(env.get(name) for name in PROFILE_VARIABLES):
         return env
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    env.setdefault("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")
     return env
 
 
@@ -40,5 +43,5 @@ def transport_description(env: dict[str, str]) -> str:
     if chosen is None:
         return "Fast DDS defaults"
     if Path(chosen).resolve() == FASTDDS_PROFILE:
-        return "Fast DDS profile with a 32 MiB shared memory segment"
+        return "Fast DDS profile for large messages (32 MiB shared memory segment, dynamic reader memory)"
     return f"Fast DDS profile {chosen}"

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
 import threading
 import time
@@ -53,15 +52,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -72,7 +68,7 @@ from tacocc_core.frame import Frame
 from tacocc_ros.messages.images import ImageDecodeError, check_image, decode_for_network
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
-from tacocc_ros.messages.transport import large_message_environment, transport_description
+from tacocc_ros.messages.transport import transport_description
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
@@ -80,10 +76,10 @@ from tacocc_ros.node.inference import Inference, InferenceProcess, InferenceProc
 from tacocc_ros.node.log_throttle import LogThrottle
 from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
 from tacocc_ros.node.outputs import CLOUD_TOPIC, MARKERS_TOPIC, MarkerBuilder, build_cloud, build_diagnostics
+from tacocc_ros.node.spin import run_until_signal
 from tacocc_ros.node.stats import NodeStats
 from tacocc_ros.node.sync import DroppedSet, LidarSynchronizer, SyncConfig, SyncedSet, TimeReset
 from tacocc_ros.node.sync_message_filters import make_synchronizer, synchronizer_name
-from tacocc_ros.node.threads import make_executor
 from tacocc_ros.node.worker import Worker
 
 SYNC_PARAMS = ("slop_s", "timeout_s", "min_cameras")
@@ -527,59 +523,9 @@ class OccupancyNode(Node):
             self.predictor.close()
 
 
-def _join_callbacks(executor) -> None:
-    """Let the callbacks a MultiThreadedExecutor already handed to its threads finish.
-
-    rclpy's `MultiThreadedExecutor.shutdown` (9.1) destroys the executor's guard condition before it joins
-    its thread pool, so a callback still starting then fails with "cannot use Destroyable because
-    destruction was requested" (printed at exit as "The following exception was never retrieved").
-    Joining the pool first (its own `shutdown(wait=True)`, which `MultiThreadedExecutor.shutdown` repeats)
-    avoids that; other executors have no pool and nothing to join.
-    """
-    pool = getattr(executor, "_executor", None)
-    if pool is not None and hasattr(pool, "shutdown"):
-        pool.shutdown(wait=True)
-
-
 def main(args: list[str] | None = None) -> int:
-    """Run the node until SIGINT or SIGTERM; 0 on a clean stop, 1 when startup fails.
-
-    Shutdown order: rclpy's own signal handlers are not installed, because they invalidate the context at
-    once, while a timer callback or the inference thread may still be publishing ("Failed to publish:
-    publisher's context is invalid", then "The following exception was never retrieved" from the
-    executor's unfinished task). Here a signal only sets `stop` (a Python handler, run in the main thread
-    once the executor's wait returns: within the 1 s wait timeout, not a busy loop); the spin loop ends
-    between two callbacks, the callbacks still running finish (`_join_callbacks`), the executor stops,
-    the worker finishes its frame, the node is destroyed, and only then is the context shut down.
-    """
-    os.environ.update(large_message_environment(os.environ))  # before the first participant: see transport.py
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    node = executor = None
-    status = 0
-    try:
-        node = OccupancyNode()
-        executor = make_executor(node.values["executor"])
-        executor.add_node(node)
-        while not stop.is_set() and node.context.ok():
-            executor.spin_once(timeout_sec=1.0)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as err:  # noqa: BLE001 - a startup error ends the process with its message, not a trace
-        if not stop.is_set():
-            print(f"occupancy_node: {type(err).__name__}: {err}", file=sys.stderr)
-            status = 1
-    finally:
-        if executor is not None:
-            _join_callbacks(executor)
-            executor.shutdown(timeout_sec=10.0)
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return status
+    """Run the node until SIGINT or SIGTERM (shutdown order: `spin.py`); 0 on a clean stop, 1 on a failed start."""
+    return run_until_signal(OccupancyNode, "occupancy_node", args)
 
 
 if __name__ == "__main__":

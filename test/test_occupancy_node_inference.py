@@ -1,0 +1,124 @@
+"""Where the occupancy node runs its network: a child process (default) against the in-process reference twin.
+
+Real in-process OccupancyNodes (no DDS in between: the fixture frame goes straight into their callbacks, as
+test_occupancy_node_bad_input.py does), `checkpoints/demo.pt`, one torch thread in either place.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.context import Context  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from tacocc_ros.node.inference import InferenceProcess  # noqa: E402
+from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
+from tacocc_ros.node.outputs import build_diagnostics  # noqa: E402
+from tacocc_ros.tooling.drive_source import frame_from_fixture  # noqa: E402
+from tacocc_ros.tooling.load_driver import DriveOptions, FrameMessages, driver_node_params  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
+S = 1_000_000_000
+STAMP = 1_700_000_000 * S
+
+
+def start_node(repo_root: Path, frame, calibration: Path, inference: str, domain_offset: int):
+    params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions())
+    params.update(inference=inference, inference_threads=1)
+    context = Context()
+    rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + domain_offset) % 101)
+    node = OccupancyNode(
+        context=context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
+    )
+    node.messages = FrameMessages(frame, DriveOptions())
+    node.grids = []
+    publish = node._publish
+
+    def keep(labels, lidar):  # what the node publishes, kept for the comparison
+        node.grids.append((lidar.stamp_ns, labels.copy()))
+        publish(labels, lidar)
+
+    node._publish = keep
+    return node, context
+
+
+def stop_node(node, context) -> None:
+    node.close()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def feed(node, stamp_ns: int) -> None:
+    """The fixture frame into the callbacks, as the executor would deliver it."""
+    m = node.messages
+    node._on_odom(m.stamp(m.odom, stamp_ns))
+    for name in m.images:
+        camera = next(c for c in node.inputs if c.name == name)
+        node._on_info(camera, m.stamp(m.infos[name], stamp_ns))
+        node._on_image(camera, m.stamp(m.images[name], stamp_ns))
+    node._on_cloud(m.stamp(m.cloud, stamp_ns))
+
+
+def wait_grids(node, count: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(node.grids) < count:
+        assert time.monotonic() < deadline, f"{len(node.grids)} grids, not {count}: {node.stats.snapshot(0)}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def fixture(repo_root, nuscenes_frame_dir, tmp_path_factory):
+    frame = frame_from_fixture(nuscenes_frame_dir)
+    return frame, frame.write_calibration(tmp_path_factory.mktemp("calib") / "calibration.yaml")
+
+
+def grids_of(repo_root, fixture, inference: str, offset: int) -> list:
+    node, context = start_node(repo_root, *fixture, inference, offset)
+    try:
+        for i in range(3):  # one after the other: the temporal state carries over
+            feed(node, STAMP + i * S // 2)
+            wait_grids(node, i + 1)
+        return node.grids
+    finally:
+        stop_node(node, context)
+
+
+def test_the_child_process_and_the_thread_publish_the_same_grids(repo_root, fixture):
+    thread = grids_of(repo_root, fixture, "thread", 60)
+    process = grids_of(repo_root, fixture, "process", 61)
+    assert [s for s, _ in process] == [s for s, _ in thread]
+    for (_, want), (_, got) in zip(thread, process, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert ((thread[-1][1] > 0) & (thread[-1][1] < 17)).sum() > 1000  # a real scene
+
+
+def test_a_dead_inference_process_is_reported_restarted_and_serves_again(repo_root, fixture):
+    node, context = start_node(repo_root, *fixture, "process", 62)
+    try:
+        assert isinstance(node.predictor, InferenceProcess)
+        feed(node, STAMP)
+        wait_grids(node, 1)
+        first = node.predictor.pid
+        os.kill(first, signal.SIGKILL)
+        feed(node, STAMP + S)  # this frame meets the dead process
+        deadline = time.monotonic() + 120
+        while node.stats.snapshot(0)["events"].get("inference process restarts", 0) < 1:
+            assert time.monotonic() < deadline, node.stats.snapshot(0)
+            time.sleep(0.05)
+        snap = node.stats.snapshot(0)
+        assert snap["failed"].get("inference process") == 1
+        status = build_diagnostics(snap, 0).status[0]
+        assert status.level != 0  # not OK: a failure since the previous snapshot
+        assert node.predictor.pid not in (None, first) and node.predictor.alive
+        feed(node, STAMP + 2 * S)
+        wait_grids(node, 2)
+        assert node.worker.failed == 0
+        second = node.predictor.pid
+    finally:
+        stop_node(node, context)
+    assert not Path(f"/proc/{second}").exists(), "the inference process outlived node.close()"
