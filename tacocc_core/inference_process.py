@@ -100,6 +100,7 @@ class InferenceProcess:
         self.device = "?"
         self.restarts = 0
         self._lock = threading.Lock()
+        self._interrupted = threading.Event()
         self._reset = False
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn = None
@@ -143,8 +144,17 @@ class InferenceProcess:
             self.restarts += 1
             self._start()
 
+    def interrupt(self) -> None:
+        """Make a `predict` that waits for the child give up within 0.5 s (raising InferenceProcessError).
+
+        For a prompt shutdown: the frame in progress is abandoned rather than awaited, and every later call
+        raises too; `close()` follows.
+        """
+        self._interrupted.set()
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Ask the child to stop, wait `timeout_s`, then kill it; release the shared memory. Idempotent."""
+        self._interrupted.set()
         with self._lock:
             self._stop(timeout_s)
 
@@ -172,6 +182,8 @@ class InferenceProcess:
         """The child's next reply; InferenceProcessError when it dies or `timeout_s` passes first."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            if self._interrupted.is_set():
+                raise InferenceProcessError("interrupted: the inference process is being stopped")
             try:
                 if self._conn.poll(0.5):
                     return self._conn.recv()

@@ -128,6 +128,15 @@ def test_close_stops_the_child_and_frees_its_shared_memory(config, frames):
         process.predict(frames[0])
 
 
+def test_an_interrupted_process_answers_no_more_and_closes_at_once(config, frames):
+    process = InferenceProcess(config, None, options=InferenceProcessOptions(threads=1))
+    process.interrupt()
+    with pytest.raises(InferenceProcessError, match="interrupted"):
+        process.predict(frames[0])
+    process.close(timeout_s=5.0)
+    assert not process.alive
+
+
 def test_a_checkpoint_of_another_network_stops_the_start(tmp_path):
     with pytest.raises(CheckpointError):
         InferenceProcess(load_preset("tiny"), str(CHECKPOINT), options=InferenceProcessOptions(threads=1))

@@ -2,15 +2,18 @@
 
 Wiring only; the work is done by the tested modules it calls:
     callbacks (sensor group) -> conversions (pointcloud.py) -> synchroniser (sync.py) -> keep-latest Worker
-    worker thread -> decode (images.py) -> Frame (frame_builder.py) -> Predictor.predict -> outputs.py
+    worker thread -> decode (images.py) -> Frame (frame_builder.py) -> inference.py (a child process running
+    the Predictor, fed through shared memory; or the Predictor in this process) -> outputs.py
 
 - Subscription callbacks never wait for the network: a complete set goes into a one-place slot that a
   newer set replaces (counted as dropped "replaced").
 - Threads (why, below): the callbacks run on one `SingleThreadedExecutor` thread and stay cheap (a
   cloud is converted, an image keeps its compressed bytes after a header check; only the images of a set
   the worker takes are decoded, on `decode_threads` threads with libjpeg's reduced-size decode); the
-  inference worker owns torch's intra-op pool (`inference_threads`, 0 = every core); nothing polls: the
-  executor blocks in rcl_wait, the worker on a condition variable, the odometry wait on another.
+  network runs with `inference_threads` torch threads (0 = every core) in its own process; nothing polls:
+  the executor blocks in rcl_wait, the worker on a condition variable or the inference process's pipe.
+- A dead inference process (killed, out of memory) is counted (`failed inference process`), logged as an
+  error and restarted with the next frame; `close()` stops it, so no process outlives the node.
 - Logs: one line per reason per `log_throttle_s` with the count of the others (log_throttle.py);
   /diagnostics keys are fixed reasons (stats.py caps them), what varies goes into the log message.
 - CameraInfo is kept outside the synchroniser (latest per camera, transient-local QoS by default).
@@ -25,20 +28,34 @@ Wiring only; the work is done by the tested modules it calls:
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
 
-Why a single-threaded executor (threads.py): rclpy's `MultiThreadedExecutor` spins in its wait loop
-(`wait_for_ready_callbacks`, `Future.done`) while a callback runs, holding the interpreter lock the
-inference thread needs. Measured with `benchmarks/bench_executor.py` (`tacocc drive`: the real fixture
-frame, LiDAR 20 Hz, six cameras 12 Hz, /odom 50 Hz, demo checkpoint, 35 s after 10 s warm-up) on the
-project's 2-core machine while other jobs kept its load average at 6.7-7.5:
+Where the time went, and the design it chose (profiled with py-spy under `tacocc drive`: the real fixture
+frame, LiDAR 20 Hz, six cameras 12 Hz + CameraInfo, /odom 50 Hz, demo checkpoint, 2-core machine):
+- Before, the node made 3.8-4.3 grids/s where the network alone runs at ~12/s, and used one core. The
+  profile did not show the interpreter lock as the limit: the worker thread waited for a synchronised set
+  55 % of the time, the executor thread sat in rcl_wait 84 % of it, a thread held the lock in ~16 % of the
+  samples. Sets were missing because camera images reached the node late: a separate listener saw
+  arrival minus stamp p50 13-99 ms, p99 274-437 ms per camera (LiDAR p99 63 ms), so 40 % of the sweeps
+  were dropped by the synchroniser (overflow, timeout). The cause is Fast DDS's 512 KiB shared memory
+  segment; the project's Fast DDS profile (`tacocc_ros/messages/transport.py`, set before rclpy.init here
+  and by `tacocc drive`/`tacocc play`) gives 32 MiB, and images then arrive within 12 ms (p99).
+- With the images on time, 35 s each after 10 s, other jobs paused, LiDAR/image queue depths 1/2
+  (docs/RESULTS.md section 10 has these and the final figures):
 
-    executor, torch threads          grids/s   end-to-end p50 / p99 ms   longest gap ms
-    multi (2 threads), 2                1.88        532 / 2160                 2551
-    single, 2                           2.84        390 /  663                 1961
-    single, 1                           2.52        429 /  650                 3399
+      network in, Fast DDS profile           grids/s   end-to-end p50 / p99 ms   longest gap ms
+      thread, defaults (the old node)           3.80        194 / 357                 1130
+      process, defaults                         4.77        200 / 350                 1263
+      thread, 32 MiB profile                    8.40        154 / 212                  166
+      process, 32 MiB profile                   8.94        139 / 242                  230
 
-so `executor: single` with every core for torch is the default; `executor: multi` stays for comparison.
-On that loaded machine the node got 0.6-0.7 of a core, so none of them reached the sensor rate; the
-README's "Performance" section has the figures against the network's own timing.
+  so the profile is what made the difference; the network in a child process (`inference: process`, the
+  default; inference.py) adds throughput, keeps the ROS process's Python work (deserialising, decoding,
+  publishing) off the network's interpreter lock, and lets a crash of the network be reported and
+  restarted instead of taking the node down. `inference: thread` is the reference twin (same grids,
+  test_occupancy_node_inference.py).
+- A 24 MB cloud (refused) used to leave ~24 MB per LiDAR queue slot behind (rmw_fastrtps' preallocated
+  reader history keeps each slot at its largest sample): the profile gives readers dynamic history memory,
+  and the ROS process maps large blocks and unmaps them when freed (inference.py).
+The executor choice (single-threaded; threads.py) has its own measurement in threads.py.
 """
 
 from __future__ import annotations
@@ -146,6 +163,7 @@ class OccupancyNode(Node):
         self.markers = MarkerBuilder(self.grid, v["max_cubes"] or None)
         self.camera_info: dict[str, np.ndarray] = {}
         self._reset_requested = threading.Event()
+        self._closing = False
         self._warned: set[str] = set()
         self._decode_pool = ThreadPoolExecutor(v["decode_threads"], thread_name_prefix="tacocc-decode")
 
@@ -444,6 +462,8 @@ class OccupancyNode(Node):
 
     def _restart_inference(self, stamp_ns: int, err: InferenceProcessError) -> None:
         """The inference process died: count it, say so, start a fresh one (the next frame uses it)."""
+        if self._closing:  # close() interrupted the frame: nothing died
+            return
         self.stats.on_failed("inference process")
         self.get_logger().error(f"sweep {stamp_ns}: {err}; restarting it")
         if not self.context.ok():
@@ -516,11 +536,14 @@ class OccupancyNode(Node):
         )
 
     def close(self) -> None:
-        """Stop the worker (the frame in progress finishes) and the decoder threads."""
+        """Stop the worker, the decoders and the inference process (abandoning its frame; a thread's finishes)."""
+        self._closing = True
+        if isinstance(self.predictor, InferenceProcess):
+            self.predictor.interrupt()  # the frame in progress is abandoned, not awaited
         self.worker.stop()
         self._decode_pool.shutdown(wait=True)
         if isinstance(self.predictor, InferenceProcess):
-            self.predictor.close()
+            self.predictor.close(timeout_s=5.0)
 
 
 def main(args: list[str] | None = None) -> int:
