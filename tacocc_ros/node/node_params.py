@@ -130,7 +130,7 @@ NODE_PARAMS: dict[str, ParamSpec] = {
         True,
         _at_least(1),
     ),  # fmt: skip
-    "image_queue_depth": ParamSpec(2, "messages each camera image subscription keeps", True, _at_least(1)),
+    "image_queue_depth": ParamSpec(5, "messages each camera image subscription keeps", True, _at_least(1)),
     "executor": ParamSpec(
         "single",
         "rclpy executor spinning the callbacks: single (SingleThreadedExecutor) or multi (MultiThreadedExecutor, "
