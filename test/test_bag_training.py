@@ -98,3 +98,46 @@ def test_fine_tuning_starts_from_a_checkpoint_trained_with_another_loss_and_rend
     save_checkpoint(initial, TACOcc(config_from_dict(data)).state_dict(), config_from_dict(data))
     with pytest.raises(CheckpointError, match="head.channels"):
         FineTuner(spec(bag, tmp_path / "run2", initial_checkpoint=str(initial)))
+
+
+def test_a_fine_tune_continues_the_fuser_schedule_of_its_initial_checkpoint(bag, tmp_path):
+    """A checkpoint written at step 800 fine-tunes at model steps 800, 801, ...: the adaptive fuser keeps the
+    inference rule (no Gumbel noise, final tau) it was trained into, across a resume too; random weights
+    start at 0."""
+    import torch
+
+    from tacocc_core.checkpoint import save_checkpoint
+    from tacocc_core.model.selector import noise_scale_at, tau_at
+    from tacocc_core.model.tacocc import TACOcc
+
+    config = load_preset("tiny")
+    torch.manual_seed(0)
+    initial = tmp_path / "initial.pt"
+    save_checkpoint(initial, TACOcc(config).state_dict(), config, step=800)
+
+    def encoder_steps(tuner: FineTuner) -> list[int]:
+        seen: list[int] = []
+        tuner.objective.net.encoder.register_forward_pre_hook(
+            lambda _module, _args, kwargs: seen.append(kwargs["step"]), with_kwargs=True
+        )
+        return seen
+
+    tuner = FineTuner(spec(bag, tmp_path / "run", steps=2, initial_checkpoint=str(initial)))
+    seen = encoder_steps(tuner)
+    tuner.run()
+    window = config.temporal.window
+    assert seen == [800] * window + [801] * window
+    fc = config.fuser
+    assert fc.tau_anneal_steps <= 800
+    assert noise_scale_at(seen[0], fc.tau_anneal_steps) == 0.0
+    assert tau_at(seen[0], fc.gumbel_tau, fc.tau_anneal_steps) == fc.gumbel_tau[1]
+
+    resumed = FineTuner(spec(bag, tmp_path / "run", steps=3, resume=True))
+    seen = encoder_steps(resumed)
+    resumed.run()
+    assert seen == [802] * window
+
+    fresh = FineTuner(spec(bag, tmp_path / "fresh", steps=1))
+    seen = encoder_steps(fresh)
+    fresh.run()
+    assert seen == [0] * window
