@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/geometry_label_agreement.py BAG [BAG ...] [--config demo] [--every 3]
 
 Frames come from the bags as `training_node` assembles them (labels attached from `/occupancy/gt`); for the
-last frame of every `--every`-th sequence the geometry target of the training objective (FREE / OCCUPIED /
+labelled frames of every `--every`-th sequence the geometry target of the training objective (FREE / OCCUPIED /
 UNKNOWN from ray casting the frame's sweeps, `batch_geometry_targets`) is compared with the labels. Prints
 the share of pseudo-FREE voxels the ground truth calls occupied, of pseudo-OCCUPIED voxels it calls empty,
 and per class and per height level how many occupied ground-truth voxels the rays call free.
@@ -40,22 +40,25 @@ def main() -> None:
     occupied_gt = np.zeros(n_cls, np.int64)
     free_by_z = np.zeros(grid.shape[2], np.int64)
     free = occupied = occupied_empty = unknown = known_gt = 0
+    frames = 0
     for seq in seqs:
         batch = collate([seq])
-        target = batch_geometry_targets(batch, grid, tc.label_efficient.pseudo_label_max_lag_s)[0, -1].numpy()
-        labels = batch["labels"][0, -1].numpy()
-        valid = labels != IGNORE
-        gt_occ = valid & (labels != 0)
-        called_free = (target == FREE) & gt_occ
-        known_gt += int(valid.sum())
-        unknown += int(((target != FREE) & (target != OCCUPIED) & valid).sum())
-        free += int(((target == FREE) & valid).sum())
-        occupied += int(((target == OCCUPIED) & valid).sum())
-        occupied_empty += int(((target == OCCUPIED) & valid & (labels == 0)).sum())
-        free_occ += np.bincount(labels[called_free], minlength=n_cls)[:n_cls]
-        occupied_gt += np.bincount(labels[gt_occ], minlength=n_cls)[:n_cls]
-        free_by_z += called_free.sum(axis=(0, 1))
-    print(f"{len(seqs)} frames, {known_gt} labelled voxels, {unknown / known_gt:.1%} without a pseudo-label")
+        targets = batch_geometry_targets(batch, grid, tc.label_efficient.pseudo_label_max_lag_s)[0].numpy()
+        for t in np.flatnonzero(batch["has_labels"][0].numpy()):  # keyframes: the frames with labels
+            target, labels = targets[t], batch["labels"][0, t].numpy()
+            frames += 1
+            valid = labels != IGNORE
+            gt_occ = valid & (labels != 0)
+            called_free = (target == FREE) & gt_occ
+            known_gt += int(valid.sum())
+            unknown += int(((target != FREE) & (target != OCCUPIED) & valid).sum())
+            free += int(((target == FREE) & valid).sum())
+            occupied += int(((target == OCCUPIED) & valid).sum())
+            occupied_empty += int(((target == OCCUPIED) & valid & (labels == 0)).sum())
+            free_occ += np.bincount(labels[called_free], minlength=n_cls)[:n_cls]
+            occupied_gt += np.bincount(labels[gt_occ], minlength=n_cls)[:n_cls]
+            free_by_z += called_free.sum(axis=(0, 1))
+    print(f"{frames} labelled frames, {known_gt} labelled voxels, {unknown / known_gt:.1%} without a pseudo-label")
     print(
         f"pseudo-FREE voxels the ground truth calls occupied: {free_occ.sum()} / {free} = {free_occ.sum() / free:.1%}"
     )
