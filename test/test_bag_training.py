@@ -68,7 +68,7 @@ def test_self_supervised_trains_on_an_unlabelled_bag(unlabelled_bag, tmp_path):
 def test_bad_modes_are_refused(bag, unlabelled_bag, tmp_path):
     with pytest.raises(BagError, match=r"nolabels.*no /occupancy/gt messages.*supervised"):
         load_sequences(spec(unlabelled_bag, tmp_path, mode="supervised"))
-    with pytest.raises(ValueError, match="geometry_weight or photometric_weight"):
+    with pytest.raises(ValueError, match="geometry_weight, photometric_weight or teacher_weight"):
         load_sequences(spec(bag, tmp_path, mode="self_supervised"))
     with pytest.raises(ValueError, match="mode must be"):
         load_sequences(spec(bag, tmp_path, mode="teacher"))
@@ -141,3 +141,24 @@ def test_a_fine_tune_continues_the_fuser_schedule_of_its_initial_checkpoint(bag,
     seen = encoder_steps(fresh)
     fresh.run()
     assert seen == [0] * window
+
+
+def test_self_supervised_learns_from_a_teacher_checkpoint(unlabelled_bag, tmp_path):
+    """teacher_checkpoint + teacher_weight act in the node's path too: the teacher's confident labels are a term."""
+    import torch
+
+    from tacocc_core.checkpoint import save_checkpoint
+    from tacocc_core.model.tacocc import TACOcc
+
+    config = load_preset("tiny")
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher.pt"
+    save_checkpoint(teacher, TACOcc(config).state_dict(), config, step=10)
+    s = spec(unlabelled_bag, tmp_path / "run", steps=1, mode="self_supervised")
+    le = dataclasses.replace(
+        s.train_config.label_efficient, teacher_checkpoint=str(teacher), teacher_weight=1.0, teacher_threshold=0.05
+    )
+    tuner = FineTuner(dataclasses.replace(s, train_config=dataclasses.replace(s.train_config, label_efficient=le)))
+    seen = []
+    tuner.run(seen.append)
+    assert seen[0].terms["teacher"] > 0 and "geo" not in seen[0].terms and "occ" not in seen[0].terms

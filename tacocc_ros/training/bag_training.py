@@ -9,7 +9,7 @@ checkpoint written here is an ordinary checkpoint: the occupancy node's `reload`
 parameter takes it while running.
 
 Modes: "supervised" needs `/occupancy/gt` in every bag (BagError naming the bag otherwise);
-"self_supervised" drops all labels and needs a label-efficient weight (geometry or photometric) > 0;
+"self_supervised" drops all labels and needs a label-efficient weight (geometry, photometric or teacher) > 0;
 "auto" uses labels where a bag has them.
 
 The network sees the training step of its own history, not the fine-tune's: starting from a checkpoint
@@ -39,7 +39,7 @@ from tacocc_core.data.dataset import make_collate
 from tacocc_core.frame import Frame
 from tacocc_core.train.distributed import DistContext
 from tacocc_core.train.label_fraction import apply_label_fraction, select_labelled_frames
-from tacocc_core.train.loop import backward_and_step, with_label_fraction
+from tacocc_core.train.loop import backward_and_step, load_teacher, teacher_labels_of, with_label_fraction
 from tacocc_core.train.nan_guard import NanGuard
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.run_state import CheckpointManager
@@ -105,9 +105,10 @@ def load_sequences(spec: FineTuneSpec) -> list[list[Frame]]:
     if not spec.bags:
         raise ValueError("no bags given")
     le = spec.train_config.label_efficient
-    if spec.mode == "self_supervised" and le.geometry_weight <= 0 and le.photometric_weight <= 0:
+    if spec.mode == "self_supervised" and max(le.geometry_weight, le.photometric_weight, le.teacher_weight) <= 0:
         raise ValueError(
-            "self_supervised mode needs label_efficient.geometry_weight or photometric_weight > 0 in the train config"
+            "self_supervised mode needs label_efficient.geometry_weight, photometric_weight or teacher_weight > 0 "
+            "in the train config"
         )
     window = spec.config.temporal.window
     out: list[list[Frame]] = []
@@ -180,6 +181,8 @@ class FineTuner:
             self.objective.net.load_state_dict(payload["model"])
             self.model_step_offset = int(payload.get("step") or 0)
         self.collate = make_collate(spec.config)
+        # The frozen teacher of label_efficient.teacher_checkpoint (None when teacher_weight is 0).
+        self.teacher = load_teacher(tc, spec.config, self.device)
 
     def _order(self, epoch: int) -> list[int]:
         rng = np.random.default_rng(self.train_config.seed * 100_003 + epoch)
@@ -218,7 +221,8 @@ class FineTuner:
         while self.step < tc.steps and not (should_stop and should_stop()):
             start = time.perf_counter()
             batch = self.batch(self.step)
-            out = self.objective(batch, self.model_step(self.step))
+            teacher = teacher_labels_of(self.teacher, batch, tc) if self.teacher is not None else None
+            out = self.objective(batch, self.model_step(self.step), teacher)
             terms, _ = backward_and_step(
                 out, self.objective, self.optimizer, self.scheduler, self.guard, tc, ctx, self.step
             )
