@@ -4,6 +4,7 @@
 #   start      the initial checkpoint as it is
 #   ssl_geo    LiDAR geometry loss only (label_efficient.geometry_weight), renderer off
 #   ssl_photo  photometric loss only (renderer on, label_efficient.photometric_weight), optional
+#   ssl_geo_teacher  geometry loss + the confident labels of START as a frozen teacher, optional
 # Every run of every seed starts from the same weights (START); the seed changes the batch order and the
 # renderer's anchor draws. The train split of DATA (splits.json) is converted to rosbag2 first (labels are in
 # the bags but the self_supervised mode drops them); the val split is scored with `tacocc eval` and the table
@@ -23,7 +24,9 @@ STEPS=${STEPS:-300}
 LR=${LR:-1e-4}
 SEEDS=${SEEDS:-0 1 2}
 GEO_WEIGHT=${GEO_WEIGHT:-1.0}
-PHOTO_SEEDS=${PHOTO_SEEDS:-}           # seeds of ssl_photo ('' = not run: about a minute per step on a CPU)
+PHOTO_SEEDS=${PHOTO_SEEDS:-}           # seeds of ssl_photo ('' = not run: 3-8 s per step on a quiet CPU core)
+TEACHER_SEEDS=${TEACHER_SEEDS:-}       # seeds of ssl_geo_teacher ('' = not run)
+TEACHER_WEIGHT=${TEACHER_WEIGHT:-1.0}
 PHOTO_STEPS=${PHOTO_STEPS:-$STEPS}
 PHOTO_WEIGHT=${PHOTO_WEIGHT:-1.0}
 PHOTO_RENDERER=${PHOTO_RENDERER:-}     # renderer settings over PRESET's, e.g. "neighbour_frames=0 inner_steps=3"
@@ -88,11 +91,16 @@ finetune() {  # variant, seed, steps, model config, train-config settings...
   echo "done: $name seed $seed ($(grep -c '"step"' "$out.log") steps logged)"
 }
 
-mkdir -p "$RUNS"/{start/seed0,ssl_geo,ssl_photo}
+mkdir -p "$RUNS"/{start/seed0,ssl_geo,ssl_photo,ssl_geo_teacher}
 score "$RUNS/start/seed0" "$START"
 for seed in $SEEDS; do
   finetune ssl_geo "$seed" "$STEPS" "$PRESET" renderer=false "label_efficient.geometry_weight=$GEO_WEIGHT" \
     label_efficient.photometric_weight=0.0
+done
+for seed in $TEACHER_SEEDS; do
+  finetune ssl_geo_teacher "$seed" "$STEPS" "$PRESET" renderer=false "label_efficient.geometry_weight=$GEO_WEIGHT" \
+    label_efficient.photometric_weight=0.0 "label_efficient.teacher_checkpoint=$START" \
+    "label_efficient.teacher_weight=$TEACHER_WEIGHT"
 done
 if [ -n "$PHOTO_SEEDS" ]; then
   renderer_settings=()
@@ -105,4 +113,4 @@ if [ -n "$PHOTO_SEEDS" ]; then
   done
 fi
 
-$PY "$(dirname "$0")/summarize_seeds.py" "$RUNS" start ssl_geo ssl_photo
+$PY "$(dirname "$0")/summarize_seeds.py" "$RUNS" start ssl_geo ssl_geo_teacher ssl_photo
