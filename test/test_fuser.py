@@ -3,6 +3,8 @@ import dataclasses
 import pytest
 import torch
 
+import tacocc_core.model.fuser as fuser_module
+import tacocc_core.model.retrieval as retrieval
 from tacocc_core.config import load_preset
 from tacocc_core.model.fuser import AdaptiveFuser, forcing_k, masked_pool
 from tacocc_core.model.tacocc import TACOcc
@@ -99,6 +101,32 @@ def test_queries_far_from_every_key_still_get_context():
     term_image = captured["x"][:, 2 * c : 3 * c].permute(0, 2, 3, 4, 1)
     assert (term_image[occ_i].abs().sum(dim=1) > 0).all()
     assert (term_image[~occ_i] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("mode", "train", "fill_l"), [("adaptive", False, 0.1), ("adaptive", True, 0.01), ("fixed", False, 0.003)]
+)
+def test_tree_search_gives_the_fused_volume_of_the_cube_then_exact_search(monkeypatch, mode, train, fill_l):
+    """The fuser with its KD-tree KNN equals the fuser with the earlier search, bit for bit (sparse LiDAR:
+    most image queries settle beyond the cube), forward and gradients."""
+
+    def earlier(q, keys, k, radius, volume_shape, skip_centre=True):
+        volume = retrieval.index_volume(keys, tuple(volume_shape[1:]), volume_shape[0])
+        return retrieval.knn_cube_then_exact(q, keys, volume, k, radius, skip_centre)
+
+    results = []
+    for search in (fuser_module.knn, earlier):
+        monkeypatch.setattr(fuser_module, "knn", search)
+        torch.manual_seed(0)
+        fuser = AdaptiveFuser(config(mode)).train(train)
+        f_i, occ_i, f_l, occ_l = volumes(fill_l=fill_l)
+        f_i.requires_grad_(True)
+        fused, stats = fuser(f_i, occ_i, f_l, occ_l, tau=0.5, noise_scale=1.0)
+        fused.square().sum().backward()
+        results.append((fused.detach(), stats.counts, stats.maps, f_i.grad))
+    (fused_a, counts_a, maps_a, grad_a), (fused_b, counts_b, maps_b, grad_b) = results
+    assert torch.equal(fused_a, fused_b) and torch.equal(counts_a, counts_b) and torch.equal(grad_a, grad_b)
+    assert all(torch.equal(a, b) for a, b in zip(maps_a, maps_b, strict=True))
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "fixed"])

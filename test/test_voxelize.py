@@ -47,3 +47,26 @@ def test_empty_and_bad_input():
         voxelize(torch.zeros(3, 4), torch.zeros(3, dtype=torch.int64), GRID)
     with pytest.raises(ValueError, match=r"points_batch \(2,\) does not match points \(3, 5\)"):
         voxelize(torch.zeros(3, 5), torch.zeros(2, dtype=torch.int64), GRID)
+
+
+@pytest.mark.parametrize(("seed", "n", "batches"), [(0, 0, 1), (1, 1, 1), (2, 3000, 1), (3, 20000, 3)])
+def test_flat_table_equals_the_unique_reference(seed, n, batches, monkeypatch):
+    """`voxelize` (flat table of voxel keys) gives the reference's tensors bit for bit, also on bad points."""
+    import tacocc_core.model.voxelize as voxelize_module
+
+    gen = torch.Generator().manual_seed(seed)
+    points = torch.randn(n, 5, generator=gen) * torch.tensor([3.0, 3.0, 1.5, 40.0, 0.1])
+    points[::97, 0] = float("nan")
+    points[::89, 2] = float("inf")
+    points[::83, 3] = float("nan")  # finite position, non-finite intensity
+    points[::79, 0] = -1e30
+    points[::73, 1] = 1e30
+    batch = torch.randint(0, batches, (n,), generator=gen)
+    grid = GridSpec.from_ranges((-4, 4), (-4, 4), (-2, 2), 0.25)
+    fast = voxelize(points, batch, grid)
+    reference = voxelize_module.voxelize_reference(points, batch, grid)
+    assert torch.equal(fast[0], reference[0]) and torch.equal(fast[1], reference[1])
+    assert fast[1].dtype == reference[1].dtype == torch.int32
+    monkeypatch.setattr(voxelize_module, "DENSE_KEY_CELLS", 10)  # too many cells: the reference path
+    fallback = voxelize(points, batch, grid)
+    assert torch.equal(fallback[0], reference[0]) and torch.equal(fallback[1], reference[1])

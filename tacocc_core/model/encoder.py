@@ -11,6 +11,8 @@ Stages (each a method, so that benchmarks can time them apart):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,6 +30,24 @@ from tacocc_core.model.selector import noise_scale_at, tau_at
 from tacocc_core.timing import NULL_TIMER, StageTimer
 
 STEP_KEYS = ("images", "cam2img", "cam2lidar", "camera_valid", "points", "points_batch")
+
+
+@contextlib.contextmanager
+def one_core_left(enabled: bool = True) -> Iterator[None]:
+    """Run torch's CPU ops on one thread fewer inside the block (never below one), then restore.
+
+    While the sky masks take a core on their own thread, torch ops on all cores wait at every parallel
+    region for the thread the masks have pushed off its core; one thread fewer leaves that core to the masks.
+    """
+    threads = torch.get_num_threads()
+    if not enabled or threads <= 1:
+        yield
+        return
+    torch.set_num_threads(threads - 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -132,7 +152,7 @@ class TacoccEncoder(nn.Module):
         # The sky masks are computed on a thread of their own while the LiDAR branch runs: spconv's CPU ops
         # use one core, the masks (OpenCV, scikit-image, without the GIL) take the other. The "conditioning"
         # stage is the denoising plus whatever wait for the masks remains after the LiDAR branch.
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=1) as pool, one_core_left(batch["points"].device.type == "cpu"):
             with timer.stage("conditioning"):
                 pending = pool.submit(self.sky_masks_of, batch, 1)
                 points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)

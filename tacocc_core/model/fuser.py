@@ -42,7 +42,7 @@ from torch import nn
 
 from tacocc_core.config import ModelConfig
 from tacocc_core.model.grids import coarse_grid
-from tacocc_core.model.retrieval import index_volume, knn
+from tacocc_core.model.retrieval import knn
 from tacocc_core.model.selector import KChoice, NeighbourhoodSelector, choose_k, gumbel_noise
 
 MODALITIES = ("image", "lidar")
@@ -276,7 +276,7 @@ class AdaptiveFuser(nn.Module):
         else:
             k = torch.full((n,), self.forced_k or self.candidates[0], dtype=torch.int64, device=query.device)
         k_max = int(max(self.candidates + ((self.forced_k,) if self.forced_k else ())))
-        index, offset = knn(q_coords, k_coords, index_volume(k_coords, tuple(k_occ.shape[1:]), b), k_max, self.radius)
+        index, offset = knn(q_coords, k_coords, k_max, self.radius, tuple(k_occ.shape))
         gathered = keys[index.clamp(min=0)] if len(keys) else query.new_zeros(n, k_max, c)
         offsets = (offset.float() / max(self.radius, 1)).clamp(-MAX_OFFSET_RADII, MAX_OFFSET_RADII)
         attention = self.attention[slot]

@@ -1,4 +1,10 @@
-"""LiDAR points -> occupied voxels with mean point features, the input of the sparse encoder."""
+"""LiDAR points -> occupied voxels with mean point features, the input of the sparse encoder.
+
+`voxelize` finds the occupied voxels by marking each point's voxel key in a flat table over the grid's cells
+(O(points + cells), no sort); `voxelize_reference` does it with `torch.unique` (a sort of the points), the
+earlier implementation that `voxelize` is tested against (the same tensors, bit for bit). Grids with
+more than `DENSE_KEY_CELLS` cells over the batch take the reference path.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,94 @@ from tacocc_core.geometry import GridSpec
 # Per-voxel input features: mean of [x, y, z, intensity, time_lag_s] over the voxel's points, the
 # offset of that mean from the voxel centre (x, y, z) in voxels, and log(1 + point count).
 VOXEL_FEATURES = 9
+# Largest batch x grid cell count for the flat table (a bool and an int64 per cell: ~0.6 GB at the limit).
+DENSE_KEY_CELLS = 1 << 26
 
 
 def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group points by voxel (multi-sweep clouds keep their time lag as a feature); as `voxelize_reference`."""
+    return _voxelize(points, points_batch, grid, dense_keys=True)
+
+
+def voxelize_reference(
+    points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain implementation (`torch.unique`), kept as the twin `voxelize` is tested against."""
+    return _voxelize(points, points_batch, grid, dense_keys=False)
+
+
+def _unique_keys(key: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.unique(key, sorted=True, return_inverse=True)` for keys in [0, cells), by a flat table."""
+    present = torch.zeros(cells, dtype=torch.bool, device=key.device)
+    present[key] = True
+    uniq = present.nonzero()[:, 0]
+    rank = torch.empty(cells, dtype=torch.int64, device=key.device)
+    rank[uniq] = torch.arange(len(uniq), device=key.device)
+    return uniq, rank[key]
+
+
+def _group_by_unique(
+    pts: torch.Tensor, points_batch: torch.Tensor, lower: torch.Tensor, size: torch.Tensor, grid_shape: tuple
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference grouping: (features (M, VOXEL_FEATURES), voxel keys (M,) sorted) by `torch.unique`."""
+    dev = pts.device
+    shape = torch.tensor(grid_shape, device=dev)
+    finite = torch.isfinite(pts).all(dim=1)
+    scaled = (torch.where(finite[:, None], pts[:, :3], torch.zeros_like(pts[:, :3])) - lower) / size
+    idx = torch.floor(scaled).long()
+    keep = finite & ((idx >= 0) & (idx < shape)).all(dim=1)
+    pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
+    nx, ny, nz = grid_shape
+    key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    m = len(uniq)
+    count = torch.zeros(m, device=dev).index_add_(0, inverse, torch.ones_like(key, dtype=torch.float32))
+    sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
+    offsets = torch.zeros(m, 3, device=dev).index_add_(0, inverse, scaled - idx - 0.5)
+    denom = count.clamp(min=1)[:, None]
+    return torch.cat([sums / denom, offsets / denom, torch.log1p(count)[:, None]], dim=1), uniq
+
+
+def _group_by_flat_table(
+    pts: torch.Tensor, points_batch: torch.Tensor, lower: torch.Tensor, size: torch.Tensor, grid_shape: tuple
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As `_group_by_unique`, with fewer passes over the points and `_unique_keys` where the grid allows.
+
+    A point is inside when 0 <= scaled < shape on every axis, the same test as on floor(scaled) and false for
+    NaN and infinities; the other columns are checked for finiteness apart. Counts by bincount (exact).
+    """
+    dev = pts.device
+    nx, ny, nz = grid_shape
+    scaled = (pts[:, :3] - lower) / size
+    inside = (scaled >= 0) & (scaled < torch.tensor(grid_shape, dtype=torch.float32, device=dev))
+    extra = torch.isfinite(pts[:, 3:])
+    keep = inside[:, 0] & inside[:, 1] & inside[:, 2] & extra[:, 0] & extra[:, 1]
+    sel = keep.nonzero()[:, 0]
+    if len(sel) < len(pts):
+        pts, scaled, points_batch = (
+            pts.index_select(0, sel),
+            scaled.index_select(0, sel),
+            points_batch.index_select(0, sel),
+        )
+    idx = torch.floor(scaled).long()
+    bidx = points_batch.long()
+    key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
+    cells = (int(bidx.max()) + 1 if len(bidx) else 1) * nx * ny * nz
+    if cells <= DENSE_KEY_CELLS:
+        uniq, inverse = _unique_keys(key, cells)
+    else:
+        uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    m = len(uniq)
+    count = torch.bincount(inverse, minlength=m).float()
+    sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
+    offsets = torch.zeros(m, 3, device=dev).index_add_(0, inverse, scaled - idx - 0.5)
+    denom = count.clamp(min=1)[:, None]
+    return torch.cat([sums / denom, offsets / denom, torch.log1p(count)[:, None]], dim=1), uniq
+
+
+def _voxelize(
+    points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec, dense_keys: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Group points by voxel (multi-sweep clouds keep their time lag as a feature).
 
     Args:
@@ -36,21 +127,11 @@ def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -
     pts = points.float()
     lower = torch.tensor(grid.lower, dtype=torch.float32, device=dev)
     size = torch.tensor(grid.voxel_size, dtype=torch.float32, device=dev)
-    shape = torch.tensor(grid.shape, device=dev)
-    finite = torch.isfinite(pts).all(dim=1)
-    scaled = (torch.where(finite[:, None], pts[:, :3], torch.zeros_like(pts[:, :3])) - lower) / size
-    idx = torch.floor(scaled).long()
-    keep = finite & ((idx >= 0) & (idx < shape)).all(dim=1)
-    pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
     nx, ny, nz = grid.shape
-    key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
-    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    m = len(uniq)
-    count = torch.zeros(m, device=dev).index_add_(0, inverse, torch.ones_like(key, dtype=torch.float32))
-    sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
-    offsets = torch.zeros(m, 3, device=dev).index_add_(0, inverse, scaled - idx - 0.5)
-    denom = count.clamp(min=1)[:, None]
-    features = torch.cat([sums / denom, offsets / denom, torch.log1p(count)[:, None]], dim=1)
+    if dense_keys:
+        features, uniq = _group_by_flat_table(pts, points_batch, lower, size, grid.shape)
+    else:
+        features, uniq = _group_by_unique(pts, points_batch, lower, size, grid.shape)
     z = uniq % nz
     y = (uniq // nz) % ny
     x = (uniq // (nz * ny)) % nx
