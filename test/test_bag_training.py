@@ -68,7 +68,7 @@ def test_self_supervised_trains_on_an_unlabelled_bag(unlabelled_bag, tmp_path):
 def test_bad_modes_are_refused(bag, unlabelled_bag, tmp_path):
     with pytest.raises(BagError, match=r"nolabels.*no /occupancy/gt messages.*supervised"):
         load_sequences(spec(unlabelled_bag, tmp_path, mode="supervised"))
-    with pytest.raises(ValueError, match="geometry_weight or photometric_weight"):
+    with pytest.raises(ValueError, match="geometry_weight, photometric_weight or teacher_weight"):
         load_sequences(spec(bag, tmp_path, mode="self_supervised"))
     with pytest.raises(ValueError, match="mode must be"):
         load_sequences(spec(bag, tmp_path, mode="teacher"))
@@ -98,3 +98,67 @@ def test_fine_tuning_starts_from_a_checkpoint_trained_with_another_loss_and_rend
     save_checkpoint(initial, TACOcc(config_from_dict(data)).state_dict(), config_from_dict(data))
     with pytest.raises(CheckpointError, match="head.channels"):
         FineTuner(spec(bag, tmp_path / "run2", initial_checkpoint=str(initial)))
+
+
+def test_a_fine_tune_continues_the_fuser_schedule_of_its_initial_checkpoint(bag, tmp_path):
+    """A checkpoint written at step 800 fine-tunes at model steps 800, 801, ...: the adaptive fuser keeps the
+    inference rule (no Gumbel noise, final tau) it was trained into, across a resume too; random weights
+    start at 0."""
+    import torch
+
+    from tacocc_core.checkpoint import save_checkpoint
+    from tacocc_core.model.selector import noise_scale_at, tau_at
+    from tacocc_core.model.tacocc import TACOcc
+
+    config = load_preset("tiny")
+    torch.manual_seed(0)
+    initial = tmp_path / "initial.pt"
+    save_checkpoint(initial, TACOcc(config).state_dict(), config, step=800)
+
+    def encoder_steps(tuner: FineTuner) -> list[int]:
+        seen: list[int] = []
+        tuner.objective.net.encoder.register_forward_pre_hook(
+            lambda _module, _args, kwargs: seen.append(kwargs["step"]), with_kwargs=True
+        )
+        return seen
+
+    tuner = FineTuner(spec(bag, tmp_path / "run", steps=2, initial_checkpoint=str(initial)))
+    seen = encoder_steps(tuner)
+    tuner.run()
+    window = config.temporal.window
+    assert seen == [800] * window + [801] * window
+    fc = config.fuser
+    assert fc.tau_anneal_steps <= 800
+    assert noise_scale_at(seen[0], fc.tau_anneal_steps) == 0.0
+    assert tau_at(seen[0], fc.gumbel_tau, fc.tau_anneal_steps) == fc.gumbel_tau[1]
+
+    resumed = FineTuner(spec(bag, tmp_path / "run", steps=3, resume=True))
+    seen = encoder_steps(resumed)
+    resumed.run()
+    assert seen == [802] * window
+
+    fresh = FineTuner(spec(bag, tmp_path / "fresh", steps=1))
+    seen = encoder_steps(fresh)
+    fresh.run()
+    assert seen == [0] * window
+
+
+def test_self_supervised_learns_from_a_teacher_checkpoint(unlabelled_bag, tmp_path):
+    """teacher_checkpoint + teacher_weight act in the node's path too: the teacher's confident labels are a term."""
+    import torch
+
+    from tacocc_core.checkpoint import save_checkpoint
+    from tacocc_core.model.tacocc import TACOcc
+
+    config = load_preset("tiny")
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher.pt"
+    save_checkpoint(teacher, TACOcc(config).state_dict(), config, step=10)
+    s = spec(unlabelled_bag, tmp_path / "run", steps=1, mode="self_supervised")
+    le = dataclasses.replace(
+        s.train_config.label_efficient, teacher_checkpoint=str(teacher), teacher_weight=1.0, teacher_threshold=0.05
+    )
+    tuner = FineTuner(dataclasses.replace(s, train_config=dataclasses.replace(s.train_config, label_efficient=le)))
+    seen = []
+    tuner.run(seen.append)
+    assert seen[0].terms["teacher"] > 0 and "geo" not in seen[0].terms and "occ" not in seen[0].terms

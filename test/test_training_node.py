@@ -132,6 +132,32 @@ def test_killed_after_a_checkpoint_resumes_from_it(bag, tmp_path):
     assert steps == list(range(step + 1, 9))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stopped_by_a_signal_it_writes_its_step_and_exits_cleanly(bag, tmp_path, sig):
+    """Ctrl-C or a launch shutdown ends the step in progress, writes latest.pt at that step and exits 0."""
+    run = tmp_path / "run"
+    no_renderer = tmp_path / "train.yaml"  # steps of a few seconds: the renderer's take a minute on a CPU
+    no_renderer.write_text(TRAIN_YAML.read_text().replace("renderer: true", "renderer: false"))
+    args = command(bag, run, 50, 100) + ["-p", f"train_config:={no_renderer}"]
+    proc = subprocess.Popen(args, env=environment(), stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "progress {" in line:
+                break
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, rest
+    assert "Error" not in rest and "Traceback" not in rest, rest
+    last = progress_lines(rest)[-1]["step"] if progress_lines(rest) else 1
+    assert "stopped at step" in rest, rest
+    assert load_checkpoint(run / "latest.pt", expected=load_preset("tiny"))["step"] == last
+    assert [p.name for p in run.iterdir()] == ["latest.pt"]
+
+
 def test_without_resume_an_existing_run_is_refused(bag, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

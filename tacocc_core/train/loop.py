@@ -143,7 +143,7 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
     optimizer = make_optimizer(objective, tc.lr, tc.weight_decay)
     scheduler = make_scheduler(optimizer, tc.warmup_steps, tc.steps, tc.min_lr_ratio)
     guard = NanGuard(tc.max_nan_in_a_row)
-    teacher = _load_teacher(tc, spec.config, device)
+    teacher = load_teacher(tc, spec.config, device)
 
     # --- run state ----------------------------------------------------------------------------------
     ckpt = CheckpointManager(spec.run_dir, spec.config, train_config_to_dict(tc))
@@ -174,7 +174,7 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
         while step < end:
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             want_images = ctx.is_main and (step + 1) % tc.image_every == 0
-            teacher_labels = _teacher_labels(teacher, batch, tc) if teacher is not None else None
+            teacher_labels = teacher_labels_of(teacher, batch, tc) if teacher is not None else None
             # The fuser's Gumbel noise: its own generators, a function of (seed, step, frame), so that a
             # resumed run draws what the uninterrupted one drew and every process what one process would.
             objective.net.encoder.fuser.seed_noise(tc.seed * 1_000_003 + step)
@@ -346,7 +346,7 @@ def _restore_extra(objective: TrainingObjective, guard: NanGuard, extra: dict[st
             raise CheckpointError(f"{path}: renderer weights do not fit: {err}") from None
 
 
-def _load_teacher(tc: TrainConfig, config: ModelConfig, device: torch.device) -> TACOcc | None:
+def load_teacher(tc: TrainConfig, config: ModelConfig, device: torch.device) -> TACOcc | None:
     """The frozen teacher network of label-efficient training, or None when teacher labels are off."""
     le = tc.label_efficient
     if le.teacher_weight == 0 or le.teacher_checkpoint is None:
@@ -359,7 +359,7 @@ def _load_teacher(tc: TrainConfig, config: ModelConfig, device: torch.device) ->
 
 
 @torch.no_grad()
-def _teacher_labels(teacher: TACOcc, batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
+def teacher_labels_of(teacher: TACOcc, batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
     """(B, T, X, Y, Z) uint8: the teacher's confident labels of every frame of the window (255 elsewhere)."""
     seq = teacher.forward_sequence(batch)
     threshold = tc.label_efficient.teacher_threshold

@@ -9,8 +9,14 @@ checkpoint written here is an ordinary checkpoint: the occupancy node's `reload`
 parameter takes it while running.
 
 Modes: "supervised" needs `/occupancy/gt` in every bag (BagError naming the bag otherwise);
-"self_supervised" drops all labels and needs a label-efficient weight (geometry or photometric) > 0;
+"self_supervised" drops all labels and needs a label-efficient weight (geometry, photometric or teacher) > 0;
 "auto" uses labels where a bag has them.
+
+The network sees the training step of its own history, not the fine-tune's: starting from a checkpoint
+written at step N, fine-tuning step s runs the model at step N + s. The adaptive fuser's Gumbel noise and
+temperature are a function of that step (they reach inference's rule, noise 0 and the final tau, after
+`fuser.tau_anneal_steps`); counting from 0 again would put a trained selector back under full noise at
+tau 1 for the whole of a short fine-tune. Random initial weights start at model step 0.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from tacocc_core.data.dataset import make_collate
 from tacocc_core.frame import Frame
 from tacocc_core.train.distributed import DistContext
 from tacocc_core.train.label_fraction import apply_label_fraction, select_labelled_frames
-from tacocc_core.train.loop import backward_and_step, with_label_fraction
+from tacocc_core.train.loop import backward_and_step, load_teacher, teacher_labels_of, with_label_fraction
 from tacocc_core.train.nan_guard import NanGuard
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.run_state import CheckpointManager
@@ -99,9 +105,10 @@ def load_sequences(spec: FineTuneSpec) -> list[list[Frame]]:
     if not spec.bags:
         raise ValueError("no bags given")
     le = spec.train_config.label_efficient
-    if spec.mode == "self_supervised" and le.geometry_weight <= 0 and le.photometric_weight <= 0:
+    if spec.mode == "self_supervised" and max(le.geometry_weight, le.photometric_weight, le.teacher_weight) <= 0:
         raise ValueError(
-            "self_supervised mode needs label_efficient.geometry_weight or photometric_weight > 0 in the train config"
+            "self_supervised mode needs label_efficient.geometry_weight, photometric_weight or teacher_weight > 0 "
+            "in the train config"
         )
     window = spec.config.temporal.window
     out: list[list[Frame]] = []
@@ -157,11 +164,13 @@ class FineTuner:
         self.guard = NanGuard(tc.max_nan_in_a_row)
         self.ckpt = CheckpointManager(spec.out_dir, spec.config, train_config_to_dict(tc))
         self.step = 0
+        self.model_step_offset = 0  # the initial checkpoint's training step (module docstring)
         if spec.resume and self.ckpt.latest_path.exists():
             state = self.ckpt.resume(self.objective.net, self.optimizer, self.scheduler)
             if "nan_guard" in state.extra:
                 self.guard.load_state_dict(state.extra["nan_guard"])
             self.step = state.step
+            self.model_step_offset = int(state.extra.get("model_step_offset", 0))
         elif self.ckpt.latest_path.exists():
             raise CheckpointError(
                 f"{self.ckpt.latest_path} exists: set resume to continue that run, or another out_dir"
@@ -170,7 +179,10 @@ class FineTuner:
             # The network must match; the losses and the renderer are this run's own (a fine-tune may change them).
             payload = load_checkpoint(spec.initial_checkpoint, expected=spec.config, ignore=INFERENCE_IRRELEVANT)
             self.objective.net.load_state_dict(payload["model"])
+            self.model_step_offset = int(payload.get("step") or 0)
         self.collate = make_collate(spec.config)
+        # The frozen teacher of label_efficient.teacher_checkpoint (None when teacher_weight is 0).
+        self.teacher = load_teacher(tc, spec.config, self.device)
 
     def _order(self, epoch: int) -> list[int]:
         rng = np.random.default_rng(self.train_config.seed * 100_003 + epoch)
@@ -185,8 +197,16 @@ class FineTuner:
         batch = self.collate([self.sequences[i] for i in chosen])
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def model_step(self, step: int) -> int:
+        """The step the network runs at during fine-tuning step `step` (its fuser schedule): offset + step."""
+        return self.model_step_offset + step
+
     def save(self) -> Path:
-        extra = {"nan_guard": self.guard.state_dict(), "skipped_unlearnable": 0}
+        extra = {
+            "nan_guard": self.guard.state_dict(),
+            "skipped_unlearnable": 0,
+            "model_step_offset": self.model_step_offset,
+        }
         if self.objective.renderer is not None:
             extra["renderer"] = self.objective.renderer.state_dict()
         self.ckpt.save(self.step, self.objective.net, self.optimizer, self.scheduler, extra=extra)
@@ -201,7 +221,8 @@ class FineTuner:
         while self.step < tc.steps and not (should_stop and should_stop()):
             start = time.perf_counter()
             batch = self.batch(self.step)
-            out = self.objective(batch, self.step)
+            teacher = teacher_labels_of(self.teacher, batch, tc) if self.teacher is not None else None
+            out = self.objective(batch, self.model_step(self.step), teacher)
             terms, _ = backward_and_step(
                 out, self.objective, self.optimizer, self.scheduler, self.guard, tc, ctx, self.step
             )

@@ -11,18 +11,26 @@ trains with the training engine (`bag_training.FineTuner`). Every `checkpoint_in
 `~/progress` and logs it. Bad input (a missing bag or topic, no labels in supervised mode, a mismatching
 checkpoint) is logged naming the bag/topic/file and the process exits with status 1; nothing partial
 is written (checkpoints are written to a temp name, then renamed).
+
+SIGINT (Ctrl-C) or SIGTERM (a launch shutdown) ends the step in progress, writes `latest.pt` at that step,
+publishes that step's progress and exits with status 0; `resume:=true` continues from there. A second
+signal stops at once (the last periodic checkpoint stands). rclpy's own handlers are left out: they shut
+the context down at the signal, so that the step's progress could no longer be published or logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
+import threading
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
 from tacocc_core.allocator import keep_freed_memory
@@ -46,8 +54,9 @@ PARAMS = {
 
 
 class TrainingNode(Node):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, stop: threading.Event | None = None, **kwargs) -> None:
         super().__init__("training_node", **kwargs)
+        self.stop = stop or threading.Event()
         for name, (default, description) in PARAMS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
         v = {name: self.get_parameter(name).value for name in PARAMS}
@@ -87,16 +96,34 @@ class TrainingNode(Node):
         self.get_logger().info(f"progress {text}")
 
     def run(self) -> int:
-        return self.tuner.run(self.on_progress, should_stop=lambda: not self.context.ok())
+        step = self.tuner.run(self.on_progress, should_stop=lambda: self.stop.is_set() or not self.context.ok())
+        if step < self.tuner.train_config.steps and step > 0:
+            path = self.tuner.save()
+            self.get_logger().info(f"stopped at step {step}: wrote {path}; resume:=true continues from it")
+        return step
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT / SIGTERM set `stop` (the step in progress ends and is saved); a second one interrupts at once."""
+
+    def handler(signum: int, _frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main(args: list[str] | None = None) -> int:
     malloc = keep_freed_memory()  # before the first step's tensors: see tacocc_core.allocator
-    rclpy.init(args=args)
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    _stop_on_signals(stop)
     rclpy.logging.get_logger("training_node").info(malloc or "glibc malloc settings left as they are")
     node = None
     try:
-        node = TrainingNode()
+        node = TrainingNode(stop)
         step = node.run()
         node.get_logger().info(f"done at step {step}")
     except KeyboardInterrupt:
