@@ -56,17 +56,24 @@ def _libc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "mallinfo2") else None
 
 
+def _mallopt_libc() -> ctypes.CDLL | None:
+    """The C library with `mallopt` typed for calls; None off glibc or when TACOCC_MALLOC=default asks for defaults."""
+    if os.environ.get(ENV_SWITCH, "").strip().lower() == "default":
+        return None
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return libc
+
+
 def keep_freed_memory() -> str | None:
     """Apply the settings above to this process (idempotent); what was done, or None where nothing was.
 
     Returns a one-line description for logs, or None off glibc or with TACOCC_MALLOC=default.
     """
-    if os.environ.get(ENV_SWITCH, "").strip().lower() == "default":
-        return None
-    libc = _libc()
+    libc = _mallopt_libc()
     if libc is None:
         return None
-    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), (M_ARENA_MAX, 1))
     if not all(libc.mallopt(param, value) == 1 for param, value in settings):
         return None
@@ -83,12 +90,9 @@ def return_large_blocks(threshold_bytes: int = 1 << 20) -> str | None:
     the heap 24 MB larger for good. A fixed threshold (setting it turns the dynamic one off) returns
     such blocks to the system as soon as they are freed. `TACOCC_MALLOC=default` leaves glibc's defaults.
     """
-    if os.environ.get(ENV_SWITCH, "").strip().lower() == "default":
-        return None
-    libc = _libc()
+    libc = _mallopt_libc()
     if libc is None:
         return None
-    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     if libc.mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)) != 1:
         return None
     return f"glibc malloc maps blocks of {threshold_bytes >> 10} KiB or more and unmaps them when freed"
