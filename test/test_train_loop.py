@@ -113,11 +113,18 @@ def test_existing_run_needs_resume_and_a_corrupt_checkpoint_is_refused_untouched
 @pytest.mark.slow  # three short training runs of the tiny network: 30-60 s on 2 shared cores
 @pytest.mark.timeout(600)
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(synthetic_dataset, tmp_path):
-    straight = train(_spec(synthetic_dataset, tmp_path / "a"))
+    keeping = _spec(synthetic_dataset, tmp_path / "a")
+    straight = train(dataclasses.replace(keeping, train_config=dataclasses.replace(keeping.train_config, keep_every=2)))
     first = train(_spec(synthetic_dataset, tmp_path / "b", stop_at_step=2))
     assert first.step == 2 and not (tmp_path / "b" / "best.pt").exists()
+    torch.save(_weights(tmp_path / "b" / "latest.pt"), tmp_path / "b_at_step_2.pt")
     resumed = train(_spec(synthetic_dataset, tmp_path / "b", resume=True))
     assert straight.step == resumed.step == 4
+    # The snapshot kept at step 2 of the straight run is the stopped run's checkpoint of step 2.
+    kept, stopped = _weights(tmp_path / "a" / "step_000002.pt"), torch.load(tmp_path / "b_at_step_2.pt")
+    for name, value in stopped.items():
+        torch.testing.assert_close(kept[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert (tmp_path / "a" / "step_000004.pt").is_file()
     a, b = _weights(tmp_path / "a" / "latest.pt"), _weights(tmp_path / "b" / "latest.pt")
     for name, value in a.items():
         torch.testing.assert_close(b[name], value, rtol=1e-5, atol=1e-6, msg=name)

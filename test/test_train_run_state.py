@@ -104,6 +104,22 @@ def test_best_follows_the_metric_and_survives_later_saves(tmp_path, tiny):
     assert lower.save(1, model, opt, sched, metric=2.0) and lower.save(2, model, opt, sched, metric=1.0)
 
 
+def test_kept_snapshots_stay_as_they_were_when_latest_moves_on(tmp_path, tiny):
+    model, opt, sched = _parts()
+    manager = CheckpointManager(tmp_path, tiny)
+    manager.save(2, model, opt, sched, keep=True)
+    at_two = {k: v.clone() for k, v in model.state_dict().items()}
+    _train_step(model, opt, sched)
+    manager.save(3, model, opt, sched)
+    manager.save(4, model, opt, sched, keep=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt", "step_000002.pt", "step_000004.pt"]
+    kept = torch.load(manager.kept_path(2), weights_only=True)
+    assert kept["step"] == 2
+    for name, value in at_two.items():
+        torch.testing.assert_close(kept["model"][name], value, rtol=0, atol=0)
+    assert torch.load(manager.kept_path(4), weights_only=True)["step"] == 4
+
+
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path, tiny, monkeypatch):
     model, opt, sched = _parts()
     manager = CheckpointManager(tmp_path, tiny)

@@ -209,8 +209,9 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
                         + k_side_by_side(k_seen, k_val)
                     )
                 model.train()
-            if metric is not None or step % tc.ckpt_every == 0 or step == end:
-                _save(ckpt, step, objective, optimizer, scheduler, guard, unlearnable, metric, ctx)
+            keep = tc.keep_every > 0 and step % tc.keep_every == 0
+            if metric is not None or keep or step % tc.ckpt_every == 0 or step == end:
+                _save(ckpt, step, objective, optimizer, scheduler, guard, unlearnable, metric, ctx, keep)
     finally:
         progress.close()
         tb.close()
@@ -323,14 +324,16 @@ def _save(
     unlearnable: int,
     metric: float | None,
     ctx: DistContext,
+    keep: bool = False,
 ) -> None:
-    """Rank 0 writes `latest.pt` (and `best.pt` when `metric` is the best); every rank's RNG goes in."""
+    """Rank 0 writes `latest.pt` (`best.pt` when `metric` is the best, `step_NNNNNN.pt` when `keep`); every
+    rank's RNG goes in."""
     rng = gather_rng_states(ctx)
     if ctx.is_main:
         extra: dict[str, Any] = {"nan_guard": guard.state_dict(), "skipped_unlearnable": unlearnable}
         if objective.renderer is not None:
             extra["renderer"] = objective.renderer.state_dict()
-        ckpt.save(step, objective.net, optimizer, scheduler, metric=metric, extra=extra, rng_states=rng)
+        ckpt.save(step, objective.net, optimizer, scheduler, metric=metric, extra=extra, rng_states=rng, keep=keep)
     barrier(ctx)
 
 

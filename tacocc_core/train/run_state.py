@@ -1,7 +1,8 @@
 """Everything `--resume` needs, in checkpoints written atomically: weights, optimiser, scheduler, step, RNG.
 
 Two files per run directory: `latest.pt` (written every `ckpt_every` steps and after each validation) and
-`best.pt` (the latest checkpoint whose validation metric beat every earlier one). Both go through
+`best.pt` (the latest checkpoint whose validation metric beat every earlier one); with `keep=True` a save also
+leaves `step_NNNNNN.pt` behind (`kept_path`), a snapshot that later saves do not overwrite. Both go through
 `tacocc_core.checkpoint.save_checkpoint` (temp file + fsync + rename), so a crash or a full disk while
 writing leaves the previous file as it was. Every entry is plain data (tensors, numbers, strings, lists,
 dicts) so that `torch.load(weights_only=True)` reads it back.
@@ -123,6 +124,10 @@ class CheckpointManager:
     def best_path(self) -> Path:
         return self.run_dir / BEST
 
+    def kept_path(self, step: int) -> Path:
+        """The snapshot of `step` that `save(..., keep=True)` leaves beside `latest.pt`."""
+        return self.run_dir / f"step_{step:06d}.pt"
+
     def is_better(self, metric: float) -> bool:
         if not np.isfinite(metric):
             return False
@@ -139,6 +144,7 @@ class CheckpointManager:
         metric: float | None = None,
         extra: dict[str, Any] | None = None,
         rng_states: list[dict[str, Any]] | None = None,
+        keep: bool = False,
     ) -> bool:
         """Write `latest.pt`; when `metric` beats the best so far, `best.pt` becomes a copy of it.
 
@@ -147,6 +153,7 @@ class CheckpointManager:
             metric: the validation metric at this step, or None when no validation ran.
             extra: more plain data to restore on resume.
             rng_states: one `capture_rng_state()` per rank (rank order); default: this process only.
+            keep: also leave a copy as `kept_path(step)`.
 
         Returns:
             True when this checkpoint became the best one.
@@ -170,6 +177,8 @@ class CheckpointManager:
             save_checkpoint(self.latest_path, unwrap(model).state_dict(), self.config, **payload)
             if better:
                 _copy_atomically(self.latest_path, self.best_path)
+            if keep:
+                _copy_atomically(self.latest_path, self.kept_path(step))
         except OSError as err:
             raise OSError(
                 err.errno,

@@ -64,6 +64,8 @@ class TrainConfig:
         renderer: train with the Gaussian renderer's photometric supervision (False: the ablation without).
         val_every: validate (mIoU) every this many steps; the best checkpoint is kept.
         ckpt_every: write the latest checkpoint every this many steps.
+        keep_every: also keep that checkpoint as `step_NNNNNN.pt` every this many steps (0: keep none), so
+            that runs of different speeds can be compared at the same step.
         log_every: scalars to TensorBoard every this many steps.
         image_every: rendered-vs-real and BEV image grids every this many steps.
         max_nan_in_a_row: stop after this many consecutive non-finite losses.
@@ -83,6 +85,7 @@ class TrainConfig:
     renderer: bool = True
     val_every: PositiveInt = 2000
     ckpt_every: PositiveInt = 500
+    keep_every: NonNegativeInt = 0
     log_every: PositiveInt = 50
     image_every: PositiveInt = 1000
     max_nan_in_a_row: PositiveInt = 10
