@@ -6,12 +6,14 @@ reads RUNS/VARIANT/seed*/eval_val.json and prints, per variant: the seeds found,
 mIoU (the mean IoU of barrier, bicycle, motorcycle, pedestrian and traffic_cone, classes with no ground
 truth and no prediction left out) and flicker (share of static ground-truth voxels whose predicted label
 flips between consecutive frames: all static voxels, then the occupied ones), all in percent. The std is
-the sample standard deviation (n - 1); with one seed it is shown as "-".
+the sample standard deviation (n - 1); with one seed it is shown as "-". "checkpoints" names the files
+scored (`step_NNNNNN.pt` snapshots by their step), so that a table of runs stopped early says where.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -35,6 +37,13 @@ def scores(report: dict) -> dict[str, float | None]:
     return dict(zip(COLUMNS, values, strict=True))
 
 
+def checkpoint_name(report: dict) -> str:
+    """`step_000300.pt` -> "step 300"; any other file by its name."""
+    name = Path(str(report.get("checkpoint", "?"))).name
+    found = re.fullmatch(r"step_0*(\d+)\.pt", name)
+    return f"step {found.group(1)}" if found else name
+
+
 def cell(values: list[float | None]) -> str:
     found = [100 * v for v in values if v is not None]
     if not found:
@@ -50,16 +59,19 @@ def main(argv: list[str]) -> int:
         return 2
     runs, variants = Path(argv[0]), argv[1:]
     columns = COLUMNS
-    print("| variant | seeds | " + " | ".join(columns) + " |")
-    print("|---|---|" + "---:|" * len(columns))
+    print("| variant | seeds | checkpoints | " + " | ".join(columns) + " |")
+    print("|---|---|---|" + "---:|" * len(columns))
     for variant in variants:
         reports = sorted((runs / variant).glob("seed*/eval_val.json"))
         if not reports:
-            print(f"| {variant} | none | " + " | ".join("-" for _ in columns) + " |")
+            print(f"| {variant} | none | - | " + " | ".join("-" for _ in columns) + " |")
             continue
-        rows = [scores(json.loads(path.read_text())) for path in reports]
+        loaded = [json.loads(path.read_text()) for path in reports]
+        rows = [scores(report) for report in loaded]
         seeds = ",".join(path.parent.name.removeprefix("seed") for path in reports)
-        print(f"| {variant} | {seeds} | " + " | ".join(cell([r[c] for r in rows]) for c in columns) + " |")
+        names = ", ".join(sorted({checkpoint_name(report) for report in loaded}))
+        cells = " | ".join(cell([r[c] for r in rows]) for c in columns)
+        print(f"| {variant} | {seeds} | {names} | {cells} |")
     return 0
 
 
