@@ -38,7 +38,8 @@ from tacocc_ros.messages.images import decode_cameras  # noqa: E402
 from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_points  # noqa: E402
 from tacocc_ros.messages.stamps import make_header  # noqa: E402
 from tacocc_ros.node.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
-from tacocc_ros.node.occupancy_node import LidarInput, OccupancyNode  # noqa: E402
+from tacocc_ros.node.frame_assembly import LidarInput  # noqa: E402
+from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
 from tacocc_ros.node.outputs import occupied_voxels  # noqa: E402
 from tacocc_ros.node.sync import SyncedSet  # noqa: E402
 
@@ -124,7 +125,7 @@ def main() -> None:
         pose = node.poses.lookup(stamp) @ lidar2ego
         parts = {
             "  decode 6 JPEGs on the node's decoder threads": median_wall_cpu_ms(
-                lambda: decode_cameras(msgs, size, executor=node._decode_pool), args.repeats
+                lambda: decode_cameras(msgs, size, executor=node.frames.pool), args.repeats
             ),
             "  merge previous sweeps (accumulate)": median_wall_cpu_ms(
                 lambda: node.sweeps.accumulate(stamp, points, lambda s: pose), args.repeats

@@ -99,8 +99,9 @@ def test_frames_equal_what_the_occupancy_node_builds(bag, frames):
     from tacocc_ros.bags.bag_frames import deserialize
     from tacocc_ros.messages.pointcloud import cloud_to_points
     from tacocc_ros.messages.stamps import stamp_to_ns
+    from tacocc_ros.node.frame_assembly import LidarInput
     from tacocc_ros.node.node_params import camera_inputs
-    from tacocc_ros.node.occupancy_node import LidarInput, OccupancyNode
+    from tacocc_ros.node.occupancy_node import OccupancyNode
     from tacocc_ros.node.sync import SyncedSet
 
     rclpy.init()

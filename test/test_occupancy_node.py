@@ -251,7 +251,11 @@ class Player:
 
     def wait_diagnostics(self, predicate, what: str) -> dict[str, str]:
         """Spin until the newest /diagnostics satisfies `predicate`; return its values."""
-        self.spin_until(lambda: predicate(self.latest_diagnostics()), f"/diagnostics with {what}")
+        try:
+            self.spin_until(lambda: predicate(self.latest_diagnostics()), f"/diagnostics with {what}")
+        except AssertionError as err:  # say what the node did count
+            counted = {k: v for k, v in self.latest_diagnostics().items() if k.startswith(("failed", "dropped"))}
+            raise AssertionError(f"{err}; the latest /diagnostics counted {counted}") from None
         return self.latest_diagnostics()
 
 

@@ -2,7 +2,7 @@
 
 Wiring only; the work is done by the tested modules it calls:
     callbacks (sensor group) -> conversions (pointcloud.py) -> synchroniser (sync.py) -> keep-latest Worker
-    worker thread -> decode (images.py) -> Frame (frame_builder.py) -> inference.py (a child process running
+    worker thread -> decode + Frame (frame_assembly.py) -> inference.py (a child process running
     the Predictor, fed through shared memory; or the Predictor in this process) -> outputs.py
 
 - Subscription callbacks never wait for the network: a complete set goes into a one-place slot that a
@@ -65,8 +65,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -82,13 +80,14 @@ from visualization_msgs.msg import MarkerArray
 from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
-from tacocc_ros.messages.images import ImageDecodeError, check_image, decode_for_network
+from tacocc_ros.messages.images import ImageDecodeError, check_image
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
 from tacocc_ros.messages.transport import transport_description
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
-from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
+from tacocc_ros.node.frame_assembly import FrameAssembly, LidarInput
+from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, pose_xyzw_to_transform
 from tacocc_ros.node.inference import Inference, InferenceProcess, InferenceProcessError, make_inference
 from tacocc_ros.node.log_throttle import LogThrottle
 from tacocc_ros.node.node_params import NS_PER_S, all_params, camera_inputs, check_parameter, sync_config
@@ -115,16 +114,6 @@ def guarded(callback):
             self._log_error(reason, f"{callback.__name__}: {type(err).__name__}: {err}")
 
     return run
-
-
-@dataclass(frozen=True)
-class LidarInput:
-    """A converted sweep: (N, 4) float32 [x, y, z, intensity] in `frame_id`, arrival on the monotonic clock."""
-
-    stamp_ns: int
-    frame_id: str
-    points: np.ndarray
-    arrival_ns: int
 
 
 class OccupancyNode(Node):
@@ -161,11 +150,21 @@ class OccupancyNode(Node):
         self.poses = PoseBuffer(tolerance_ns=round(v["odom_tolerance_s"] * NS_PER_S))
         self.sweeps = SweepBuffer(self.config.lidar.sweeps)
         self.markers = MarkerBuilder(self.grid, v["max_cubes"] or None)
-        self.camera_info: dict[str, np.ndarray] = {}
         self._reset_requested = threading.Event()
         self._closing = False
         self._warned: set[str] = set()
-        self._decode_pool = ThreadPoolExecutor(v["decode_threads"], thread_name_prefix="tacocc-decode")
+        self.frames = FrameAssembly(
+            self.cameras,
+            tuple(self.config.cameras.image_size),
+            {c.name: c.image_topic for c in self.inputs},
+            self.extrinsics,
+            self.poses,
+            self.sweeps,
+            self.stats,
+            self._log_error,
+            self._warn_once,
+            v["decode_threads"],
+        )
 
         reliability = (
             ReliabilityPolicy.RELIABLE if v["sensor_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
@@ -272,7 +271,7 @@ class OccupancyNode(Node):
                 reason, f"{cam.info_topic}: CameraInfo K has no focal length (kept the previous K): {k.tolist()}"
             )
             return
-        self.camera_info[cam.name] = k
+        self.frames.camera_info[cam.name] = k
 
     @guarded
     def _on_cloud(self, msg: PointCloud2) -> None:
@@ -385,68 +384,9 @@ class OccupancyNode(Node):
         self._publish(prediction.labels, lidar)
 
     def _build_frame(self, synced: SyncedSet) -> Frame | None:
-        """Decode and assemble; None (counted) when too few cameras are usable."""
-        lidar: LidarInput = synced.lidar
-        size = tuple(self.config.cameras.image_size)
-        topics = {c.name: c.image_topic for c in self.inputs}
-
-        def decode(name: str):
-            try:
-                return name, decode_for_network(synced.images[name][1], size, source=topics[name])
-            except ImageDecodeError as err:
-                return name, err
-
-        decoded = {}
-        for name, result in self._decode_pool.map(decode, list(synced.images)):
-            if isinstance(result, ImageDecodeError):
-                self.stats.on_failed(f"image {name}")
-                self._log_error(f"image {name}", f"sweep {lidar.stamp_ns}: {result}")
-            else:
-                decoded[name] = result
-        intrinsics, extrinsics = {}, {}
-        for name in decoded:
-            k = self.camera_info.get(name)
-            intrinsics_k = k if k is not None else self.extrinsics.cam2img(name)
-            if intrinsics_k is not None:
-                intrinsics[name] = intrinsics_k
-            frame_id = synced.images[name][1].header.frame_id or name
-            cam2lidar = self.extrinsics.cam2lidar(name, frame_id, lidar.frame_id)
-            if cam2lidar is not None:
-                extrinsics[name] = cam2lidar
-        images, cam2img, cam2lidar, valid, missing = camera_arrays(self.cameras, size, decoded, intrinsics, extrinsics)
-        for name, why in missing.items():
-            if name in synced.images and name in decoded:
-                self._warn_once(f"missing {name} {why}", f"camera {name} left out: {why}")
+        """Decode and assemble (frame_assembly.py); None (counted) when too few cameras are usable."""
         needed = len(self.cameras) if self.sync.config.min_cameras is None else self.sync.config.min_cameras
-        if valid.sum() < max(needed, 1):
-            self.stats.on_failed("too few cameras")
-            self._log_error(
-                "too few cameras",
-                f"sweep {lidar.stamp_ns}: {int(valid.sum())} usable cameras, need {needed}; left out: {missing}",
-            )
-            return None
-
-        lidar2ego = self.extrinsics.lidar2ego(lidar.frame_id)
-        if lidar2ego is None:
-            self._warn_once("lidar2ego", f"no {lidar.frame_id} -> ego transform; assuming identity")
-            lidar2ego = np.eye(4)
-
-        def lidar2global(stamp_ns: int) -> np.ndarray | None:
-            ego2global = self.poses.lookup(stamp_ns)
-            return None if ego2global is None else ego2global @ lidar2ego
-
-        self.poses.wait_for(lidar.stamp_ns, self.values["odom_wait_s"])
-        pose = lidar2global(lidar.stamp_ns)
-        if pose is None:
-            self.stats.on_event("no odometry")
-            self._warn_once(
-                "no odometry", "no odometry near the LiDAR stamp: identity pose, previous sweeps not merged"
-            )
-            pose = np.eye(4)
-        points = self.sweeps.accumulate(lidar.stamp_ns, lidar.points, lidar2global)
-        return Frame(
-            images, cam2img, cam2lidar, points, pose, lidar.stamp_ns, camera_valid=valid, stream_id=lidar.frame_id
-        )
+        return self.frames.build(synced, needed, self.values["odom_wait_s"])
 
     def _publish(self, labels: np.ndarray, lidar: LidarInput) -> None:
         if not self.context.ok():  # shutting down
@@ -541,7 +481,7 @@ class OccupancyNode(Node):
         if isinstance(self.predictor, InferenceProcess):
             self.predictor.interrupt()  # the frame in progress is abandoned, not awaited
         self.worker.stop()
-        self._decode_pool.shutdown(wait=True)
+        self.frames.close()
         if isinstance(self.predictor, InferenceProcess):
             self.predictor.close(timeout_s=5.0)
 
