@@ -23,6 +23,7 @@ JOBS=${JOBS:-1}
 BENCH_FRAMES=${BENCH_FRAMES:-10}
 VAL_MAX_FRAMES=${VAL_MAX_FRAMES:-}    # validation frames during training (default: all held-out frames)
 EVAL_MAX_FRAMES=${EVAL_MAX_FRAMES:-}  # frames scored by tacocc eval (default: all held-out frames)
+KEEP_EVERY=${KEEP_EVERY:-0}           # also keep step_NNNNNN.pt every this many steps (selector gradients over training)
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread: faster than two fighting over shared cores
 
@@ -45,6 +46,7 @@ train_and_score() {  # seed mode
   $PY -m tacocc_core.cli train --config "$CONFIG" --data "$DATA" --device cpu --out "$out" \
     ${MODE_ARGS[$mode]} --set "train.seed=$seed" --set "train.steps=$STEPS" --set "train.warmup_steps=$WARMUP" \
     --set "train.lr=$LR" --set "train.val_every=$VAL_EVERY" --set train.ckpt_every=50 --set train.renderer=false \
+    --set "train.keep_every=$KEEP_EVERY" \
     ${VAL_MAX_FRAMES:+--val-max-frames "$VAL_MAX_FRAMES"} $([ -f "$out/latest.pt" ] && echo --resume) \
     > "$out.train.log" 2>&1
   $PY -m tacocc_core.cli eval --checkpoint "$out/latest.pt" --data "$DATA" --split val --device cpu \
