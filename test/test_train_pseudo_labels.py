@@ -134,6 +134,37 @@ def test_occupied_wins_and_old_returns_can_be_left_out():
     assert recent[5, 4, 2] == FREE
 
 
+def test_a_ray_grazing_the_ground_frees_nothing_in_the_ground_level_with_skip_hit_level():
+    # A sensor 1.5 m above a flat ground at z = -1.8 (inside level z in [-2, -1)), a return 7.8 m away: the
+    # ray enters the ground level at x = -0.26 and passes four voxels there (x in [-1, 3)) above the surface.
+    ray = np.array([[3.9, 0.5, -1.8, 0.0, 0.0]], np.float32)
+    origin = (-3.9, 0.5, -0.3)
+    plain = lidar_geometry_target(ray, GRID, origins=origin)
+    conservative = lidar_geometry_target(ray, GRID, origins=origin, skip_hit_level=True)
+    ground = 0  # level index of z in [-2, -1)
+    assert (plain[:, :, ground] == FREE).nonzero()[:, 0].tolist() == [3, 4, 5, 6]
+    assert (conservative[:, :, ground] == FREE).sum() == 0 and conservative[7, 4, ground] == OCCUPIED
+    above = plain[:, :, 1:] == FREE
+    assert above.sum() > 0 and torch.equal(conservative[:, :, 1:] == FREE, above)
+
+
+def test_clearance_keeps_the_neighbours_of_returns_unknown():
+    # Two rays along +x in neighbouring voxel rows (y index 4 and 5, level 2): A ends in voxel x = 7, B in x = 4.
+    rays = np.array([[3.5, 0.5, 0.5, 0.0, 0.0], [0.5, 1.5, 0.5, 0.0, 0.0]], np.float32)
+    origins = np.array([[-3.5, 0.5, 0.5], [-3.5, 1.5, 0.5]])
+    plain = lidar_geometry_target(rays, GRID, origins=origins)
+    near = lidar_geometry_target(rays, GRID, origins=origins, clearance=1)
+    assert plain[7, 4, 2] == OCCUPIED and plain[4, 5, 2] == OCCUPIED
+    assert (plain[:7, 4, 2] == FREE).all() and (plain[:4, 5, 2] == FREE).all()
+    # Free voxels beside either return (x +- 1, y +- 1, same level) become unknown; the others stay free.
+    assert near[6, 4, 2] == UNKNOWN and near[3, 4, 2] == UNKNOWN and near[5, 4, 2] == UNKNOWN
+    assert near[3, 5, 2] == UNKNOWN
+    assert (near[:3, 4, 2] == FREE).all() and (near[:3, 5, 2] == FREE).all()
+    assert near[7, 4, 2] == OCCUPIED and near[4, 5, 2] == OCCUPIED
+    with pytest.raises(ValueError, match="clearance"):
+        lidar_geometry_target(rays, GRID, origins=origins, clearance=-1)
+
+
 def test_bad_points_and_origins_are_named():
     with pytest.raises(ValueError, match=r"expected \(N, 3\+\) points"):
         lidar_geometry_target(np.zeros((4, 2), np.float32), GRID)

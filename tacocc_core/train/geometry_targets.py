@@ -14,7 +14,9 @@ from tacocc_core.geometry import GridSpec
 from tacocc_core.train.pseudo_labels import UNKNOWN, lidar_geometry_target, sweep_origins
 
 
-def batch_geometry_targets(batch: dict[str, torch.Tensor], grid: GridSpec, max_lag_s: float) -> torch.Tensor:
+def batch_geometry_targets(
+    batch: dict[str, torch.Tensor], grid: GridSpec, max_lag_s: float, skip_hit_level: bool = False, clearance: int = 0
+) -> torch.Tensor:
     """(B, T, X, Y, Z) uint8 FREE / OCCUPIED / UNKNOWN per frame of `batch` (the `tacocc_core.batch` layout).
 
     Args:
@@ -22,6 +24,7 @@ def batch_geometry_targets(batch: dict[str, torch.Tensor], grid: GridSpec, max_l
             points_frame (P,), lidar2global (B, T, 4, 4) and stamps_ns (B, T).
         grid: the output grid (LiDAR frame).
         max_lag_s: returns older than this are left out.
+        skip_hit_level, clearance: the conservative free-space options of `lidar_geometry_target`.
     """
     b, steps = batch["stamps_ns"].shape
     points = batch["points"].detach().cpu()
@@ -37,5 +40,7 @@ def batch_geometry_targets(batch: dict[str, torch.Tensor], grid: GridSpec, max_l
             if pts.shape[0] == 0:
                 continue
             origins = sweep_origins(pts[:, 4].numpy(), stamps[i, t], poses[i, t], stamps[i][keep], poses[i][keep])
-            out[i, t] = lidar_geometry_target(pts, grid, origins=origins, max_lag_s=max_lag_s)
+            out[i, t] = lidar_geometry_target(
+                pts, grid, origins=origins, max_lag_s=max_lag_s, skip_hit_level=skip_hit_level, clearance=clearance
+            )
     return out

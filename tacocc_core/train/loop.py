@@ -326,8 +326,7 @@ def _save(
     ctx: DistContext,
     keep: bool = False,
 ) -> None:
-    """Rank 0 writes `latest.pt` (`best.pt` when `metric` is the best, `step_NNNNNN.pt` when `keep`); every
-    rank's RNG goes in."""
+    """Rank 0 writes the checkpoints (`CheckpointManager.save`); every rank's RNG goes in."""
     rng = gather_rng_states(ctx)
     if ctx.is_main:
         extra: dict[str, Any] = {"nan_guard": guard.state_dict(), "skipped_unlearnable": unlearnable}

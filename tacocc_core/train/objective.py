@@ -125,7 +125,9 @@ class TrainingObjective(nn.Module):
 
         geo_frames = labelled + unlabelled if le.geometry_on_labelled else unlabelled
         if le.geometry_weight > 0 and geo_frames:
-            target = batch_geometry_targets(batch, self.grid, le.pseudo_label_max_lag_s).to(labels.device)
+            target = batch_geometry_targets(
+                batch, self.grid, le.pseudo_label_max_lag_s, le.free_skip_hit_level, le.free_clearance
+            ).to(labels.device)
             geo = torch.stack(
                 [geometry_loss(seq.heads[t].fine_logits[b : b + 1], target[b, t][None]) for b, t in geo_frames]
             ).mean()

@@ -8,6 +8,12 @@ voxel holding the return is occupied (its class is unknown); every other voxel t
 free; voxels no ray reached stay unknown. Where rays disagree, occupied wins (a ray grazing the edge of a
 voxel says less than a return inside it).
 
+A ray only shows that its line is empty, while a label grid calls a voxel occupied when any surface lies in
+it. Two options make "free" more conservative where the two differ most: `skip_hit_level` marks nothing
+free in the height level of the ray's own return (a ray that ends on the ground 20 m away runs its last
+metres inside the ground-level voxels it passes over, above the surface they hold), and `clearance` leaves
+voxels within that many voxels (horizontally) of any return unknown (edges of objects).
+
 The traversal is exact and vectorised: a segment crosses the voxel planes x = k, y = k, z = k at
 parameters that follow from its end points; sorting each ray's crossings gives its pieces, and the voxel
 holding the midpoint of every piece of positive length is a voxel the ray passes through. None of the
@@ -116,6 +122,8 @@ def lidar_geometry_target(
     origins: np.ndarray | torch.Tensor | None = None,
     max_lag_s: float | None = None,
     chunk: int = 65536,
+    skip_hit_level: bool = False,
+    clearance: int = 0,
 ) -> torch.Tensor:
     """Per-voxel geometry target from (multi-sweep) LiDAR returns: FREE (0), OCCUPIED (1), UNKNOWN (255).
 
@@ -126,12 +134,16 @@ def lidar_geometry_target(
             LiDAR), (3,) for all rays, or (N, 3) per point (see `sweep_origins`).
         max_lag_s: returns with time_lag_s (5th column) above this are left out.
         chunk: rays traversed at once, at most MAX_RAYS (bounds memory: about 100 bytes per crossed voxel).
+        skip_hit_level: a ray marks no voxel free in the height level (z index) of its own return.
+        clearance: voxels within this many voxels of a return, in x and y (same level), stay unknown.
 
     Returns:
         (X, Y, Z) uint8 tensor on the device of `points`.
     """
     if not 1 <= chunk <= MAX_RAYS:
         raise ValueError(f"lidar_geometry_target: chunk must be in 1..{MAX_RAYS}, got {chunk}")
+    if clearance < 0:
+        raise ValueError(f"lidar_geometry_target: clearance must be >= 0, got {clearance}")
     pts = torch.as_tensor(points)
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise ValueError(f"lidar_geometry_target: expected (N, 3+) points, got {tuple(pts.shape)}")
@@ -153,18 +165,28 @@ def lidar_geometry_target(
         keep &= pts[:, 4].to(torch.float64) <= max_lag_s
     xyz, orig = xyz[keep], orig[keep]
     shape = grid.shape
-    free = torch.zeros(shape, dtype=torch.bool, device=device)
-    for start in range(0, xyz.shape[0], chunk):
-        _, voxel = traversed_voxels(orig[start : start + chunk], xyz[start : start + chunk], grid)
-        free[voxel[:, 0], voxel[:, 1], voxel[:, 2]] = True
-    target = torch.full(shape, UNKNOWN, dtype=torch.uint8, device=device)
-    target[free] = FREE
     lower = torch.tensor(grid.lower, dtype=torch.float64, device=device)
     size = torch.tensor(grid.voxel_size, dtype=torch.float64, device=device)
-    hit = torch.floor((xyz - lower) / size).to(torch.int64)
+    hit = torch.floor((xyz - lower) / size).to(torch.int64)  # may lie outside the grid
+    free = torch.zeros(shape, dtype=torch.bool, device=device)
+    for start in range(0, xyz.shape[0], chunk):
+        ray, voxel = traversed_voxels(orig[start : start + chunk], xyz[start : start + chunk], grid)
+        if skip_hit_level:
+            voxel = voxel[voxel[:, 2] != hit[start + ray, 2]]
+        free[voxel[:, 0], voxel[:, 1], voxel[:, 2]] = True
     inside = ((hit >= 0) & (hit < torch.tensor(shape, device=device))).all(dim=1)
     hit = hit[inside]
-    target[hit[:, 0], hit[:, 1], hit[:, 2]] = OCCUPIED
+    occupied = torch.zeros(shape, dtype=torch.bool, device=device)
+    occupied[hit[:, 0], hit[:, 1], hit[:, 2]] = True
+    if clearance > 0:
+        width = 2 * clearance + 1
+        near = F.max_pool3d(
+            occupied[None, None].float(), (width, width, 1), stride=1, padding=(clearance, clearance, 0)
+        )[0, 0].bool()
+        free &= ~near
+    target = torch.full(shape, UNKNOWN, dtype=torch.uint8, device=device)
+    target[free] = FREE
+    target[occupied] = OCCUPIED
     return target
 
 

@@ -35,6 +35,9 @@ class LabelEfficientConfig:
         teacher_weight: weight of the occupancy loss on teacher labels (0 disables it).
         pseudo_label_max_lag_s: LiDAR returns older than this (time lag, seconds) are left out of the
             geometry pseudo-labels (moving objects smear over multi-sweep windows).
+        free_skip_hit_level: a LiDAR ray marks no voxel free in the height level of its own return (see
+            `tacocc_core.train.pseudo_labels`: rays ending on the ground run alongside it in that level).
+        free_clearance: voxels within this many voxels (x, y) of a LiDAR return are not marked free.
     """
 
     label_fraction: UnitFloat = 1.0
@@ -46,6 +49,8 @@ class LabelEfficientConfig:
     teacher_threshold: Annotated[float, Field(gt=0, le=1)] = 0.7
     teacher_weight: NonNegativeFloat = 0.0
     pseudo_label_max_lag_s: PositiveFloat = 0.5
+    free_skip_hit_level: bool = False
+    free_clearance: NonNegativeInt = 0
 
 
 @dataclass(config=STRICT)
