@@ -37,7 +37,9 @@ class LabelEfficientConfig:
             geometry pseudo-labels (moving objects smear over multi-sweep windows).
         free_skip_hit_level: a LiDAR ray marks no voxel free in the height level of its own return (see
             `tacocc_core.train.pseudo_labels`: rays ending on the ground run alongside it in that level).
-        free_clearance: voxels within this many voxels (x, y) of a LiDAR return are not marked free.
+        free_clearance: voxels within this many voxels (x, y) of a LiDAR return are not marked free. With
+            both defaults 0.9 % of the free calls are occupied in the ground truth, against 13.7 % with
+            neither (docs/RESULTS.md section 12).
     """
 
     label_fraction: UnitFloat = 1.0
@@ -49,8 +51,8 @@ class LabelEfficientConfig:
     teacher_threshold: Annotated[float, Field(gt=0, le=1)] = 0.7
     teacher_weight: NonNegativeFloat = 0.0
     pseudo_label_max_lag_s: PositiveFloat = 0.5
-    free_skip_hit_level: bool = False
-    free_clearance: NonNegativeInt = 0
+    free_skip_hit_level: bool = True
+    free_clearance: NonNegativeInt = 1
 
 
 @dataclass(config=STRICT)
