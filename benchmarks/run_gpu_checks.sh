@@ -4,8 +4,10 @@
 #   2. the CUDA tests (gsplat against our rasteriser, CUDA KNN and traversal against the CPU ones, bf16 encoder)
 #   3. one renderer training step per preset on CUDA (benchmarks/bench_render_step.py, gsplat)
 #   4. the label-efficiency comparison (benchmarks/run_label_efficiency.sh, every run at once on the GPU)
-# Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root:
-#   BUDGET_S=540 benchmarks/run_gpu_checks.sh OUT_DIR
+# Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
+#   bash ../shared/device/prepare-gpu.sh && bash benchmarks/prepare_gpu_extra.sh
+# then, on the GPU machine (the device tool's run, carry [".gpu"]):
+#   source .gpu/activate.sh; BUDGET_S=540 benchmarks/run_gpu_checks.sh OUT_DIR
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
 # LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; SKIP="bench tests le render" leaves steps out.
 set -uo pipefail
