@@ -3,8 +3,9 @@
 `OccupancyNodeProcess(params, log_path)` writes `params` to a ROS 2 parameters file, starts
 `python -m tacocc_ros.node.occupancy_node --ros-args --params-file <yaml>` (the code of this checkout: its root
 goes first on the child's PYTHONPATH) with stdout and stderr in `log_path`, and, as a context manager,
-waits until the node subscribes to its LiDAR topic and every camera topic and offers its
-`~/reload_checkpoint` service; on exit it stops the node with SIGINT (the node's own Ctrl-C path) and
+waits until the node subscribes to its LiDAR topic and every camera topic, offers its
+`~/reload_checkpoint` service and has logged its `ready:` line (the end of its setup: the graph shows the
+subscriptions a moment before); on exit it stops the node with SIGINT (the node's own Ctrl-C path) and
 keeps its exit code in `returncode`. A node that exits before it is ready raises `NodeProcessError`
 carrying the tail of its log.
 
@@ -202,6 +203,8 @@ class OccupancyNodeProcess:
             except Exception:  # noqa: BLE001 - rclpy raises NodeNameNonExistentError until discovery sees it
                 subscribed, services = set(), set()
             missing = [t for t in topics if t not in subscribed] + ([service] if service not in services else [])
+            if not self._said_ready():
+                missing.append("the 'ready:' log line")
             if not missing:
                 return
             if time.monotonic() > deadline:
@@ -210,6 +213,13 @@ class OccupancyNodeProcess:
                     f"{', '.join(missing)})\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
                 )
             time.sleep(0.1)
+
+    def _said_ready(self) -> bool:
+        self._log.flush()
+        try:
+            return any("ready:" in line for line in self.log_path.read_text(errors="replace").splitlines())
+        except OSError:
+            return False
 
     def stop(self) -> int | None:
         """SIGINT, wait (kill after `stop_timeout_s`); the exit code, also kept in `returncode`."""
