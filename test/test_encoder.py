@@ -186,24 +186,3 @@ def test_sky_pixels_do_not_reach_the_image_encoder(encoder):
         unmasked_b = encoder.encode_images(step_b["images"], torch.zeros_like(masks))
     torch.testing.assert_close(feats_a, feats_b)
     assert not torch.allclose(feats_a, unmasked_b)
-
-
-def test_one_core_left_restores_the_thread_count():
-    from tacocc_core.model.encoder import one_core_left
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with one_core_left():
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        with one_core_left(enabled=False):
-            assert torch.get_num_threads() == 2
-        with pytest.raises(RuntimeError), one_core_left():
-            raise RuntimeError("inside")
-        assert torch.get_num_threads() == 2
-        torch.set_num_threads(1)
-        with one_core_left():
-            assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tacocc_core.conditioning.sky_mask import REFERENCE_SKY_PARAMS, sky_mask, sky_masks
+from tacocc_core.conditioning.sky_mask import REFERENCE_SKY_PARAMS, sky_mask, sky_masks, sky_masks_of_images
 
 
 def street(h: int = 90, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -95,8 +95,17 @@ def test_fast_masks_agree_with_the_reference_setting(nuscenes_frame_dir, width):
     assert found > 0.8 * reference_sky > 0
 
 
-def test_thread_pool_gives_the_sequential_masks(nuscenes_frame_dir):
-    images = np.stack(real_cameras(nuscenes_frame_dir, 176) + [street(99, 176)])
-    batch = torch.from_numpy(images).permute(0, 3, 1, 2)[None]
-    pooled, sequential = sky_masks(batch, workers=3), sky_masks(batch, workers=1)
-    assert torch.equal(pooled, sequential) and pooled.any()
+def test_masks_of_a_frame_together_equal_each_camera_alone(nuscenes_frame_dir):
+    """`sky_masks_of_images` (all cameras after one SLIC each) against its reference twin `sky_mask`."""
+    blank = np.zeros((99, 176, 3), np.uint8)
+    images = np.stack(real_cameras(nuscenes_frame_dir, 176) + [street(99, 176), blank, street(99, 176, seed=3)])
+    together = sky_masks_of_images(images)
+    assert together.shape == images.shape[:3] and together.dtype == bool
+    for image, mask in zip(images, together, strict=True):
+        assert np.array_equal(mask, sky_mask(image))
+    assert together.any() and not together[7].any()
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).reshape(3, 3, 3, 99, 176)
+    assert torch.equal(sky_masks(batch), torch.from_numpy(together).reshape(3, 3, 99, 176))
+    assert not sky_masks_of_images(np.zeros((2, 1, 5, 3), np.uint8)).any()
+    with pytest.raises(ValueError, match=r"expected \(N, H, W, 3\) uint8 RGB images, got \(2, 4, 4\)"):
+        sky_masks_of_images(np.zeros((2, 4, 4), np.uint8))

@@ -1,8 +1,7 @@
 """TacoccEncoder: one time step of the batch -> the fused voxel volume F_IL (paper Fig. 1, up to Eq. 1).
 
 Stages (each a method, so that benchmarks can time them apart):
-    condition:  sky masks of the images, denoised LiDAR points (tacocc_core.conditioning); in `forward`
-                the masks are computed on a second thread while the LiDAR branch runs
+    condition:  sky masks of the images, denoised LiDAR points (tacocc_core.conditioning)
     encode_images: masked, normalised images -> ResNet + FPN features
     lift:       LSS view transform -> F_I on the coarse grid
     encode_lidar: voxelise + spconv encoder -> F_L on the coarse grid
@@ -11,9 +10,6 @@ Stages (each a method, so that benchmarks can time them apart):
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -30,24 +26,6 @@ from tacocc_core.model.selector import noise_scale_at, tau_at
 from tacocc_core.timing import NULL_TIMER, StageTimer
 
 STEP_KEYS = ("images", "cam2img", "cam2lidar", "camera_valid", "points", "points_batch")
-
-
-@contextlib.contextmanager
-def one_core_left(enabled: bool = True) -> Iterator[None]:
-    """Run torch's CPU ops on one thread fewer inside the block (never below one), then restore.
-
-    While the sky masks take a core on their own thread, torch ops on all cores wait at every parallel
-    region for the thread the masks have pushed off its core; one thread fewer leaves that core to the masks.
-    """
-    threads = torch.get_num_threads()
-    if not enabled or threads <= 1:
-        yield
-        return
-    torch.set_num_threads(threads - 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -105,13 +83,13 @@ class TacoccEncoder(nn.Module):
         points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)
         return masks, points, points_batch
 
-    def sky_masks_of(self, batch: dict[str, torch.Tensor], workers: int | None = None) -> torch.Tensor:
+    def sky_masks_of(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, V, H, W) bool: batch["sky_masks"], or computed (cameras.sky_mask), or all False."""
         images = batch["images"]
         if "sky_masks" in batch:
             return batch["sky_masks"].bool()
         if self.config.cameras.sky_mask:
-            return sky_masks(images, workers=workers)
+            return sky_masks(images)
         b, v, _, h, w = images.shape
         return torch.zeros(b, v, h, w, dtype=torch.bool, device=images.device)
 
@@ -149,17 +127,14 @@ class TacoccEncoder(nn.Module):
         """
         _check_step_batch(batch, self.config)
         b = batch["images"].shape[0]
-        # The sky masks are computed on a thread of their own while the LiDAR branch runs: spconv's CPU ops
-        # use one core, the masks (OpenCV, scikit-image, without the GIL) take the other. The "conditioning"
-        # stage is the denoising plus whatever wait for the masks remains after the LiDAR branch.
-        with ThreadPoolExecutor(max_workers=1) as pool, one_core_left(batch["points"].device.type == "cpu"):
-            with timer.stage("conditioning"):
-                pending = pool.submit(self.sky_masks_of, batch, 1)
-                points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)
-            with timer.stage("lidar_branch"):
-                lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
-            with timer.stage("conditioning"):
-                masks = pending.result()
+        # One stage after the other on all torch threads. Overlapping the sky masks (on a thread of their own)
+        # with the LiDAR branch was slower than running them in turn: both are many small steps that hold the
+        # interpreter lock (docs/RESULTS.md section 13).
+        with timer.stage("conditioning"):
+            masks = self.sky_masks_of(batch)
+            points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)
+        with timer.stage("lidar_branch"):
+            lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
         with timer.stage("image_branch"):
             feats = self.encode_images(batch["images"], masks)
         with timer.stage("view_transform"):
