@@ -5,6 +5,8 @@
 #   ssl_geo    LiDAR geometry loss only (label_efficient.geometry_weight), renderer off
 #   ssl_photo  photometric loss only (renderer on, label_efficient.photometric_weight), optional
 #   ssl_geo_teacher  geometry loss + the confident labels of START as a frozen teacher, optional
+#   sup_render_off / sup_render_on  the bags' labels (mode supervised), renderer off / on (L_occ against
+#              L_occ + pc_lambda L_pc: the paper's Table III last row as a fine-tune), optional
 # Every run of every seed starts from the same weights (START); the seed changes the batch order and the
 # renderer's anchor draws. The train split of DATA (splits.json) is converted to rosbag2 first (labels are in
 # the bags but the self_supervised mode drops them); the val split is scored with `tacocc eval` and the table
@@ -27,6 +29,8 @@ GEO_WEIGHT=${GEO_WEIGHT:-1.0}
 PHOTO_SEEDS=${PHOTO_SEEDS:-}           # seeds of ssl_photo ('' = not run: 3-8 s per step on a quiet CPU core)
 TEACHER_SEEDS=${TEACHER_SEEDS:-}       # seeds of ssl_geo_teacher ('' = not run)
 TEACHER_WEIGHT=${TEACHER_WEIGHT:-1.0}
+SUP_SEEDS=${SUP_SEEDS:-}               # seeds of sup_render_off and sup_render_on ('' = not run)
+SUP_STEPS=${SUP_STEPS:-$STEPS}
 PHOTO_STEPS=${PHOTO_STEPS:-$STEPS}
 PHOTO_WEIGHT=${PHOTO_WEIGHT:-1.0}
 PHOTO_RENDERER=${PHOTO_RENDERER:-}     # renderer settings over PRESET's, e.g. "neighbour_frames=0 inner_steps=3"
@@ -77,21 +81,22 @@ score() {  # run folder, checkpoint
 }
 
 finetune() {  # variant, seed, steps, model config, train-config settings...
-  local name=$1 seed=$2 steps=$3 model=$4; shift 4
+  local name=$1 seed=$2 steps=$3 model=$4 mode=self_supervised; shift 4
+  [[ $name == sup_* ]] && mode=supervised
   local out="$RUNS/$name/seed$seed"
   if [ ! -f "$out/latest.pt" ]; then
     write_yaml "$RUNS/$name/train_seed$seed.yaml" "$TRAIN_CONFIG" "seed=$seed" "steps=$steps" "lr=$LR" \
       "warmup_steps=$(( steps > 20 ? 10 : 0 ))" "ckpt_every=$steps" "$@"
     $PY -m tacocc_ros.training.training_node --ros-args -p bags:="$bags" -p model_config:="$model" \
       -p train_config:="$RUNS/$name/train_seed$seed.yaml" -p out_dir:="$out" -p checkpoint:="$START" \
-      -p mode:=self_supervised -p device:="$DEVICE" > "$out.log" 2>&1 \
+      -p mode:=$mode -p device:="$DEVICE" > "$out.log" 2>&1 \
       || { echo "fine-tuning $name seed $seed failed, see $out.log" >&2; exit 1; }
   fi
   score "$out" "$out/latest.pt"
   echo "done: $name seed $seed ($(grep -c '"step"' "$out.log") steps logged)"
 }
 
-mkdir -p "$RUNS"/{start/seed0,ssl_geo,ssl_photo,ssl_geo_teacher}
+mkdir -p "$RUNS"/{start/seed0,ssl_geo,ssl_photo,ssl_geo_teacher,sup_render_off,sup_render_on}
 score "$RUNS/start/seed0" "$START"
 for seed in $SEEDS; do
   finetune ssl_geo "$seed" "$STEPS" "$PRESET" renderer=false "label_efficient.geometry_weight=$GEO_WEIGHT" \
@@ -102,15 +107,23 @@ for seed in $TEACHER_SEEDS; do
     label_efficient.photometric_weight=0.0 "label_efficient.teacher_checkpoint=$START" \
     "label_efficient.teacher_weight=$TEACHER_WEIGHT"
 done
-if [ -n "$PHOTO_SEEDS" ]; then
+if [ -n "$PHOTO_SEEDS$SUP_SEEDS" ]; then
   renderer_settings=()
   for pair in $PHOTO_RENDERER; do renderer_settings+=("renderer.$pair"); done
   write_yaml "$RUNS/ssl_photo/model.yaml" "$($PY -c "from tacocc_core.config import preset_path; print(preset_path('$PRESET'))")" \
     renderer.enabled=true "${renderer_settings[@]}"
+fi
+for seed in $SUP_SEEDS; do
+  finetune sup_render_off "$seed" "$SUP_STEPS" "$PRESET" renderer=false label_efficient.geometry_weight=0.0 \
+    label_efficient.photometric_weight=0.0
+  finetune sup_render_on "$seed" "$SUP_STEPS" "$RUNS/ssl_photo/model.yaml" renderer=true \
+    label_efficient.geometry_weight=0.0 label_efficient.photometric_weight=0.0
+done
+if [ -n "$PHOTO_SEEDS" ]; then
   for seed in $PHOTO_SEEDS; do
     finetune ssl_photo "$seed" "$PHOTO_STEPS" "$RUNS/ssl_photo/model.yaml" renderer=true \
       label_efficient.geometry_weight=0.0 "label_efficient.photometric_weight=$PHOTO_WEIGHT"
   done
 fi
 
-$PY "$(dirname "$0")/summarize_seeds.py" "$RUNS" start ssl_geo ssl_geo_teacher ssl_photo
+$PY "$(dirname "$0")/summarize_seeds.py" "$RUNS" start ssl_geo ssl_geo_teacher ssl_photo sup_render_off sup_render_on
