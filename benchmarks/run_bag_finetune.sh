@@ -31,6 +31,8 @@ TEACHER_SEEDS=${TEACHER_SEEDS:-}       # seeds of ssl_geo_teacher ('' = not run)
 TEACHER_WEIGHT=${TEACHER_WEIGHT:-1.0}
 SUP_SEEDS=${SUP_SEEDS:-}               # seeds of sup_render_off and sup_render_on ('' = not run)
 SUP_STEPS=${SUP_STEPS:-$STEPS}
+SUP_VARIANTS=${SUP_VARIANTS:-off on}   # which of sup_render_off / sup_render_on
+SUP_RENDERER=${SUP_RENDERER:-}         # renderer settings of sup_render_on over PRESET's, e.g. "pc_lambda=0.9"
 PHOTO_STEPS=${PHOTO_STEPS:-$STEPS}
 PHOTO_WEIGHT=${PHOTO_WEIGHT:-1.0}
 PHOTO_RENDERER=${PHOTO_RENDERER:-}     # renderer settings over PRESET's, e.g. "neighbour_frames=0 inner_steps=3"
@@ -107,17 +109,27 @@ for seed in $TEACHER_SEEDS; do
     label_efficient.photometric_weight=0.0 "label_efficient.teacher_checkpoint=$START" \
     "label_efficient.teacher_weight=$TEACHER_WEIGHT"
 done
-if [ -n "$PHOTO_SEEDS$SUP_SEEDS" ]; then
+if [ -n "$PHOTO_SEEDS" ]; then
   renderer_settings=()
   for pair in $PHOTO_RENDERER; do renderer_settings+=("renderer.$pair"); done
   write_yaml "$RUNS/ssl_photo/model.yaml" "$($PY -c "from tacocc_core.config import preset_path; print(preset_path('$PRESET'))")" \
     renderer.enabled=true "${renderer_settings[@]}"
 fi
+if [ -n "$SUP_SEEDS" ]; then
+  sup_settings=()
+  for pair in $SUP_RENDERER; do sup_settings+=("renderer.$pair"); done
+  write_yaml "$RUNS/sup_render_on/model.yaml" "$($PY -c "from tacocc_core.config import preset_path; print(preset_path('$PRESET'))")" \
+    renderer.enabled=true "${sup_settings[@]}"
+fi
 for seed in $SUP_SEEDS; do
-  finetune sup_render_off "$seed" "$SUP_STEPS" "$PRESET" renderer=false label_efficient.geometry_weight=0.0 \
-    label_efficient.photometric_weight=0.0
-  finetune sup_render_on "$seed" "$SUP_STEPS" "$RUNS/ssl_photo/model.yaml" renderer=true \
-    label_efficient.geometry_weight=0.0 label_efficient.photometric_weight=0.0
+  if [[ " $SUP_VARIANTS " == *" off "* ]]; then
+    finetune sup_render_off "$seed" "$SUP_STEPS" "$PRESET" renderer=false label_efficient.geometry_weight=0.0 \
+      label_efficient.photometric_weight=0.0
+  fi
+  if [[ " $SUP_VARIANTS " == *" on "* ]]; then
+    finetune sup_render_on "$seed" "$SUP_STEPS" "$RUNS/sup_render_on/model.yaml" renderer=true \
+      label_efficient.geometry_weight=0.0 label_efficient.photometric_weight=0.0
+  fi
 done
 if [ -n "$PHOTO_SEEDS" ]; then
   for seed in $PHOTO_SEEDS; do

@@ -1,0 +1,122 @@
+"""How much gradient the renderer's terms send into the occupancy network, next to the occupancy loss's.
+
+For a few training windows, the training objective runs twice on the same weights and batch: renderer off
+(total = L_occ) and renderer on (total = (1 - lambda) L_occ + lambda L_pc + L_rgb, paper Eq. 5). The
+network's forward is the same in both (the fuser's noise is keyed by the frames' stamps), so
+g_render = g_on - (1 - lambda) g_off is the gradient that lambda L_pc + L_rgb send into the network's
+weights (the renderer's own parameter net and beta excluded). Printed per module group, averaged over the
+windows: ||(1 - lambda) g_occ||, ||g_render||, their ratio, and the cosine between the two.
+
+    PYTHONPATH=$PWD python benchmarks/renderer_gradients.py --checkpoint checkpoints/demo.pt \
+        --data data/synth10_objects --step 1000 --windows 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
+from tacocc_core.config import load_preset
+from tacocc_core.data.dataset import SequenceDataset, make_collate
+from tacocc_core.data.nuscenes_reader import NuScenesReader
+from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.train.objective import TrainingObjective
+from tacocc_core.train.train_config import TrainConfig
+
+GROUPS = {
+    "image branch": ("encoder.backbone.", "encoder.view_transform."),
+    "LiDAR branch": ("encoder.lidar.",),
+    "fuser": ("encoder.fuser.",),
+    "temporal": ("temporal.",),
+    "head": ("head.",),
+}
+
+
+def network_gradient(objective: TrainingObjective, batch: dict, step: int) -> dict[str, torch.Tensor]:
+    """{parameter name: gradient} of the objective's total over the network's weights (zeros where none)."""
+    objective.zero_grad(set_to_none=True)
+    objective(batch, step).total.backward()
+    return {
+        name: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+        for name, p in objective.net.named_parameters()
+    }
+
+
+def group_norms(grads: dict[str, torch.Tensor]) -> dict[str, float]:
+    out = {}
+    for group, prefixes in GROUPS.items():
+        parts = [g.float().pow(2).sum() for n, g in grads.items() if n.startswith(prefixes)]
+        out[group] = float(torch.sqrt(sum(parts))) if parts else float("nan")
+    out["whole network"] = float(torch.sqrt(sum(g.float().pow(2).sum() for g in grads.values())))
+    return out
+
+
+def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    dot = sum(float((a[n].float() * b[n].float()).sum()) for n in a)
+    na = float(torch.sqrt(sum(g.float().pow(2).sum() for g in a.values())))
+    nb = float(torch.sqrt(sum(g.float().pow(2).sum() for g in b.values())))
+    return dot / max(na * nb, 1e-30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="demo", help="preset (ignored with --checkpoint)")
+    parser.add_argument("--checkpoint", default=None, help="trained weights (and their config)")
+    parser.add_argument("--data", required=True, help="dataset folder (nuScenes layout)")
+    parser.add_argument("--version", default="v1.0-mini")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--windows", type=int, default=3, help="training windows averaged")
+    parser.add_argument("--step", type=int, default=0, help="training step (Gumbel temperature and noise)")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights (without --checkpoint), renderer")
+    parser.add_argument("--pc-lambda", type=float, default=None, help="lambda of Eq. 5 (default: the config's)")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        payload = load_checkpoint(args.checkpoint, ignore=INFERENCE_IRRELEVANT)
+        config = payload["config"]
+    else:
+        payload, config = None, load_preset(args.config)
+    renderer = dataclasses.replace(config.renderer, enabled=True)
+    if args.pc_lambda is not None:
+        renderer = dataclasses.replace(renderer, pc_lambda=args.pc_lambda)
+    config = dataclasses.replace(config, renderer=renderer)
+    net = TACOcc(config)
+    if payload is not None:
+        net.load_state_dict(payload["model"])
+    off = TrainingObjective(config, dataclasses.replace(TrainConfig(), renderer=False), net=net).train()
+    on = TrainingObjective(config, dataclasses.replace(TrainConfig(), renderer=True), net=net).train()
+    keep = 1.0 - config.renderer.pc_lambda
+
+    reader = NuScenesReader.open(args.data, args.version, config)
+    dataset = SequenceDataset(reader, args.split)
+    collate = make_collate(config)
+    stride = max(1, len(dataset) // args.windows)
+    occ_sum: dict[str, float] = {}
+    render_sum: dict[str, float] = {}
+    cosines = []
+    for i in range(args.windows):
+        batch = collate([dataset[(i * stride) % len(dataset)]])
+        g_occ = {n: keep * g for n, g in network_gradient(off, batch, args.step).items()}
+        g_on = network_gradient(on, batch, args.step)
+        g_render = {n: g_on[n] - g_occ[n] for n in g_on}
+        for name, value in group_norms(g_occ).items():
+            occ_sum[name] = occ_sum.get(name, 0.0) + value / args.windows
+        for name, value in group_norms(g_render).items():
+            render_sum[name] = render_sum.get(name, 0.0) + value / args.windows
+        cosines.append(cosine(g_occ, g_render))
+    source = args.checkpoint or f"initial weights of preset {args.config!r}, seed {args.seed}"
+    print(f"{source}, step {args.step}, {args.windows} windows of {args.data} ({args.split}), lambda {1 - keep:g}")
+    print("| module group | (1 - lambda) L_occ | lambda L_pc + L_rgb | ratio |")
+    print("|---|---:|---:|---:|")
+    for name in occ_sum:
+        ratio = render_sum[name] / occ_sum[name] if occ_sum[name] > 0 else float("nan")
+        print(f"| {name} | {occ_sum[name]:.3g} | {render_sum[name]:.3g} | {ratio:.3g} |")
+    print(f"cosine between the two over the whole network, per window: {', '.join(f'{c:.3f}' for c in cosines)}")
+
+
+if __name__ == "__main__":
+    main()
