@@ -27,7 +27,8 @@ from tacocc_core.labels import IGNORE
 from tacocc_core.losses.photometric import photometric_loss
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, occupied_voxel_mask, voxel_anchors
-from tacocc_core.render.free_params import free_to_gaussians
+from tacocc_core.render.free_params import free_to_gaussians, parameter_consistency
+from tacocc_core.render.inner_loop import optimise_gaussians
 from tacocc_core.render.sequential_renderer import SequentialRenderer, render_into_targets
 from tacocc_core.render.targets import frame_interval, frame_points, window_targets
 
@@ -173,9 +174,52 @@ def measure_inner_loop(args: argparse.Namespace) -> None:
         print(f"| {lr} | " + " | ".join(f"{v:.4f}" for v in mean) + " |")
 
 
+def measure_pc_sensitivity(args: argparse.Namespace) -> None:
+    """L_pc of the preset's inner loop from the network's Theta^0 and from a nearly converged Theta.
+
+    L_pc is meant as the distance from Theta^0 to photometrically converged Gaussians, so it should be small
+    from a Theta that is already nearly converged. Theta^near: `--steps` Adam steps at lr 0.2 from Theta^0.
+    """
+    config, net = load_network(args)
+    data = config_to_dict(config)
+    data["renderer"]["neighbour_frames"] = args.neighbours
+    config = config_from_dict(data)
+    r = config.renderer
+    torch.manual_seed(args.seed)
+    renderer = SequentialRenderer.from_config(config)
+    reader, found = val_windows(config, args.data, args.version, args.windows)
+    rows = []
+    for tokens in found:
+        batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], config.grid.spec().shape)
+        seq = forward(net, batch)
+        theta0, targets = frame_setup(config, renderer, batch, seq)
+        images, valid = targets.images.flatten(0, 1), targets.valid.flatten(0, 1)
+
+        def l_rgb(theta, targets=targets, images=images, valid=valid):
+            rgb, _ = render_into_targets(free_to_gaussians(theta), targets, "torch")
+            return photometric_loss(rgb, images, valid, r.dssim_lambda)
+
+        near = optimise_gaussians(theta0, l_rgb, args.steps, 0.2).theta
+        row = []
+        for start in (theta0, near):
+            inner = optimise_gaussians(start, l_rgb, r.inner_steps, r.inner_lr)
+            with torch.no_grad():
+                row += [l_rgb(start).item(), float(parameter_consistency(inner.theta, start))]
+        rows.append(row)
+    mean = [statistics.mean(row[i] for row in rows) for i in range(4)]
+    print(
+        f"{len(found)} windows, frame t=1, {config.name}, inner loop {r.inner_steps} Adam steps at lr {r.inner_lr}, "
+        f"neighbour_frames {args.neighbours}; Theta^near = {args.steps} Adam steps at lr 0.2 from Theta^0"
+    )
+    print("| start of the inner loop | L_rgb there | L_pc of the inner loop from there |")
+    print("|---|---:|---:|")
+    print(f"| network's Theta^0 | {mean[0]:.4f} | {mean[1]:.3f} |")
+    print(f"| nearly converged Theta^near | {mean[2]:.4f} | {mean[3]:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("anchors", "inner-loop"))
+    parser.add_argument("what", choices=("anchors", "inner-loop", "pc-sensitivity"))
     parser.add_argument("--data", required=True)
     parser.add_argument("--version", default="v1.0-mini")
     parser.add_argument("--checkpoint", default=None)
@@ -187,7 +231,9 @@ def main() -> None:
     parser.add_argument("--neighbours", type=int, default=1)
     args = parser.parse_args()
     torch.set_grad_enabled(True)
-    {"anchors": measure_anchors, "inner-loop": measure_inner_loop}[args.what](args)
+    {"anchors": measure_anchors, "inner-loop": measure_inner_loop, "pc-sensitivity": measure_pc_sensitivity}[args.what](
+        args
+    )
 
 
 if __name__ == "__main__":
