@@ -174,11 +174,24 @@ def measure_inner_loop(args: argparse.Namespace) -> None:
         print(f"| {lr} | " + " | ".join(f"{v:.4f}" for v in mean) + " |")
 
 
+def gradient_descent(theta0, loss_fn, steps: int, lr: float):
+    """`steps` plain gradient-descent steps on a detached copy of Theta^0 (a step that shrinks with the gradient)."""
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+    optimiser = torch.optim.SGD(list(theta.values()), lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss_fn(theta).backward()
+        optimiser.step()
+    return {k: v.detach() for k, v in theta.items()}
+
+
 def measure_pc_sensitivity(args: argparse.Namespace) -> None:
-    """L_pc of the preset's inner loop from the network's Theta^0 and from a nearly converged Theta.
+    """L_pc of an inner loop from the network's Theta^0 and from a nearly converged Theta.
 
     L_pc is meant as the distance from Theta^0 to photometrically converged Gaussians, so it should be small
     from a Theta that is already nearly converged. Theta^near: `--steps` Adam steps at lr 0.2 from Theta^0.
+    The inner loop: the preset's (Adam, `renderer.inner_steps` at `renderer.inner_lr`), or with
+    `--inner-sgd LR,...` plain gradient descent at those learning rates for the same number of steps.
     """
     config, net = load_network(args)
     data = config_to_dict(config)
@@ -188,7 +201,10 @@ def measure_pc_sensitivity(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     renderer = SequentialRenderer.from_config(config)
     reader, found = val_windows(config, args.data, args.version, args.windows)
-    rows = []
+    loops = [(f"Adam, lr {r.inner_lr}", lambda t, f: optimise_gaussians(t, f, r.inner_steps, r.inner_lr).theta)]
+    for lr in [float(v) for v in args.inner_sgd.split(",") if v]:
+        loops.append((f"gradient descent, lr {lr:g}", lambda t, f, lr=lr: gradient_descent(t, f, r.inner_steps, lr)))
+    rows: dict[str, list[list[float]]] = {name: [] for name, _ in loops}
     for tokens in found:
         batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], config.grid.spec().shape)
         seq = forward(net, batch)
@@ -200,21 +216,23 @@ def measure_pc_sensitivity(args: argparse.Namespace) -> None:
             return photometric_loss(rgb, images, valid, r.dssim_lambda)
 
         near = optimise_gaussians(theta0, l_rgb, args.steps, 0.2).theta
-        row = []
-        for start in (theta0, near):
-            inner = optimise_gaussians(start, l_rgb, r.inner_steps, r.inner_lr)
-            with torch.no_grad():
-                row += [l_rgb(start).item(), float(parameter_consistency(inner.theta, start))]
-        rows.append(row)
-    mean = [statistics.mean(row[i] for row in rows) for i in range(4)]
+        for name, loop in loops:
+            row = []
+            for start in (theta0, near):
+                final = loop(start, l_rgb)
+                with torch.no_grad():
+                    row += [l_rgb(start).item(), l_rgb(final).item(), float(parameter_consistency(final, start))]
+            rows[name].append(row)
     print(
-        f"{len(found)} windows, frame t=1, {config.name}, inner loop {r.inner_steps} Adam steps at lr {r.inner_lr}, "
-        f"neighbour_frames {args.neighbours}; Theta^near = {args.steps} Adam steps at lr 0.2 from Theta^0"
+        f"{len(found)} windows, frame t=1, {config.name}, inner loop of {r.inner_steps} steps, neighbour_frames "
+        f"{args.neighbours}; Theta^near = {args.steps} Adam steps at lr 0.2 from Theta^0"
     )
-    print("| start of the inner loop | L_rgb there | L_pc of the inner loop from there |")
-    print("|---|---:|---:|")
-    print(f"| network's Theta^0 | {mean[0]:.4f} | {mean[1]:.3f} |")
-    print(f"| nearly converged Theta^near | {mean[2]:.4f} | {mean[3]:.3f} |")
+    print("| inner loop | start | L_rgb there | L_rgb after the loop | L_pc |")
+    print("|---|---|---:|---:|---:|")
+    for name, _ in loops:
+        mean = [statistics.mean(row[i] for row in rows[name]) for i in range(6)]
+        print(f"| {name} | network's Theta^0 | {mean[0]:.4f} | {mean[1]:.4f} | {mean[2]:.3f} |")
+        print(f"| {name} | nearly converged Theta^near | {mean[3]:.4f} | {mean[4]:.4f} | {mean[5]:.3f} |")
 
 
 def main() -> None:
@@ -229,6 +247,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--lrs", default="0.01,0.05,0.2")
     parser.add_argument("--neighbours", type=int, default=1)
+    parser.add_argument("--inner-sgd", default="", help="pc-sensitivity: also gradient descent at these lrs")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     {"anchors": measure_anchors, "inner-loop": measure_inner_loop, "pc-sensitivity": measure_pc_sensitivity}[args.what](
