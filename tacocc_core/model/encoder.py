@@ -131,8 +131,7 @@ class TacoccEncoder(nn.Module):
         # with the LiDAR branch was slower than running them in turn: both are many small steps that hold the
         # interpreter lock (docs/RESULTS.md section 13).
         with timer.stage("conditioning"):
-            masks = self.sky_masks_of(batch)
-            points, points_batch = denoise_points(batch["points"], batch["points_batch"], self.denoise)
+            masks, points, points_batch = self.condition(batch)
         with timer.stage("lidar_branch"):
             lidar_volume, lidar_occupied = self.encode_lidar(points, points_batch, b)
         with timer.stage("image_branch"):
