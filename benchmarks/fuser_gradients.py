@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import gradient_windows
 import torch
 
-from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
-from tacocc_core.config import load_preset
-from tacocc_core.data.dataset import SequenceDataset, make_collate
-from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.train_config import TrainConfig
 
@@ -48,39 +45,21 @@ def group_ratios(net: torch.nn.Module) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="demo", help="preset (ignored with --checkpoint)")
-    parser.add_argument("--checkpoint", default=None, help="trained weights (and their config)")
-    parser.add_argument("--data", required=True, help="dataset folder (nuScenes layout)")
-    parser.add_argument("--version", default="v1.0-mini")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--windows", type=int, default=4, help="training windows averaged")
-    parser.add_argument("--step", type=int, default=0, help="training step (Gumbel temperature and noise)")
-    parser.add_argument("--seed", type=int, default=0)
+    gradient_windows.add_arguments(parser, windows=4)
     args = parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    if args.checkpoint:
-        payload = load_checkpoint(args.checkpoint, ignore=INFERENCE_IRRELEVANT)
-        config = payload["config"]
-    else:
-        payload, config = None, load_preset(args.config)
+    state, config = gradient_windows.weights(args)
     objective = TrainingObjective(config, dataclasses.replace(TrainConfig(), renderer=False))
-    if payload is not None:
-        objective.net.load_state_dict(payload["model"])
+    if state is not None:
+        objective.net.load_state_dict(state)
     objective.train()
-    reader = NuScenesReader.open(args.data, args.version, config)
-    dataset = SequenceDataset(reader, args.split)
-    collate = make_collate(config)
-    stride = max(1, len(dataset) // args.windows)
     sums: dict[str, float] = {}
-    for i in range(args.windows):
-        batch = collate([dataset[(i * stride) % len(dataset)]])
+    for batch in gradient_windows.training_windows(args, config):
         objective.zero_grad(set_to_none=True)
         objective(batch, args.step).total.backward()
         for name, value in group_ratios(objective.net).items():
             sums[name] = sums.get(name, 0.0) + value / args.windows
-    source = args.checkpoint or f"initial weights of preset {args.config!r}, seed {args.seed}"
-    print(f"{source}, step {args.step}, {args.windows} windows of {args.data} ({args.split})")
+    print(f"{gradient_windows.source(args)}, step {args.step}, {args.windows} windows of {args.data} ({args.split})")
     print("| module group | grad norm / weight norm |")
     print("|---|---:|")
     for name, value in sums.items():

@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import gradient_windows
 import torch
 
-from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
-from tacocc_core.config import load_preset
-from tacocc_core.data.dataset import SequenceDataset, make_collate
-from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.train_config import TrainConfig
@@ -63,43 +60,26 @@ def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="demo", help="preset (ignored with --checkpoint)")
-    parser.add_argument("--checkpoint", default=None, help="trained weights (and their config)")
-    parser.add_argument("--data", required=True, help="dataset folder (nuScenes layout)")
-    parser.add_argument("--version", default="v1.0-mini")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--windows", type=int, default=3, help="training windows averaged")
-    parser.add_argument("--step", type=int, default=0, help="training step (Gumbel temperature and noise)")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights (without --checkpoint), renderer")
+    gradient_windows.add_arguments(parser, windows=3)
     parser.add_argument("--pc-lambda", type=float, default=None, help="lambda of Eq. 5 (default: the config's)")
     args = parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    if args.checkpoint:
-        payload = load_checkpoint(args.checkpoint, ignore=INFERENCE_IRRELEVANT)
-        config = payload["config"]
-    else:
-        payload, config = None, load_preset(args.config)
+    state, config = gradient_windows.weights(args)
     renderer = dataclasses.replace(config.renderer, enabled=True)
     if args.pc_lambda is not None:
         renderer = dataclasses.replace(renderer, pc_lambda=args.pc_lambda)
     config = dataclasses.replace(config, renderer=renderer)
     net = TACOcc(config)
-    if payload is not None:
-        net.load_state_dict(payload["model"])
+    if state is not None:
+        net.load_state_dict(state)
     off = TrainingObjective(config, dataclasses.replace(TrainConfig(), renderer=False), net=net).train()
     on = TrainingObjective(config, dataclasses.replace(TrainConfig(), renderer=True), net=net).train()
     keep = 1.0 - config.renderer.pc_lambda
 
-    reader = NuScenesReader.open(args.data, args.version, config)
-    dataset = SequenceDataset(reader, args.split)
-    collate = make_collate(config)
-    stride = max(1, len(dataset) // args.windows)
     occ_sum: dict[str, float] = {}
     render_sum: dict[str, float] = {}
     cosines = []
-    for i in range(args.windows):
-        batch = collate([dataset[(i * stride) % len(dataset)]])
+    for batch in gradient_windows.training_windows(args, config):
         g_occ = {n: keep * g for n, g in network_gradient(off, batch, args.step).items()}
         g_on = network_gradient(on, batch, args.step)
         g_render = {n: g_on[n] - g_occ[n] for n in g_on}
@@ -108,8 +88,10 @@ def main() -> None:
         for name, value in group_norms(g_render).items():
             render_sum[name] = render_sum.get(name, 0.0) + value / args.windows
         cosines.append(cosine(g_occ, g_render))
-    source = args.checkpoint or f"initial weights of preset {args.config!r}, seed {args.seed}"
-    print(f"{source}, step {args.step}, {args.windows} windows of {args.data} ({args.split}), lambda {1 - keep:g}")
+    print(
+        f"{gradient_windows.source(args)}, step {args.step}, {args.windows} windows of {args.data} ({args.split}), "
+        f"lambda {1 - keep:g}"
+    )
     print("| module group | (1 - lambda) L_occ | lambda L_pc + L_rgb | ratio |")
     print("|---|---:|---:|---:|")
     for name in occ_sum:
