@@ -11,6 +11,9 @@ It follows gsplat 1.5.3's "classic" 3DGS pipeline step for step, so that the two
    alpha = min(0.999, o * exp(-0.5 d^T Sigma_2d^-1 d)), Gaussians with alpha < 1/255 are skipped, and the
    pixel stops before the Gaussian that would bring the transmittance to 1e-4 or below.
 
+Compositing (step 3) is `tile_composite.py`, which has its own backward pass; its reference twin is the same
+math left to autograd.
+
 Why our own: gsplat's pure-PyTorch reference functions are private and still call its CUDA kernels, and no
 maintained CPU splatting library fits (see DESIGN.md). The slow float64 per-pixel twin is `ewa_reference.py`.
 
@@ -26,12 +29,11 @@ from dataclasses import dataclass
 
 import torch
 
+from tacocc_core.render.tile_composite import ALPHA_MIN, tile_composite
+
 NEAR_PLANE = 0.01  # metres
 FAR_PLANE = 1e10  # metres
 EPS2D = 0.3  # px^2 added to the diagonal of each 2D covariance
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.999  # gsplat's rasterize_to_pixels clamp (the original 3DGS code uses 0.99)
-TRANSMITTANCE_MIN = 1e-4
 EXTEND_MAX = 3.33  # box half-size in standard deviations, before the opacity-aware tightening
 
 
@@ -189,18 +191,7 @@ def composite(
             valid = slot[None, :] < counts[chunk, None]  # (t, K)
             gid = order[(offsets[chunk, None] + slot[None, :]).clamp_max(order.numel() - 1)]  # (t, K) into m
             centres = _pixel_centres(chunk, tile_size, tiles_x, tiles_y, dtype, device)  # (t, P, 2)
-            d = xy[gid][:, None, :, :] - centres[:, :, None, :]  # (t, P, K, 2)
-            cg = conic[gid][:, None]  # (t, 1, K, 3)
-            sigma = (
-                0.5 * (cg[..., 0] * d[..., 0] ** 2 + cg[..., 2] * d[..., 1] ** 2) + cg[..., 1] * d[..., 0] * d[..., 1]
-            )
-            alpha = (opac[gid][:, None] * torch.exp(-sigma)).clamp_max(ALPHA_MAX)
-            keep = valid[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_MIN)
-            alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-            t_after = torch.cumprod(1.0 - alpha, dim=-1)
-            t_before = torch.cat([torch.ones_like(t_after[..., :1]), t_after[..., :-1]], dim=-1)
-            weight = alpha * t_before * (t_after > TRANSMITTANCE_MIN)  # stops before the saturating Gaussian
-            done_vals.append(torch.einsum("tpk,tkc->tpc", weight, feats[gid]))
+            done_vals.append(tile_composite(xy[gid], conic[gid], opac[gid], feats[gid], centres, valid))
             done_tiles.append(chunk)
         out = out.index_copy(0, torch.cat(done_tiles), torch.cat(done_vals))
     if not out.requires_grad:
@@ -281,7 +272,11 @@ def _bin_tiles(proj, vis_v, vis_n, tile_size, tiles_x, tiles_y, n_tiles):
 
 
 def _chunks(tile_ids: torch.Tensor, counts: torch.Tensor, pix: int, max_elements: int):
-    """Split non-empty tiles into groups whose padded (tiles x pixels x max count) stays within budget."""
+    """Split non-empty tiles into groups whose padded (tiles x pixels x max count) stays within budget.
+
+    Tiles are taken in order of their Gaussian count, so that each group pads to a count close to its own.
+    """
+    tile_ids = tile_ids[torch.argsort(counts[tile_ids], stable=True)]
     sizes = counts[tile_ids].tolist()
     start, widest = 0, 0
     for i, size in enumerate(sizes):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from tacocc_core.render.ewa_cpu import ALPHA_MAX, ALPHA_MIN, EPS2D, FAR_PLANE, NEAR_PLANE, TRANSMITTANCE_MIN
+from tacocc_core.render.ewa_cpu import EPS2D, FAR_PLANE, NEAR_PLANE
+from tacocc_core.render.tile_composite import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 
 
 def project_one(mean, quat_wxyz, scale, world2cam, cam2img, width, height):
