@@ -152,7 +152,7 @@ def composite(
     width: int,
     height: int,
     tile_size: int = 8,
-    max_elements: int = 1 << 22,
+    max_elements: int = 1 << 20,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Front-to-back alpha compositing of projected Gaussians (step 3 of the module docstring).
 
@@ -215,7 +215,7 @@ def rasterize_ewa(
     width: int,
     height: int,
     tile_size: int = 8,
-    max_elements: int = 1 << 22,
+    max_elements: int = 1 << 20,
 ) -> tuple[torch.Tensor, torch.Tensor, Projection]:
     """Render N Gaussians into V cameras: projection then compositing; differentiable in every float input.
 
