@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from skimage.filters import gaussian
 from skimage.segmentation import slic
 
 
@@ -129,19 +130,39 @@ def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.n
     return mask
 
 
+SLIC_SIGMA = 1.0  # pixels: scikit-image's pre-smoothing of the image SLIC segments
+
+
+def _slic_args(params: SkyMaskParams) -> dict:
+    return dict(
+        n_segments=params.segments, compactness=params.compactness, start_label=0, max_num_iter=params.iterations
+    )
+
+
+def _opencv_lab(small: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> float32 CIELAB (L 0..100) by OpenCV."""
+    return cv2.cvtColor(small.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2LAB)
+
+
 def _superpixels(small: np.ndarray, params: SkyMaskParams) -> np.ndarray:
     """(h, w) int SLIC labels from 0 of an (h, w, 3) uint8 RGB image."""
-    common = dict(
-        n_segments=params.segments,
-        compactness=params.compactness,
-        sigma=1.0,
-        start_label=0,
-        max_num_iter=params.iterations,
-    )
     if params.opencv_lab:
-        lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2LAB)
-        return slic(lab, convert2lab=False, **common)
-    return slic(small, **common)
+        return slic(_opencv_lab(small), convert2lab=False, sigma=SLIC_SIGMA, **_slic_args(params))
+    return slic(small, sigma=SLIC_SIGMA, **_slic_args(params))
+
+
+def _superpixels_of_images(small: np.ndarray, params: SkyMaskParams) -> np.ndarray:
+    """(n, h, w) SLIC labels from 0 per image of (n, h, w, 3) uint8 RGB images; `_superpixels` of each.
+
+    With OpenCV's Lab, SLIC's Gaussian pre-smoothing runs once over all images (scikit-image's own filter,
+    zero width across images and channels, so each image gets the same numbers bit for bit) and SLIC is
+    then called without smoothing: one filter call per frame instead of one per camera.
+    """
+    if not params.opencv_lab:
+        return np.stack([_superpixels(image, params) for image in small])
+    lab = _opencv_lab(small.reshape(-1, small.shape[2], 3)).reshape(small.shape)
+    smooth = gaussian(lab, sigma=[0, SLIC_SIGMA, SLIC_SIGMA, 0], mode="reflect", preserve_range=True)
+    return np.stack([slic(image, convert2lab=False, sigma=0, **_slic_args(params)) for image in smooth])
 
 
 def sky_masks_of_images(images: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.ndarray:
@@ -174,7 +195,7 @@ def sky_masks_of_images(images: np.ndarray, params: SkyMaskParams = SkyMaskParam
     small = np.stack(
         [cv2.resize(images[i], (ww, wh), interpolation=cv2.INTER_AREA) if resize else images[i] for i in lit]
     )
-    labels = np.stack([_superpixels(image, params) for image in small])  # (n, wh, ww), from 0 per image
+    labels = _superpixels_of_images(small, params)  # (n, wh, ww), from 0 per image
     offsets = np.concatenate([[0], np.cumsum(labels.reshape(len(lit), -1).max(axis=1) + 1)])
     labels = labels + offsets[:-1, None, None]
     n = int(offsets[-1])
