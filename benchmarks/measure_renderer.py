@@ -2,13 +2,16 @@
 
     python benchmarks/measure_renderer.py anchors    --data DATA [--checkpoint C] [--windows 8]
     python benchmarks/measure_renderer.py inner-loop --data DATA [--checkpoint C] [--steps 40] [--lrs 0.01,0.05,0.2]
+    python benchmarks/measure_renderer.py pc-sensitivity --data DATA [--checkpoint C] [--inner-sgd LR,...] [--inner-lbfgs]
 
 Each runs the network (the checkpoint's weights, or the preset's initial weights of --seed) over 3-frame
 windows of the `val` split and reports, per frame (t = 1, the middle one):
 - anchors: the share of voxel anchors that lie in coarse voxels occupied in the ground truth (a coarse
   voxel is occupied when any of its fine voxels carries a label 1..16), for each voxel anchor source;
 - inner-loop: L_rgb of the Gaussians after 0, 1, 2, ... Adam steps at each learning rate (the first case
-  of Eq. 5), averaged over the windows.
+  of Eq. 5), averaged over the windows;
+- pc-sensitivity: L_pc of the inner loop started from the network's Theta^0 and from nearly converged
+  Gaussians, for the preset's loop and the alternatives asked for.
 """
 
 from __future__ import annotations
@@ -185,13 +188,35 @@ def gradient_descent(theta0, loss_fn, steps: int, lr: float):
     return {k: v.detach() for k, v in theta.items()}
 
 
+def lbfgs(theta0, loss_fn, steps: int, history: int = 10):
+    """`steps` L-BFGS iterations (torch.optim.LBFGS, strong-Wolfe line search) on a detached copy of Theta^0.
+
+    Its step comes from curvature estimates and a line search, so it shrinks where the loss is flat: a loop
+    that can converge from far and stay put at an optimum, which is what L_pc assumes of the inner loop.
+    """
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+    optimiser = torch.optim.LBFGS(
+        list(theta.values()), lr=1.0, max_iter=steps, history_size=history, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        optimiser.zero_grad()
+        loss = loss_fn(theta)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return {k: v.detach() for k, v in theta.items()}
+
+
 def measure_pc_sensitivity(args: argparse.Namespace) -> None:
     """L_pc of an inner loop from the network's Theta^0 and from a nearly converged Theta.
 
     L_pc is meant as the distance from Theta^0 to photometrically converged Gaussians, so it should be small
     from a Theta that is already nearly converged. Theta^near: `--steps` Adam steps at lr 0.2 from Theta^0.
     The inner loop: the preset's (Adam, `renderer.inner_steps` at `renderer.inner_lr`), or with
-    `--inner-sgd LR,...` plain gradient descent at those learning rates for the same number of steps.
+    `--inner-sgd LR,...` plain gradient descent at those learning rates for the same number of steps, and with
+    `--inner-lbfgs` L-BFGS for the same number of iterations.
     """
     config, net = load_network(args)
     data = config_to_dict(config)
@@ -204,6 +229,8 @@ def measure_pc_sensitivity(args: argparse.Namespace) -> None:
     loops = [(f"Adam, lr {r.inner_lr}", lambda t, f: optimise_gaussians(t, f, r.inner_steps, r.inner_lr).theta)]
     for lr in [float(v) for v in args.inner_sgd.split(",") if v]:
         loops.append((f"gradient descent, lr {lr:g}", lambda t, f, lr=lr: gradient_descent(t, f, r.inner_steps, lr)))
+    if args.inner_lbfgs:
+        loops.append(("L-BFGS", lambda t, f: lbfgs(t, f, r.inner_steps)))
     rows: dict[str, list[list[float]]] = {name: [] for name, _ in loops}
     for tokens in found:
         batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], config.grid.spec().shape)
@@ -248,6 +275,7 @@ def main() -> None:
     parser.add_argument("--lrs", default="0.01,0.05,0.2")
     parser.add_argument("--neighbours", type=int, default=1)
     parser.add_argument("--inner-sgd", default="", help="pc-sensitivity: also gradient descent at these lrs")
+    parser.add_argument("--inner-lbfgs", action="store_true", help="pc-sensitivity: also L-BFGS")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     {"anchors": measure_anchors, "inner-loop": measure_inner_loop, "pc-sensitivity": measure_pc_sensitivity}[args.what](
