@@ -65,3 +65,15 @@ def test_gradient_matches_finite_differences():
     inputs[2] = inputs[2].clamp(0.05, 0.9)  # away from the alpha clamp, where the derivative jumps
     leaves = tuple(x.clone().requires_grad_(True) for x in inputs[:4])
     assert torch.autograd.gradcheck(lambda *x: tile_composite(*x, *inputs[4:]), leaves, atol=1e-6)
+
+
+def test_under_autocast_the_gradients_keep_the_inputs_precision():
+    inputs = [x.float() if x.is_floating_point() else x for x in tiles(6)]
+    grad_out = torch.randn(5, 64, 4, generator=torch.Generator().manual_seed(7))
+    ref_out, ref_grads = run(tile_composite_reference, inputs, grad_out)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, grads = run(tile_composite, inputs, grad_out)
+    assert out.dtype == torch.float32 and torch.allclose(out, ref_out, atol=1e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        assert got.dtype == torch.float32
+        assert torch.allclose(got, want, rtol=1e-3, atol=1e-3 * want.abs().max().item())

@@ -47,8 +47,12 @@ def tile_composite(
     Returns:
         (t, P, C) sum over the Gaussians of feature x weight.
     """
-    basis, coef = _quadratic_form(xy, conic, centres)
-    return _TileComposite.apply(coef, opacity, feats, basis.detach(), valid)
+    # The closed-form backward needs the forward's own precision: autocast (bf16 on CUDA) stays outside, and
+    # lower-precision inputs are computed in float32.
+    dtype = torch.promote_types(xy.dtype, torch.float32)
+    with torch.autocast(xy.device.type, enabled=False):
+        basis, coef = _quadratic_form(xy.to(dtype), conic.to(dtype), centres.to(dtype))
+        return _TileComposite.apply(coef, opacity.to(dtype), feats.to(dtype), basis.detach(), valid)
 
 
 def tile_composite_reference(
@@ -123,6 +127,11 @@ class _TileComposite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with torch.autocast(grad_out.device.type, enabled=False):  # as the forward ran
+            return _TileComposite._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         opacity, feats, basis, gauss, alpha, t_before_kept, passes = ctx.saved_tensors
         weight = alpha * t_before_kept
         grad_feats = torch.bmm(weight.transpose(1, 2), grad_out)
