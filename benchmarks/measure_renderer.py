@@ -30,7 +30,7 @@ from tacocc_core.labels import IGNORE
 from tacocc_core.losses.photometric import photometric_loss
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, occupied_voxel_mask, voxel_anchors
-from tacocc_core.render.free_params import free_to_gaussians, parameter_consistency
+from tacocc_core.render.free_params import detached_copy, free_to_gaussians, parameter_consistency
 from tacocc_core.render.inner_loop import optimise_gaussians
 from tacocc_core.render.sequential_renderer import SequentialRenderer, render_into_targets
 from tacocc_core.render.targets import frame_interval, frame_points, window_targets
@@ -154,7 +154,7 @@ def measure_inner_loop(args: argparse.Namespace) -> None:
         images = targets.images.flatten(0, 1)
         valid = targets.valid.flatten(0, 1)
         for lr in lrs:
-            theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+            theta = detached_copy(theta0)
             opt = torch.optim.Adam(list(theta.values()), lr=lr)
             curve = []
             for _ in range(args.steps + 1):
@@ -179,7 +179,7 @@ def measure_inner_loop(args: argparse.Namespace) -> None:
 
 def gradient_descent(theta0, loss_fn, steps: int, lr: float):
     """`steps` plain gradient-descent steps on a detached copy of Theta^0 (a step that shrinks with the gradient)."""
-    theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+    theta = detached_copy(theta0)
     optimiser = torch.optim.SGD(list(theta.values()), lr=lr)
     for _ in range(steps):
         optimiser.zero_grad()
@@ -194,7 +194,7 @@ def lbfgs(theta0, loss_fn, steps: int, history: int = 10):
     Its step comes from curvature estimates and a line search, so it shrinks where the loss is flat: a loop
     that can converge from far and stay put at an optimum, which is what L_pc assumes of the inner loop.
     """
-    theta = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+    theta = detached_copy(theta0)
     optimiser = torch.optim.LBFGS(
         list(theta.values()), lr=1.0, max_iter=steps, history_size=history, line_search_fn="strong_wolfe"
     )
