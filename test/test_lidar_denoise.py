@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tacocc_core.conditioning.lidar_denoise import DenoiseParams, denoise_mask, denoise_points
+from tacocc_core.conditioning.lidar_denoise import DenoiseParams, denoise_mask, denoise_mask_reference, denoise_points
 from tacocc_core.config import load_preset
 
 NAN = float("nan")
@@ -57,6 +57,41 @@ def test_points_and_batch_stay_paired_and_bad_input():
         denoise_mask(torch.zeros(4), DenoiseParams())
     with pytest.raises(ValueError, match="ego_forward_axis must be 'x' or 'y', got 'z'"):
         denoise_mask(torch.zeros(1, 3), DenoiseParams(ego_forward_axis="z"))
+
+
+def twin_cases() -> torch.Tensor:
+    """(N, 5) float32: random points around the car, every non-finite kind, 1e30, and points exactly on
+    the range, height and ego-box bounds of the default parameters."""
+    rng = np.random.default_rng(1)
+    xyz = rng.uniform(-90, 90, (20000, 3)) * rng.choice([1.0, 0.02, 0.05], (20000, 1))
+    special = [NAN, INF, -INF, 1e30, -1e30]
+    odd = [[a, b, c] for a in special + [1.0] for b in special + [2.0] for c in (NAN, INF, 0.5)]
+    bounds = [[80.0, 0, 0], [0, 1.0, 0], [0, 0, 3.0], [0, 0, -5.0], [0, 3.0, 3.0], [1.0, 2.1, 1.0], [1.0, 2.1, -1.0]]
+    bounds += [[1.0, 1.5, 0.5], [-1.0, -2.1, 1.0], [1.0000001, 0, 1.0], [0.6, 0.8, 0.0], [48.0, 64.0, 0.0]]
+    xyz = np.concatenate([xyz, np.array(odd), np.array(bounds)])
+    points = np.concatenate([xyz, rng.uniform(0, 1, (len(xyz), 2))], axis=1)
+    return torch.from_numpy(points).float()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        DenoiseParams(),
+        DenoiseParams(ego_forward_axis="x", ego_box=(4.0, 1.5, 2.0), z_range=(-1.0, 1.0), min_range=0.0),
+        DenoiseParams(ego_box=(0.0, 0.0, 0.0)),
+        DenoiseParams(outlier_neighbours=4),
+        DenoiseParams(max_range=INF, z_range=(-INF, INF)),  # infinite bounds: the reference's own path
+    ],
+)
+def test_fast_mask_equals_its_reference_twin(params):
+    points = twin_cases()
+    batch = torch.arange(len(points)) % 2
+    keep = denoise_mask(points, params, batch)
+    assert torch.equal(keep, denoise_mask_reference(points, params, batch))
+    assert torch.equal(denoise_mask(points.double(), params, batch), keep)  # float64 input as float32
+    wild = ~torch.isfinite(points[:, :3]).all(1) | (points[:, :3].abs() > 1e29).any(1)
+    assert not keep[wild].any() or params.max_range == INF  # no non-finite or 1e30 row kept with finite bounds
+    assert 0 < int(keep.sum()) < len(points)
 
 
 def test_params_from_config():
