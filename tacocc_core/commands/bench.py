@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, demo_checkpoint_path, load_checkpoint
     from tacocc_core.model.inference_folding import fold_for_inference
     from tacocc_core.model.tacocc import TACOcc
+    from tacocc_core.predictor import native_bf16
     from tacocc_core.synthetic_batch import synthetic_step_batch
 
     if args.frames < 1 or args.warmup < 0:
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         "frames": args.frames,
         "points": int(batch["points"].shape[0]),
         "torch_threads": torch.get_num_threads(),
+        "bf16_native": native_bf16(device),
         "stages": table,
         **extra,
         "malloc_mmapped_mb": None if malloc is None else malloc.mmapped / 2**20,
@@ -171,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{config.name} on {report['device']} ({dtype_name}), {args.frames} frames, {report['points']} points")
     print(f"weights: {weights}, {'folded for inference' if report['folded'] else 'unfolded (--no-fold)'}")
     print(f"head refined {extra['refined_fraction']:.0%} of the coarse voxels; {report['torch_threads']} torch threads")
+    if dtype_name == "bf16" and not report["bf16_native"]:
+        print("bf16 is emulated on this device (no AVX-512 BF16 or AMX): expect it slower than fp32")
     print(f"{'stage':<16}{'p50 ms':>10}{'p99 ms':>10}")
     for name, row in table.items():
         print(f"{name:<16}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
