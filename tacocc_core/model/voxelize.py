@@ -69,7 +69,8 @@ def _group_by_flat_table(
     """As `_group_by_unique`, with fewer passes over the points and `_unique_keys` where the grid allows.
 
     A point is inside when 0 <= scaled < shape on every axis, the same test as on floor(scaled) and false for
-    NaN and infinities; the other columns are checked for finiteness apart. Counts by bincount (exact).
+    NaN and infinities; the other columns are checked for finiteness apart. Counts by bincount (exact); the
+    feature sums by one index_add_ over the points laid out along the last axis.
     """
     dev = pts.device
     nx, ny, nz = grid_shape
@@ -94,10 +95,12 @@ def _group_by_flat_table(
         uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
     m = len(uniq)
     count = torch.bincount(inverse, minlength=m).float()
-    sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
-    offsets = torch.zeros(m, 3, device=dev).index_add_(0, inverse, scaled - idx - 0.5)
+    # The 5 + 3 sums with the points along the last axis: CPU index_add_ along dim 1 adds each row's points
+    # in order, as the reference's dim-0 sums do (the same floats), in a fraction of the time.
+    columns = torch.cat([pts.T, (scaled - idx - 0.5).T])  # (8, P), contiguous
+    sums = torch.zeros(8, m, device=dev).index_add_(1, inverse, columns).T
     denom = count.clamp(min=1)[:, None]
-    return torch.cat([sums / denom, offsets / denom, torch.log1p(count)[:, None]], dim=1), uniq
+    return torch.cat([sums / denom, torch.log1p(count)[:, None]], dim=1), uniq
 
 
 def _voxelize(
