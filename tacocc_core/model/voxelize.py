@@ -70,24 +70,21 @@ def _group_by_flat_table(
 
     A point is inside when 0 <= scaled < shape on every axis, the same test as on floor(scaled) and false for
     NaN and infinities; the other columns are checked for finiteness apart. Counts by bincount (exact); the
-    feature sums by one index_add_ over the points laid out along the last axis.
+    feature sums by one index_add_; every pass reads the points laid out along the last axis, (5, P).
     """
     dev = pts.device
     nx, ny, nz = grid_shape
-    scaled = (pts[:, :3] - lower) / size
-    inside = (scaled >= 0) & (scaled < torch.tensor(grid_shape, dtype=torch.float32, device=dev))
-    extra = torch.isfinite(pts[:, 3:])
-    keep = inside[:, 0] & inside[:, 1] & inside[:, 2] & extra[:, 0] & extra[:, 1]
+    rows = pts.T.contiguous()  # (5, P): one value per point along each row, the layout every pass below reads
+    scaled = (rows[:3] - lower[:, None]) / size[:, None]  # (3, P)
+    inside = (scaled >= 0) & (scaled < torch.tensor(grid_shape, dtype=torch.float32, device=dev)[:, None])
+    extra = torch.isfinite(rows[3:])
+    keep = inside[0] & inside[1] & inside[2] & extra[0] & extra[1]
     sel = keep.nonzero()[:, 0]
     if len(sel) < len(pts):
-        pts, scaled, points_batch = (
-            pts.index_select(0, sel),
-            scaled.index_select(0, sel),
-            points_batch.index_select(0, sel),
-        )
+        rows, scaled, points_batch = rows.index_select(1, sel), scaled.index_select(1, sel), points_batch[sel]
     idx = torch.floor(scaled).long()
     bidx = points_batch.long()
-    key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
+    key = ((bidx * nx + idx[0]) * ny + idx[1]) * nz + idx[2]
     cells = (int(bidx.max()) + 1 if len(bidx) else 1) * nx * ny * nz
     if cells <= DENSE_KEY_CELLS:
         uniq, inverse = _unique_keys(key, cells)
@@ -97,7 +94,7 @@ def _group_by_flat_table(
     count = torch.bincount(inverse, minlength=m).float()
     # The 5 + 3 sums with the points along the last axis: CPU index_add_ along dim 1 adds each row's points
     # in order, as the reference's dim-0 sums do (the same floats), in a fraction of the time.
-    columns = torch.cat([pts.T, (scaled - idx - 0.5).T])  # (8, P), contiguous
+    columns = torch.cat([rows, scaled - idx - 0.5])  # (8, P)
     sums = torch.zeros(8, m, device=dev).index_add_(1, inverse, columns).T
     denom = count.clamp(min=1)[:, None]
     return torch.cat([sums / denom, torch.log1p(count)[:, None]], dim=1), uniq
