@@ -70,19 +70,24 @@ def _group_by_flat_table(
 
     A point is inside when 0 <= scaled < shape on every axis, the same test as on floor(scaled) and false for
     NaN and infinities; the other columns are checked for finiteness apart. Counts by bincount (exact); the
-    feature sums by one index_add_; every pass reads the points laid out along the last axis, (5, P).
+    feature sums by one index_add_; every pass reads the points laid out along the last axis, (8, P).
     """
     dev = pts.device
     nx, ny, nz = grid_shape
-    rows = pts.T.contiguous()  # (5, P): one value per point along each row, the layout every pass below reads
-    scaled = (rows[:3] - lower[:, None]) / size[:, None]  # (3, P)
+    # (8, P): the 5 point values and then the 3 scaled coordinates, which become the offsets from the voxel
+    # centres; one value per point along each row, the layout every pass below reads and the sums need.
+    columns = torch.empty(8, len(pts), device=dev)
+    columns[:5] = pts.T
+    scaled = torch.sub(columns[:3], lower[:, None], out=columns[5:]).div_(size[:, None])
     inside = (scaled >= 0) & (scaled < torch.tensor(grid_shape, dtype=torch.float32, device=dev)[:, None])
-    extra = torch.isfinite(rows[3:])
+    extra = torch.isfinite(columns[3:5])
     keep = inside[0] & inside[1] & inside[2] & extra[0] & extra[1]
     sel = keep.nonzero()[:, 0]
     if len(sel) < len(pts):
-        rows, scaled, points_batch = rows.index_select(1, sel), scaled.index_select(1, sel), points_batch[sel]
-    idx = torch.floor(scaled).long()
+        columns, points_batch = columns.index_select(1, sel), points_batch[sel]
+    scaled = columns[5:]
+    corner = torch.floor(scaled)
+    idx = corner.long()
     bidx = points_batch.long()
     key = ((bidx * nx + idx[0]) * ny + idx[1]) * nz + idx[2]
     cells = (int(bidx.max()) + 1 if len(bidx) else 1) * nx * ny * nz
@@ -92,9 +97,9 @@ def _group_by_flat_table(
         uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
     m = len(uniq)
     count = torch.bincount(inverse, minlength=m).float()
+    scaled.sub_(corner).sub_(0.5)  # offsets from the voxel centre, in voxels: the reference's scaled - idx - 0.5
     # The 5 + 3 sums with the points along the last axis: CPU index_add_ along dim 1 adds each row's points
     # in order, as the reference's dim-0 sums do (the same floats), in a fraction of the time.
-    columns = torch.cat([rows, scaled - idx - 0.5])  # (8, P)
     sums = torch.zeros(8, m, device=dev).index_add_(1, inverse, columns).T
     denom = count.clamp(min=1)[:, None]
     return torch.cat([sums / denom, torch.log1p(count)[:, None]], dim=1), uniq
