@@ -15,8 +15,9 @@ from tacocc_core.geometry import GridSpec
 # Per-voxel input features: mean of [x, y, z, intensity, time_lag_s] over the voxel's points, the
 # offset of that mean from the voxel centre (x, y, z) in voxels, and log(1 + point count).
 VOXEL_FEATURES = 9
-# Largest batch x grid cell count for the flat table (a bool and an int64 per cell: ~0.6 GB at the limit).
-DENSE_KEY_CELLS = 1 << 26
+# Largest batch x grid cell count for the flat table (two int64 per cell: 256 MiB at the limit, a batch of 26
+# samples of the nuScenes grid's 640,000 cells).
+DENSE_KEY_CELLS = 1 << 24
 
 
 def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,14 +32,16 @@ def voxelize_reference(
     return _voxelize(points, points_batch, grid, dense_keys=False)
 
 
-def _unique_keys(key: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`torch.unique(key, sorted=True, return_inverse=True)` for keys in [0, cells), by a flat table."""
-    present = torch.zeros(cells, dtype=torch.bool, device=key.device)
-    present[key] = True
-    uniq = present.nonzero()[:, 0]
+def _unique_keys(key: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`torch.unique(key, sorted=True, return_inverse=True, return_counts=True)` for keys in [0, cells).
+
+    By a flat table: the count of every cell (`bincount`), the cells that have any, each key's rank among them.
+    """
+    per_cell = torch.bincount(key, minlength=cells)
+    uniq = per_cell.nonzero()[:, 0]
     rank = torch.empty(cells, dtype=torch.int64, device=key.device)
     rank[uniq] = torch.arange(len(uniq), device=key.device)
-    return uniq, rank[key]
+    return uniq, rank[key], per_cell[uniq]
 
 
 def _group_by_unique(
@@ -92,11 +95,11 @@ def _group_by_flat_table(
     key = ((bidx * nx + idx[0]) * ny + idx[1]) * nz + idx[2]
     cells = (int(bidx.max()) + 1 if len(bidx) else 1) * nx * ny * nz
     if cells <= DENSE_KEY_CELLS:
-        uniq, inverse = _unique_keys(key, cells)
+        uniq, inverse, count = _unique_keys(key, cells)
     else:
-        uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+        uniq, inverse, count = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
     m = len(uniq)
-    count = torch.bincount(inverse, minlength=m).float()
+    count = count.float()
     scaled.sub_(corner).sub_(0.5)  # offsets from the voxel centre, in voxels: the reference's scaled - idx - 0.5
     # The 5 + 3 sums with the points along the last axis: CPU index_add_ along dim 1 adds each row's points
     # in order, as the reference's dim-0 sums do (the same floats), in a fraction of the time.
