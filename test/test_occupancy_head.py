@@ -1,4 +1,5 @@
 import dataclasses
+from functools import partial
 
 import pytest
 import torch
@@ -104,6 +105,22 @@ def test_unrefined_voxels_keep_the_upsampled_coarse_logits():
     torch.testing.assert_close(out.fine_logits.permute(0, 2, 3, 4, 1)[keep], up.permute(0, 2, 3, 4, 1)[keep])
     changed = (out.fine_logits - up).abs().amax(dim=1) > 1e-6
     assert changed.sum() > 0 and not (changed & keep).any()
+
+
+def test_eval_upsamples_channels_last_with_the_same_numbers():
+    """At inference the coarse logits are upsampled from channels-last memory (faster on the CPU): the same
+    numbers as the contiguous upsampling training runs, bit for bit in bf16 and within rounding in float32."""
+    head = randomised(CascadedOccupancyHead(5, 8, 2, fine_topk_train=10)).eval()
+    volume = torch.randn(2, 5, 6, 5, 3)
+    with torch.no_grad():
+        out = head(volume)
+        up = F.interpolate(out.coarse_logits, scale_factor=2, mode="trilinear", align_corners=False)
+        expected = head._refine_dense(head.coarse(volume), up, out.refined)
+    torch.testing.assert_close(out.fine_logits, expected, rtol=1e-6, atol=1e-6)
+    logits = torch.randn(1, 17, 6, 5, 3).bfloat16()
+    channels_last = logits.contiguous(memory_format=torch.channels_last_3d)
+    upsample = partial(F.interpolate, scale_factor=2, mode="trilinear", align_corners=False)
+    assert torch.equal(upsample(channels_last), upsample(logits))
 
 
 def test_training_refines_at_most_topk_of_the_most_occupied_voxels():
