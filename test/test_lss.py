@@ -41,7 +41,7 @@ def test_voxel_pool_matches_reference(seed, n, batch_size):
         xyz[0] = torch.tensor([float("nan"), 0.0, 0.0])
     batch = torch.randint(0, batch_size, (n,), generator=gen)
     feats = torch.randn(n, 3, generator=gen)
-    got = voxel_pool(xyz, batch, feats, grid, batch_size)
+    got = voxel_pool(xyz, batch, feats.T.contiguous(), grid, batch_size)
     np.testing.assert_allclose(got.numpy(), voxel_pool_reference(xyz, batch, feats, grid, batch_size), atol=1e-5)
 
 
