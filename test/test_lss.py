@@ -120,6 +120,43 @@ def test_view_transform_shapes_and_missing_cameras():
     assert (vol[0].abs().sum(0)[~occupied[0]] == 0).all()
 
 
+def test_inference_reuses_the_frustum_voxels_of_an_unchanged_rig():
+    """Eval mode without gradients keeps the frustum's voxel indices of the last calibration; a changed
+    calibration, training or gradients compute them afresh, and every answer equals a fresh module's."""
+    torch.manual_seed(0)
+    lss = LSSViewTransform(TINY).eval()
+    cam2img, cam2lidar = (m[None] for m in camera_rig(TINY))  # (1, V, ...)
+    v = len(TINY.cameras.names)
+    feats = torch.randn(v, TINY.image_backbone.fpn_channels, 8, 22)
+    valid = torch.ones(1, v, dtype=torch.bool)
+
+    def fresh(k, e):
+        other = LSSViewTransform(TINY).eval()
+        other.load_state_dict(lss.state_dict())
+        with torch.no_grad():
+            return other(feats, k, e, valid, (64, 176))[0]
+
+    with torch.no_grad():
+        first = lss(feats, cam2img, cam2lidar, valid, (64, 176))[0]
+        kept = lss._frustum_cache[3]
+        again = lss(feats, cam2img.clone(), cam2lidar.clone(), valid, (64, 176))[0]
+        assert lss._frustum_cache[3] is kept  # reused
+        moved = cam2lidar.clone()
+        moved[..., 0, 3] += 1.0  # the rig one metre along x
+        shifted = lss(feats, cam2img, moved, valid, (64, 176))[0]
+        assert lss._frustum_cache[3] is not kept
+    assert torch.equal(first, again) and torch.equal(first, fresh(cam2img, cam2lidar))
+    assert torch.equal(shifted, fresh(cam2img, moved)) and not torch.equal(shifted, first)
+    with_grad = feats.clone().requires_grad_()
+    volume = lss(with_grad, cam2img, cam2lidar, valid, (64, 176))[0]  # gradients on: nothing kept
+    assert lss._frustum_cache is None and torch.equal(volume.detach(), first)  # the autograd path, same numbers
+    volume.sum().backward()
+    assert with_grad.grad.abs().sum() > 0
+    with torch.no_grad():
+        lss.train()(feats, cam2img, cam2lidar, valid, (64, 176))
+    assert lss._frustum_cache is None
+
+
 def lidar_depth_target_reference(points, batch, cam2img, cam2lidar, feat_hw, image_hw, bins):
     """Loop over samples, cameras and points with the numpy projection of tacocc_core.geometry."""
     (h, w), (ih, iw) = feat_hw, image_hw

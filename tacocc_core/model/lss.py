@@ -68,7 +68,7 @@ def _frustum_points_fp32(
 def voxel_pool(
     xyz: torch.Tensor, batch: torch.Tensor, feats: torch.Tensor, grid: GridSpec, batch_size: int
 ) -> torch.Tensor:
-    """Sum features of points into the voxels that contain them.
+    """Sum features of points into the voxels that contain them: `pool_into_voxels` at `voxel_indices`.
 
     Args:
         xyz: (N, 3) metres, grid frame.
@@ -82,6 +82,11 @@ def voxel_pool(
     Returns:
         (B, C, X, Y, Z) float32 volume; points outside the grid or non-finite are dropped.
     """
+    return pool_into_voxels(feats, *voxel_indices(xyz, batch, grid), grid, batch_size)
+
+
+def voxel_indices(xyz: torch.Tensor, batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept (K,) int64: the points inside the grid, finite; flat (K,) int64: their voxel in (B, X, Y, Z) order)."""
     nx, ny, nz = grid.shape
     lower = torch.tensor(grid.lower, dtype=torch.float32, device=xyz.device)
     size = torch.tensor(grid.voxel_size, dtype=torch.float32, device=xyz.device)
@@ -90,11 +95,19 @@ def voxel_pool(
     inside = torch.isfinite(idx).all(dim=1)
     idx = torch.where(inside[:, None], idx, torch.zeros_like(idx)).long()
     inside &= ((idx >= 0) & (idx < shape)).all(dim=1)
+    kept = inside.nonzero()[:, 0]
     flat = ((batch * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
+    return kept, flat[kept]
+
+
+def pool_into_voxels(
+    feats: torch.Tensor, kept: torch.Tensor, flat: torch.Tensor, grid: GridSpec, batch_size: int
+) -> torch.Tensor:
+    """(C, N) features of points -> (B, C, X, Y, Z) float32 sums over the `voxel_indices` of the points."""
+    nx, ny, nz = grid.shape
     c = feats.shape[0]
     out = torch.zeros(c, batch_size * nx * ny * nz, dtype=torch.float32, device=feats.device)
-    kept = inside.nonzero()[:, 0]
-    out.index_add_(1, flat[kept], feats.index_select(1, kept).float())
+    out.index_add_(1, flat, feats.index_select(1, kept).float())
     return out.view(c, batch_size, nx, ny, nz).transpose(0, 1).contiguous()  # a view when B = 1
 
 
@@ -189,6 +202,8 @@ class LSSViewTransform(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(cin, d + self.channels, 1),
         )
+        # (sizes and device, cam2img, cam2lidar, kept, flat) of the last calibration seen at inference
+        self._frustum_cache: tuple | None = None
 
     def forward(
         self,
@@ -207,13 +222,37 @@ class LSSViewTransform(nn.Module):
         context = out[:, :, d:].float()
         # (C + 1, B, V, D, h, w): depth probability x context per channel, times the camera's validity (a
         # missing camera adds 0); the last channel is the validity itself, which counts the points of a voxel
-        lifted = prob.new_empty(self.channels + 1, b, v, d, h, w)
         valid = camera_valid.to(prob.dtype)[:, :, None, None, None]  # (B, V, 1, 1, 1)
-        torch.mul(context.permute(2, 0, 1, 3, 4)[:, :, :, None], prob[None], out=lifted[:-1])
-        lifted[:-1] *= valid
-        lifted[-1] = valid
-        pixels = feature_pixels((h, w), image_hw)
-        xyz = frustum_points(cam2img, cam2lidar, pixels, self.depths)
-        batch = torch.arange(b, device=feats.device).view(b, 1, 1, 1, 1).expand(b, v, d, h, w)
-        pooled = voxel_pool(xyz.reshape(-1, 3), batch.reshape(-1), lifted.view(self.channels + 1, -1), self.grid, b)
+        per_channel = context.permute(2, 0, 1, 3, 4)[:, :, :, None]  # (C, B, V, 1, h, w)
+        if torch.is_grad_enabled() and (prob.requires_grad or per_channel.requires_grad):
+            lifted = torch.cat([per_channel * prob[None] * valid, valid.expand(1, b, v, d, h, w)])
+        else:  # the same products written straight into one buffer (autograd cannot record out=)
+            lifted = prob.new_empty(self.channels + 1, b, v, d, h, w)
+            torch.mul(per_channel, prob[None], out=lifted[:-1]).mul_(valid)
+            lifted[-1] = valid
+        kept, flat = self._frustum_voxels(cam2img, cam2lidar, (h, w), image_hw)
+        pooled = pool_into_voxels(lifted.view(self.channels + 1, -1), kept, flat, self.grid, b)
         return pooled[:, :-1], pooled[:, -1] > 0, depth_logits
+
+    def _frustum_voxels(
+        self, cam2img: torch.Tensor, cam2lidar: torch.Tensor, feat_hw: tuple[int, int], image_hw: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`voxel_indices` of the frustum points of every camera, in (B, V, D, h, w) order.
+
+        They depend on the calibration only, which a vehicle's rig keeps from frame to frame: at inference
+        (eval mode, no gradient) the answer for the last calibration is kept and reused while `cam2img`,
+        `cam2lidar` and the sizes are equal to its own; training computes them every time.
+        """
+        key = (feat_hw, image_hw, cam2img.device, cam2img.dtype, cam2lidar.dtype, cam2img.shape, cam2lidar.shape)
+        cached = self._frustum_cache
+        reuse = not self.training and not torch.is_grad_enabled()
+        if reuse and cached is not None and cached[0] == key:
+            if torch.equal(cached[1], cam2img) and torch.equal(cached[2], cam2lidar):
+                return cached[3], cached[4]
+        b, v = cam2img.shape[:2]
+        h, w = feat_hw
+        xyz = frustum_points(cam2img, cam2lidar, feature_pixels(feat_hw, image_hw), self.depths)
+        batch = torch.arange(b, device=cam2img.device).view(b, 1, 1, 1, 1).expand(b, v, len(self.depths), h, w)
+        kept, flat = voxel_indices(xyz.reshape(-1, 3), batch.reshape(-1), self.grid)
+        self._frustum_cache = (key, cam2img.clone(), cam2lidar.clone(), kept, flat) if reuse else None
+        return kept, flat
