@@ -79,7 +79,7 @@ def _group_by_flat_table(
     nx, ny, nz = grid_shape
     # (8, P): the 5 point values and then the 3 scaled coordinates, which become the offsets from the voxel
     # centres; one value per point along each row, the layout every pass below reads and the sums need.
-    columns = torch.empty(8, len(pts), device=dev)
+    columns = torch.empty(8, len(pts), dtype=torch.float32, device=dev)
     for row in range(5):  # column by column: several times faster than one transposing copy on the CPU
         columns[row] = pts[:, row]
     scaled = torch.sub(columns[:3], lower[:, None], out=columns[5:]).div_(size[:, None])
