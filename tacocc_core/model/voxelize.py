@@ -72,8 +72,9 @@ def _group_by_flat_table(
     """As `_group_by_unique`, with fewer passes over the points and `_unique_keys` where the grid allows.
 
     A point is inside when 0 <= scaled < shape on every axis, the same test as on floor(scaled) and false for
-    NaN and infinities; the other columns are checked for finiteness apart. Counts by bincount (exact); the
-    feature sums by one index_add_; every pass reads the points laid out along the last axis, (8, P).
+    NaN and infinities; the other columns are checked for finiteness apart. Counts come with the unique keys
+    (exact integers); the feature sums by one index_add_; every pass reads the points laid out along the last
+    axis, (8, P).
     """
     dev = pts.device
     nx, ny, nz = grid_shape
