@@ -87,8 +87,8 @@ fi
 [ -n "${generate:-}" ] && wait "$generate"
 
 if ! skipped tests; then
-  ( capped 240 $PY -m pytest -q -p no:cacheprovider -o addopts="" test/test_render_rasterize.py test/test_retrieval.py \
-      test/test_train_pseudo_labels.py test/test_encoder.py -k "cuda or gsplat or gpu" > "$OUT_DIR/pytest_cuda.txt" 2>&1
+  ( capped 240 $PY -m pytest -q -p no:cacheprovider -o addopts="" test/unit/test_render_rasterize.py test/unit/test_retrieval.py \
+      test/unit/test_train_pseudo_labels.py test/unit/test_encoder.py -k "cuda or gsplat or gpu" > "$OUT_DIR/pytest_cuda.txt" 2>&1
     log "CUDA tests: exit $? ($(tail -1 "$OUT_DIR/pytest_cuda.txt"))" ) &
   tests=$!
 fi

@@ -6,7 +6,7 @@ from the car's own body); statistical outlier removal (a point whose mean distan
 `outlier_neighbours` nearest neighbours exceeds the cloud's mean of that statistic by more than
 `outlier_std` standard deviations). The neighbour search of the last filter is scipy's cKDTree.
 `denoise_mask` runs the tests in fewer passes over the points; `denoise_mask_reference`, one test after
-the other, is its twin (equal mask for mask in test/test_lidar_denoise.py).
+the other, is its twin (equal mask for mask in test/unit/test_lidar_denoise.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ file otherwise.
 `TfExtrinsics` is the thin tf2_ros adapter: tf2's listener and buffer receive /tf and /tf_static and
 chain the lookups; the message -> matrix conversion is `tacocc_core.rig.transform_tree`'s, whose
 `TransformTree` is the same logic without tf2 (what `tacocc calibration --bag` runs on a bag's
-/tf_static; test/test_transform_tree.py checks both agree where tf2_ros is installed).
+/tf_static; test/ros/test_transform_tree.py checks both agree where tf2_ros is installed).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
 from tacocc_core.config import load_preset
 from tacocc_core.metrics import OccupancyEvaluator
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo.pt"
+CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo.pt"
 
 
 def test_the_demo_checkpoint_is_small_and_carries_no_training_state():

@@ -47,7 +47,7 @@ from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODE = "/occupancy_node"
 RAW_CAMERA = "CAM_BACK_RIGHT"  # published as a raw rgb8 Image; the others as JPEG
 WAIT_S = 60.0

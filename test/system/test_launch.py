@@ -14,7 +14,7 @@ import yaml
 from tacocc_core.config import load_preset
 from tacocc_ros.node.node_params import all_params
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch" / "tacocc.launch.py"
 RVIZ = REPO / "rviz" / "tacocc.rviz"
 

@@ -24,7 +24,7 @@ from tacocc_core.predictor import Predictor, PredictorOptions
 
 pytestmark = pytest.mark.timeout(240)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = REPO / "checkpoints" / "demo.pt"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tacocc_ros.training.training_node import PARAMS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch" / "train.launch.py"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tacocc_core.allocator import malloc_stats
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(malloc_stats() is None, reason="glibc only (mallopt, mallinfo2)")
 
 # Runs the `tacocc` console script's main in-process (a quick command), then allocates 256 MB from a

@@ -8,7 +8,7 @@ import yaml
 from tacocc_core.config import NUSCENES_CAMERAS
 from tacocc_ros.node.node_params import all_params, camera_inputs, check_parameter
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -28,7 +28,7 @@ from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.recording import load_recording
 from tacocc_ros.commands.demo import WORK_DIR
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo.pt"
 
 

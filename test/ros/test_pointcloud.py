@@ -238,7 +238,7 @@ def test_row_padding_bytes_never_become_points():
 
 def test_no_module_decodes_through_sensor_msgs_py():
     """One decoder: sensor_msgs_py.read_points ignores row_step and byteswaps big-endian data in place."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     for folder in ("tacocc_core", "tacocc_ros", "benchmarks"):
         for path in (repo / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):

@@ -22,7 +22,7 @@ from tacocc_core.bags.messages import TYPESTORE
 from tacocc_core.checkpoint import load_checkpoint
 from tacocc_core.config import load_preset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_YAML = REPO / "config" / "train_tiny.yaml"
 
 

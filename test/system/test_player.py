@@ -25,7 +25,7 @@ from tacocc_ros.bags.player import BagPlayer, PlayOptions, message_class  # noqa
 from tacocc_ros.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.ros
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HAVE_TF2_MSGS = message_class("tf2_msgs/msg/TFMessage") is not None
 
 

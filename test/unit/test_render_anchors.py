@@ -143,7 +143,7 @@ def test_occupied_voxel_mask_reads_the_head_and_the_lidar_volume():
         occupied_voxel_mask("everything", logits, lidar)
 
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "demo.pt"
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo.pt"
 
 
 def anchor_shares(net, config, frames) -> dict[str, float]:

@@ -36,7 +36,7 @@ from tacocc_ros.tooling.node_process import NodeProcessError, OccupancyNodeProce
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RVIZ_CONFIGS = sorted((REPO / "rviz").glob("*.rviz"))
 CHECKPOINT = REPO / "checkpoints" / "demo.pt"
 RVIZ_TYPES = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from catkin_pkg.package import parse_package
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 EXPECTED_EXEC_DEPENDS = {

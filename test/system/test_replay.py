@@ -45,7 +45,7 @@ from tacocc_ros.training.bag_training import FineTuner, FineTuneSpec  # noqa: E4
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_YAML = REPO / "config" / "train_tiny.yaml"
 # One frame per keyframe: the node knows the rig's camera offsets and matches images within 20 ms (under half
 # the LiDAR period), so the sweep 50 ms before a keyframe finds none. Keyframes are 0.5 s of bag apart: at
