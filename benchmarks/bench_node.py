@@ -7,7 +7,7 @@ A real `OccupancyNode` (nuScenes preset, random weights, CPU) is built in-proces
 - PointCloud2 -> points, as the LiDAR callback does;
 - `_publish`: MarkerArray + occupancy PointCloud2 of a 200x200x16 grid with ~30k occupied voxels (the
   real Occ3D fixture grid, capped to --voxels), published to a matched subscriber (serialisation included).
-The network itself is not run. Target (DESIGN.md): <= 30 ms per frame on a 2-core CPU.
+The network itself is not run. Target (docs/design/performance.md): <= 30 ms per frame on a 2-core CPU.
 
     PYTHONPATH=. python benchmarks/bench_node.py [--repeats 20] [--voxels 30000]
 """

@@ -11,7 +11,7 @@ Times (median over --repeats runs, milliseconds):
 
 Run from the repository root (this checkout, not an install):
 `PYTHONPATH=. python benchmarks/bench_node_io.py`. The target for decode + cloud + build (warm) is
-<= 30 ms on a 2-core CPU (DESIGN.md).
+<= 30 ms on a 2-core CPU (docs/design/performance.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the README's Performance section in one go, inside a wall-clock budget:
+# The GPU checks of docs/design/performance.md in one go, inside a wall-clock budget:
 #   1. `tacocc bench` on CUDA: nuScenes preset bf16 and fp32, demo preset bf16 (latency, peak memory)
 #   2. the CUDA tests (gsplat against our rasteriser, CUDA KNN and traversal against the CPU ones, bf16 encoder)
 #   3. one renderer training step per preset on CUDA (benchmarks/bench_render_step.py, gsplat)

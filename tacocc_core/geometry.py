@@ -198,7 +198,7 @@ class ImageTransform:
         sx, sy = self.scale
         rw, rh = max(1, round(w * sx)), max(1, round(h * sy))
         # Area averaging only where bilinear would alias (shrinking by more than 2x); for milder scales
-        # bilinear is within a fraction of a grey level and about 6x faster (the node decodes JPEGs at 1/2
+        # bilinear is within a fraction of a grey level and much cheaper (the node decodes JPEGs at 1/2
         # size and then scales by ~0.9).
         interp = cv2.INTER_AREA if sx < 0.5 and sy < 0.5 else cv2.INTER_LINEAR
         resized = cv2.resize(image, (rw, rh), interpolation=interp)

@@ -66,7 +66,7 @@ IGNORE_COLOUR = np.array([40, 40, 40], dtype=np.uint8)
 
 CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 
-# SurroundOcc grid (nuScenes preset of DESIGN.md) and the Occ3D-nuScenes grid (ego frame, 0.4 m).
+# SurroundOcc grid (the nuScenes preset, docs/design/architecture.md) and the Occ3D-nuScenes grid (ego frame, 0.4 m).
 SURROUNDOCC_GRID = GridSpec.from_ranges((-50.0, 50.0), (-50.0, 50.0), (-5.0, 3.0), 0.5)
 OCC3D_GRID = GridSpec.from_ranges((-40.0, 40.0), (-40.0, 40.0), (-1.0, 5.4), 0.4)
 OCC3D_FREE = 17

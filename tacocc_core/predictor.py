@@ -51,8 +51,8 @@ class PredictorOptions:
     Args:
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
         precision: "fp32", or autocast to "bf16" / "fp16" (spconv and the warp stay in float32). On a CPU
-            with native bf16 (`native_bf16`), "bf16" runs the convolutions at about twice the fp32 rate and
-            moves the held-out scores of the demo checkpoint by under 0.1 point (docs/RESULTS.md section 16).
+            with native bf16 (`native_bf16`), "bf16" runs the convolutions faster than fp32 and changes
+            the labels of a small share of voxels.
         timings: measure per-stage times (synchronises CUDA at stage boundaries).
         fold: run the network rewritten by `fold_for_inference` (batch norms folded into the trunk's
             convolutions, channels-last trunk, oneDNN 3D convolutions); False runs it as it trains.

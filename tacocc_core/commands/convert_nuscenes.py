@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: nuscenes-devkit takes about 2 s to import, which no other command should pay.
+    # Imported here: nuscenes-devkit is slow to import, which no other command should pay.
     from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
     from tacocc_core.bags.reading import BagError
     from tacocc_core.data.nuscenes_reader import DataError

@@ -128,8 +128,8 @@ class TacoccEncoder(nn.Module):
         _check_step_batch(batch, self.config)
         b = batch["images"].shape[0]
         # One stage after the other on all torch threads. Overlapping the sky masks (on a thread of their own)
-        # with the LiDAR branch was slower than running them in turn: both are many small steps that hold the
-        # interpreter lock (docs/RESULTS.md section 13).
+        # with the LiDAR branch is slower than running them in turn: both are many small steps that hold the
+        # interpreter lock (docs/design/performance.md).
         with timer.stage("conditioning"):
             masks, points, points_batch = self.condition(batch)
         with timer.stage("lidar_branch"):

@@ -2,7 +2,7 @@
 
 1. spconv 2.3.x asks `torch.cuda.current_stream()` for a stream handle in its backward (and hash)
    ops even for CPU tensors, which raises when CUDA is unavailable. Its CPU kernels ignore the
-   handle, so a function that returns 0 there makes CPU backward work (measured with spconv 2.3.8).
+   handle, so a function that returns 0 there makes CPU backward work (spconv 2.3.8).
    Patched only when CUDA is unavailable.
 2. spconv 2.3.8's CPU ops give wrong results at random when torch runs more than one intra-op
    thread: a SubMConv3d over 2,232 voxels on a 48x48x8 grid had 30-110 output rows that differed
@@ -10,7 +10,7 @@
    (measured on this project's CPU machines). The ops that `spconv.pytorch.functional` calls through
    `spconv.pytorch.ops` (indice pairs, gather-gemm-scatter conv, their backward, pooling) therefore
    run with one torch thread whenever their input tensors are on the CPU. CPU spconv is
-   single-threaded for speed purposes anyway (DESIGN.md); CUDA tensors are untouched.
+   single-threaded for speed purposes anyway (docs/design/dependencies.md); CUDA tensors are untouched.
 3. An assertion in eval-mode sparse convolution with bias on the CPU (spconv#719) is avoided by
    construction: every sparse conv in this package has bias=False and is followed by a norm.
 """

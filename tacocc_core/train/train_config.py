@@ -37,9 +37,8 @@ class LabelEfficientConfig:
             geometry pseudo-labels (moving objects smear over multi-sweep windows).
         free_skip_hit_level: a LiDAR ray marks no voxel free in the height level of its own return (see
             `tacocc_core.train.pseudo_labels`: rays ending on the ground run alongside it in that level).
-        free_clearance: voxels within this many voxels (x, y) of a LiDAR return are not marked free. With
-            both defaults 0.9 % of the free calls are occupied in the ground truth, against 13.7 % with
-            neither (docs/RESULTS.md section 12).
+        free_clearance: voxels within this many voxels (x, y) of a LiDAR return are not marked free. Both
+            defaults keep rays that graze the ground or pass beside an object from freeing occupied voxels.
     """
 
     label_fraction: UnitFloat = 1.0

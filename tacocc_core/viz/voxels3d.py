@@ -1,8 +1,7 @@
 """A 3D picture of the occupied voxels: shaded cubes in an orthographic view from behind and above.
 
 Our own small renderer, because the library way is far too slow for a full grid: matplotlib's
-`ax.voxels` builds polygons per face and took 50 s for 21k voxels of the Occ3D fixture (2-core CPU),
-where this takes about 0.16 s for the fixture's 39k. Here every voxel is the same
+`ax.voxels` builds polygons per face, one Python object per face of every voxel. Here every voxel is the same
 cube seen from the same direction, so its picture is one sprite: a few pixels, each with the cube face
 it shows and a depth offset, found once by casting a ray per sprite pixel against the cube. The sprite
 is stamped at every voxel's projected centre and a depth test (`raster.nearest_per_pixel`) keeps the

@@ -154,7 +154,7 @@ def jpeg_reduction(in_size: tuple[int, int], transform: ImageTransform) -> int:
 
 
 def check_image(msg: Image | CompressedImage, source: str = "image") -> None:
-    """The cheap checks of an image message, without decoding its pixels (about 0.05 ms for a JPEG header).
+    """The cheap checks of an image message, without decoding its pixels (a JPEG's header only).
 
     Raw: a known encoding, a non-empty size, `step` at least one row, data at least `step` x rows.
     Compressed: JPEG or PNG magic bytes and a readable header. A corrupt compressed body passes and

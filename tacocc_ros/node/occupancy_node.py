@@ -7,7 +7,7 @@ Wiring only; the work is done by the tested modules it calls:
 
 - Subscription callbacks never wait for the network: a complete set goes into a one-place slot that a
   newer set replaces (counted as dropped "replaced").
-- Threads (why, below): the callbacks run on one `SingleThreadedExecutor` thread and stay cheap (a
+- Threads (docs/design/node.md says why): the callbacks run on one `SingleThreadedExecutor` thread and stay cheap (a
   cloud is converted, an image keeps its compressed bytes after a header check; only the images of a set
   the worker takes are decoded, on `decode_threads` threads with libjpeg's reduced-size decode); the
   network runs with `inference_threads` torch threads (0 = every core) in its own process; nothing polls:
@@ -28,34 +28,8 @@ Wiring only; the work is done by the tested modules it calls:
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
 
-Where the time went, and the design it chose (profiled with py-spy under `tacocc drive`: the real fixture
-frame, LiDAR 20 Hz, six cameras 12 Hz + CameraInfo, /odom 50 Hz, demo checkpoint, 2-core machine):
-- Before, the node made 3.8-4.3 grids/s where the network alone runs at ~12/s, and used one core. The
-  profile did not show the interpreter lock as the limit: the worker thread waited for a synchronised set
-  55 % of the time, the executor thread sat in rcl_wait 84 % of it, a thread held the lock in ~16 % of the
-  samples. Sets were missing because camera images reached the node late: a separate listener saw
-  arrival minus stamp p50 13-99 ms, p99 274-437 ms per camera (LiDAR p99 63 ms), so 40 % of the sweeps
-  were dropped by the synchroniser (overflow, timeout). The cause is Fast DDS's 512 KiB shared memory
-  segment; the project's Fast DDS profile (`tacocc_ros/messages/transport.py`, set before rclpy.init here
-  and by `tacocc drive`/`tacocc play`) gives 32 MiB, and images then arrive within 12 ms (p99).
-- With the images on time, 35 s each after 10 s, other jobs paused, LiDAR/image queue depths 1/2
-  (docs/RESULTS.md section 10 has these and the final figures):
-
-      network in, Fast DDS profile           grids/s   end-to-end p50 / p99 ms   longest gap ms
-      thread, defaults (the old node)           3.80        194 / 357                 1130
-      process, defaults                         4.77        200 / 350                 1263
-      thread, 32 MiB profile                    8.40        154 / 212                  166
-      process, 32 MiB profile                   8.94        139 / 242                  230
-
-  so the profile is what made the difference; the network in a child process (`inference: process`, the
-  default; inference.py) adds throughput, keeps the ROS process's Python work (deserialising, decoding,
-  publishing) off the network's interpreter lock, and lets a crash of the network be reported and
-  restarted instead of taking the node down. `inference: thread` is the reference twin (same grids,
-  test_occupancy_node_inference.py).
-- A 24 MB cloud (refused) used to leave ~24 MB per LiDAR queue slot behind (rmw_fastrtps' preallocated
-  reader history keeps each slot at its largest sample): the profile gives readers dynamic history memory,
-  and the ROS process maps large blocks and unmaps them when freed (inference.py).
-The executor choice (single-threaded; threads.py) has its own measurement in threads.py.
+Why one executor thread, the network in a child process and the project's Fast DDS profile:
+docs/design/node.md.
 """
 
 from __future__ import annotations

@@ -23,9 +23,8 @@ Plain message construction (no DDS), so each fault is tested against the node's 
 
 Delivery: the node's sensor subscriptions keep the last few messages (sensor-data QoS, depth 5). A
 24 MB cloud takes long enough to cross DDS that, on a loaded machine, newer sweeps can push it out of
-the node's queue before the node takes it; then it is never seen (nor counted). Measured with two plain
-rclpy processes here (700 kB clouds at 20 Hz, a subscriber spending 30 ms per message): 1 of 2 clouds of
-40 MB arrived, 2 of 2 of 24 MB. A driver that must see it counted injects it more than once.
+the node's queue before the node takes it; then it is never seen (nor counted), and the larger the cloud,
+the likelier. A driver that must see it counted injects it more than once.
 """
 
 from __future__ import annotations

@@ -359,7 +359,7 @@ def test_a_moving_object_widens_its_gaussians_only_and_neighbour_frames_give_bet
     # Rendered only at its own time a Gaussian keeps w(t) ~ 1 whatever sigma_t is, so beta learns ~ nothing;
     # rendered into the neighbouring frames, sigma_t (and through the gate, beta) decides what they see.
     # (With a long inner loop at a high learning rate, mu_t itself drifts off the frame's time and beta gets
-    # a gradient at neighbour_frames 0 too: docs/RESULTS.md.)
+    # a gradient at neighbour_frames 0 too.)
     assert math.isfinite(grad_neighbours) and abs(grad_neighbours) > 1e-6
     assert abs(grad_neighbours) > 20 * abs(grad_own), (grad_own, grad_neighbours)
 
