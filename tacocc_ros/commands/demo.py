@@ -122,7 +122,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--rate must be in (0, 10], got {args.rate}"
     if not args.checkpoint.is_file():
         hint = (
-            " (the project's demo checkpoint; see checkpoints/README.md)" if args.checkpoint == DEFAULT_CHECKPOINT else ""
+            " (the project's demo checkpoint: checkpoints/README.md)" if args.checkpoint == DEFAULT_CHECKPOINT else ""
         )
         return f"--checkpoint {args.checkpoint}: file not found{hint}"
     return None

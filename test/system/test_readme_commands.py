@@ -1,6 +1,8 @@
-"""Every `tacocc ...` command line in README.md's code blocks parses with the real `tacocc` parser.
+"""Every `tacocc ...` command line of the documents parses with the real `tacocc` parser.
 
-Commands are parsed, never run. Notation the README uses and how it is read:
+Documents: README.md, checkpoints/README.md and docs/**/*.md except docs/lab-log.md (frozen history). Code
+blocks and inline `tacocc ...` spans are parsed, never run here (test_docs.py runs the guides' blocks).
+Notation the documents use and how it is read:
 - `[--opt VALUE]`: optional; the line is parsed with every optional part and with none of them;
 - `a|b` as a value: alternatives; the first one is parsed;
 - `...` outside brackets: elided arguments; then each option given must exist for the subcommand and
@@ -173,19 +175,35 @@ def problems_of(line: str) -> list[str]:
     return problems
 
 
+def documents(repo_root) -> list:
+    """The user-facing Markdown files whose commands must parse (the frozen lab log left out)."""
+    docs = [repo_root / "README.md", repo_root / "checkpoints" / "README.md"]
+    docs += sorted(p for p in (repo_root / "docs").rglob("*.md") if p.name != "lab-log.md")
+    return docs
+
+
 @pytest.fixture(scope="module")
-def readme_commands(repo_root):
-    return command_lines((repo_root / "README.md").read_text())
+def doc_commands(repo_root):
+    """(file, line number, command line) of every `tacocc` line in the documents' code blocks."""
+    return [
+        (path.relative_to(repo_root).as_posix(), number, line)
+        for path in documents(repo_root)
+        for number, line in command_lines(path.read_text())
+    ]
 
 
-def test_readme_has_the_walk_through_commands(readme_commands):
-    subcommands = {argv[0] for _, line in readme_commands for argv in tacocc_argvs(line) if argv}
-    assert {"train", "eval", "convert-nuscenes", "generate-scenes", "bench", "config", "play", "render"} <= subcommands
-    assert any("torchrun" in line for _, line in readme_commands)
+def test_the_guides_have_the_walk_through_commands(doc_commands):
+    guides = [(f, line) for f, _, line in doc_commands if f.startswith("docs/guides/")]
+    subcommands = {argv[0] for _, line in guides for argv in tacocc_argvs(line) if argv}
+    assert {"train", "eval", "convert-nuscenes", "generate-scenes", "calibration", "config", "play", "render"} <= (
+        subcommands
+    )
+    assert any("torchrun" in line for _, line in guides)
+    assert any(f == "README.md" for f, _, _ in doc_commands)
 
 
-def test_every_readme_tacocc_command_parses(readme_commands):
-    failures = [f"README.md:{number}: {p}" for number, line in readme_commands for p in problems_of(line)]
+def test_every_documented_tacocc_command_parses(doc_commands):
+    failures = [f"{f}:{number}: {p}" for f, number, line in doc_commands for p in problems_of(line)]
     assert not failures, "\n".join(failures)
 
 
@@ -241,15 +259,28 @@ def test_continuations_and_transcripts_are_joined():
     assert found == [(2, "tacocc train --config tiny --data d --out o"), (7, "tacocc config my.yaml")]
 
 
-def performance_commands(text: str) -> list[str]:
-    """The inline `tacocc ...` commands of the README's Performance section (its table of measurements)."""
-    section = text.split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
-    section = re.sub(r"```.*?```", "", section, flags=re.DOTALL)  # fenced blocks: checked above
-    return [span for span in re.findall(r"`([^`]+)`", section) if COMMAND_WORD.search(span)]
+def inline_commands(text: str) -> list[str]:
+    """The inline `tacocc ...` spans of a document that are whole commands (tables of measurements, prose)."""
+    text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)  # fenced blocks: checked above
+    spans = re.findall(r"`([^`\n]+)`", text)
+    placeholder = re.compile(r"^\[?[A-Z][A-Z0-9_]*(\.\w+)?\]?$")  # PRESET, DIR, FILE.json: a synopsis
+    return [
+        span
+        for span in spans
+        if re.search(r"(^|\s)tacocc [a-z]", span)
+        and " --" in span
+        and "(" not in span
+        and not any(placeholder.match(token) for token in span.split())
+    ]
 
 
-def test_the_performance_table_commands_parse(repo_root):
-    commands = performance_commands((repo_root / "README.md").read_text())
+def test_the_inline_commands_parse(repo_root):
+    commands = [
+        (path.relative_to(repo_root).as_posix(), line)
+        for path in documents(repo_root)
+        if path.name != "CONFIGURATION.md"  # generated; its spans name options, not commands
+        for line in inline_commands(path.read_text())
+    ]
     assert len(commands) >= 3
-    failures = [f"{line}: {p}" for line in commands for p in problems_of(line)]
+    failures = [f"{f}: {line}: {p}" for f, line in commands for p in problems_of(line)]
     assert not failures, "\n".join(failures)
