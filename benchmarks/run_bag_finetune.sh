@@ -26,7 +26,7 @@ STEPS=${STEPS:-300}
 LR=${LR:-1e-4}
 SEEDS=${SEEDS:-0 1 2}
 GEO_WEIGHT=${GEO_WEIGHT:-1.0}
-PHOTO_SEEDS=${PHOTO_SEEDS:-}           # seeds of ssl_photo ('' = not run: 3-8 s per step on a quiet CPU core)
+PHOTO_SEEDS=${PHOTO_SEEDS:-}           # seeds of ssl_photo ('' = not run: its renderer steps are slow on a CPU)
 TEACHER_SEEDS=${TEACHER_SEEDS:-}       # seeds of ssl_geo_teacher ('' = not run)
 TEACHER_WEIGHT=${TEACHER_WEIGHT:-1.0}
 SUP_SEEDS=${SUP_SEEDS:-}               # seeds of sup_render_off and sup_render_on ('' = not run)
