@@ -1,11 +1,22 @@
-"""Time one renderer step: render 6 views + L_rgb + backward, at a preset's sizes.
+"""Time the renderer at a preset's sizes: one render, or one whole renderer training step.
 
-    python benchmarks/bench_render.py --preset tiny                  # CPU: our EWA compositor
-    python benchmarks/bench_render.py --preset nuscenes_r50_256x704 --device cuda   # gsplat when installed
+    python -m benchmarks.speed.bench_render render --preset tiny                 # CPU: our EWA compositor
+    python -m benchmarks.speed.bench_render render --preset nuscenes_r50_256x704 --device cuda  # gsplat
+    python -m benchmarks.speed.bench_render step --preset tiny
+    python -m benchmarks.speed.bench_render step --preset tiny --set inner_steps=2 --set neighbour_frames=0
+    python -m benchmarks.speed.bench_render step --preset nuscenes_r50_256x704 --device cuda --backend gsplat
 
-Views: config.cameras.image_size * renderer.render_scale; Gaussians: renderer.max_gaussians, spread over a
-ring 3-40 m around the vehicle (a stand-in for LiDAR + voxel anchors), nuScenes-like camera ring. Prints the
-median and the spread of the repeats; a CPU timing depends on the load of the machine it runs on.
+render: render 6 views + L_rgb + backward. Views: config.cameras.image_size * renderer.render_scale;
+Gaussians: renderer.max_gaussians, spread over a ring 3-40 m around the vehicle (a stand-in for LiDAR + voxel
+anchors), nuScenes-like camera ring.
+
+step: what `SequentialRenderer.forward` + backward does for one frame: LiDAR and voxel anchors, the Gaussian
+parameter net, `renderer.inner_steps` Gaussian-only steps (render + L_rgb + backward each), the render of
+Theta^final, then L_pc + L_rgb backward into the net. Inputs: a dense random F~_IL (the ConvLSTM output is
+dense, so every voxel is an anchor candidate), a random 30k-point cloud in the grid (none within 3 m of the
+LiDAR), the same camera ring in (1 + 2 * renderer.neighbour_frames) frames, random target images.
+
+Prints the median and the spread of the repeats; a CPU timing depends on the load of the machine it runs on.
 """
 
 from __future__ import annotations
@@ -17,12 +28,15 @@ import time
 
 import numpy as np
 import torch
+import yaml
 from scipy.spatial.transform import Rotation
 
-from tacocc_core.config import load_preset
+from tacocc_core.config import config_from_dict, config_to_dict, load_preset
 from tacocc_core.losses.photometric import photometric_loss
 from tacocc_core.render.gaussians import Gaussians, sh_coefficients
 from tacocc_core.render.rasterize import render_views
+from tacocc_core.render.sequential_renderer import SequentialRenderer
+from tacocc_core.render.targets import RenderTargets
 
 YAWS_DEG = (0.0, -55.0, 55.0, 180.0, 110.0, -110.0)
 
@@ -56,15 +70,8 @@ def scene(n: int, sh_degree: int, device: str) -> Gaussians:
     return gs.to(device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--backend", default="auto", choices=("auto", "gsplat", "torch"))
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--gaussians", type=int, default=0, help="override renderer.max_gaussians")
-    args = parser.parse_args()
-
+def time_render(args: argparse.Namespace) -> None:
+    """One render of the views + L_rgb + backward, repeated."""
     config = load_preset(args.preset)
     h, w = config.cameras.image_size
     scale = config.renderer.render_scale
@@ -102,6 +109,100 @@ def main() -> None:
     inner = config.renderer.inner_steps
     step_ms = (inner + 1) * 1000 * statistics.median(times)
     print(f"a renderer training step with {inner} inner steps + 1 outer render: ~{step_ms:.0f} ms")
+
+
+def time_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """One renderer training step for one frame, repeated."""
+    data = config_to_dict(load_preset(args.preset))
+    for text in args.overrides:
+        key, _, value = text.partition("=")
+        if key not in data["renderer"]:
+            parser.error(f"--set {text}: renderer has no key {key!r}")
+        data["renderer"][key] = yaml.safe_load(value)  # validated with the rest by config_from_dict
+    config = config_from_dict(data)
+    torch.manual_seed(0)
+    renderer = SequentialRenderer.from_config(config, backend=args.backend).to(args.device)
+    h, w = config.cameras.image_size
+    height, width = round(h * config.renderer.render_scale), round(w * config.renderer.render_scale)
+    views = len(config.cameras.names)
+    frames = 1 + 2 * config.renderer.neighbour_frames
+    c2l, k = camera_ring(views, width, height)
+    targets = RenderTargets(
+        images=torch.rand(frames, views, height, width, 3),
+        valid=torch.ones(frames, views, height, width, dtype=torch.bool),
+        cam2lidar=c2l[None].repeat(frames, 1, 1, 1),
+        cam2img=k[None].repeat(frames, 1, 1, 1),
+        times=torch.linspace(-0.5, 0.5, frames) if frames > 1 else torch.zeros(1),
+    )
+    grid = renderer.grid
+    lower, upper = torch.tensor(grid.lower), torch.tensor(grid.upper)
+    points = lower + (upper - lower) * torch.rand(4 * args.points, 3)
+    points = points[points[:, :2].norm(dim=1) > 3.0][: args.points]  # a LiDAR sees nothing on the ego vehicle
+    points = torch.cat([points, torch.zeros(args.points, 2)], dim=1).to(args.device)
+    features = torch.randn(config.temporal.hidden_channels, *grid.shape, device=args.device)
+    cuda = args.device.startswith("cuda")
+
+    def step():
+        feats = features.clone().requires_grad_(True)
+        if cuda:
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = renderer(feats, points, targets, time_scale=0.5, generator=torch.Generator().manual_seed(0))
+        (res.l_pc + res.l_rgb).backward()
+        if cuda:
+            torch.cuda.synchronize()  # host-device sync: the timing needs the kernels finished
+        return time.perf_counter() - t0, time.process_time() - c0, res
+
+    step()  # warm-up (gsplat compiles its kernels on first use)
+    runs = [step() for _ in range(args.repeats)]
+    times = [t for t, _, _ in runs]
+    cpu = [c for _, c, _ in runs]
+    res = runs[-1][2]
+    print(
+        f"{args.preset}: {frames} frame(s) x {views} views x {width}x{height}, {res.num_gaussians} Gaussians "
+        f"({res.num_lidar} LiDAR + {res.num_voxel} voxel anchors), {config.renderer.inner_steps} inner steps "
+        f"at lr {config.renderer.inner_lr}, "
+        f"device {args.device}, backend {args.backend}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"renderer training step (anchors + head + inner loop + final render + backward): median "
+        f"{1000 * statistics.median(times):.0f} ms (min {1000 * min(times):.0f}, max {1000 * max(times):.0f}, "
+        f"{args.repeats} repeats); process CPU time median {1000 * statistics.median(cpu):.0f} ms; "
+        f"L_rgb per step {[round(v, 4) for v in res.rgb_steps]}"
+    )
+    if cuda:
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{render,step}")
+    for name, help_text, repeats in (
+        ("render", "one render of 6 views + L_rgb + backward", 10),
+        ("step", "one renderer training step (anchors, head, inner loop, final render, backward)", 5),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--preset", default="tiny")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--backend", default="auto", choices=("auto", "gsplat", "torch"))
+        p.add_argument("--repeats", type=int, default=repeats)
+        if name == "render":
+            p.add_argument("--gaussians", type=int, default=0, help="override renderer.max_gaussians")
+        else:
+            p.add_argument("--points", type=int, default=30000, help="LiDAR points (anchors)")
+            p.add_argument(
+                "--set",
+                dest="overrides",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a renderer setting of the preset, e.g. inner_steps=10 (repeatable)",
+            )
+    args = parser.parse_args()
+    if args.what == "render":
+        time_render(args)
+    else:
+        time_step(args, parser)
 
 
 if __name__ == "__main__":

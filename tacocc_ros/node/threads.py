@@ -2,7 +2,7 @@
 
 Why `SingleThreadedExecutor` by default: rclpy's `MultiThreadedExecutor` spins in its wait loop
 (`wait_for_ready_callbacks`, `Future.done`) while a callback runs, holding the interpreter lock the
-inference thread needs. Measured with `benchmarks/bench_executor.py` (`tacocc drive`: the real fixture
+inference thread needs. Measured with `python -m benchmarks.speed.bench_executor` (`tacocc drive`: the real fixture
 frame, LiDAR 20 Hz, six cameras 12 Hz, /odom 50 Hz, demo checkpoint, 35 s after 10 s warm-up, the
 network in a thread of the node, Fast DDS defaults) on the project's 2-core machine while other jobs
 kept its load average at 6.7-7.5:
