@@ -68,9 +68,7 @@ def test_python_dash_m_from_the_repository_root_needs_no_pythonpath():
 @pytest.mark.parametrize("path", SH_SCRIPTS, ids=lambda p: p.stem)
 def test_shell_script_help(path, tmp_path):
     # From an empty folder: a script that ignored --help would fail there or write into it.
-    result = subprocess.run(
-        ["bash", str(path), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=30
-    )
+    result = subprocess.run(["bash", str(path), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:"), result.stdout[:300]
     assert len(result.stdout.splitlines()) > 3
