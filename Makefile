@@ -4,11 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make test` runs the suite on this many pytest-xdist workers, one test file per worker at a time (a file's
+# module fixtures, such as a running node, are built once); 0 runs it in this process.
+PYTEST_WORKERS ?= 2
 DEMO_ARGS ?=
 
 # ROS traffic stays on this machine; each run gets its own DDS domain.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
+# Each pytest-xdist worker N takes domain TACOCC_TEST_DOMAIN_BASE + N (test/conftest.py): an even base in 2..98.
+export TACOCC_TEST_DOMAIN_BASE ?= $(shell echo $$(( $$$$ % 49 * 2 + 2 )))
 export PYTHONUNBUFFERED := 1
 
 .PHONY: test test-all lint format venv clean demo
@@ -36,7 +41,7 @@ format: $(STAMP)
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: lint
-	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m 'not slow' -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-all: lint
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]

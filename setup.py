@@ -65,6 +65,7 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-timeout>=2",
+            "pytest-xdist>=3",  # `make test` runs the suite on two workers
             "ruff>=0.6",
             "catkin_pkg>=1",
             "colcon-core",

@@ -10,6 +10,11 @@ import pytest
 # Before anything imports rclpy: DDS discovery on loopback only, a domain of this run's own.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
+# Under pytest-xdist (`-n N`) every worker gets a domain of its own, TACOCC_TEST_DOMAIN_BASE + its index:
+# two workers' nodes on one domain would hear each other's topics. `make test` picks the base per run.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...: set by xdist before conftest is imported
+if _WORKER:
+    os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("TACOCC_TEST_DOMAIN_BASE", "40")) + int(_WORKER[2:]))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("TACOCC_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))

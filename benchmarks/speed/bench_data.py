@@ -1,13 +1,12 @@
 """Data-layer timings: per-stage synthetic rendering, whole-dataset generation, reader latency.
 
-Usage: python benchmarks/bench_data.py [--scenes 2] [--keyframes 20] [--workers 2]
+Usage: python -m benchmarks.speed.bench_data [--scenes 2] [--keyframes 20] [--workers 2] [--fixtures DIR]
 Prints numbers only; nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.fixtures import fixtures_root
 from tacocc_core.config import load_preset
 from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.data.synthetic.rig import load_rig
@@ -22,8 +22,6 @@ from tacocc_core.data.synthetic.sensors import lidar_sweep, render_camera, voxel
 from tacocc_core.data.synthetic.street import build_street
 from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
 from tacocc_core.labels import SURROUNDOCC_GRID
-
-CALIB = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nuscenes_frame" / "calib.json"
 
 
 def median_time(fn, repeat: int = 5) -> float:
@@ -36,14 +34,14 @@ def median_time(fn, repeat: int = 5) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=2)
     ap.add_argument("--keyframes", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--calib", default=os.environ.get("TACOCC_CALIB", str(CALIB)))
+    ap.add_argument("--fixtures", type=Path, default=fixtures_root(), help="default: $TACOCC_FIXTURES")
     args = ap.parse_args()
 
-    rig = load_rig(args.calib)
+    rig = load_rig(args.fixtures / "nuscenes_frame" / "calib.json")
     street = build_street(np.random.default_rng(0), 10.0, (0.0, 0.0))
     rng = np.random.default_rng(0)
     cam = rig.cameras[0]

@@ -1,8 +1,10 @@
 """Measurements behind the renderer's preset settings, on generated (or real) nuScenes-layout scenes.
 
-    python benchmarks/measure_renderer.py anchors    --data DATA [--checkpoint C] [--windows 8]
-    python benchmarks/measure_renderer.py inner-loop --data DATA [--checkpoint C] [--steps 40] [--lrs 0.01,0.05,0.2]
-    python benchmarks/measure_renderer.py pc-sensitivity --data DATA [--checkpoint C] [--inner-sgd LRS] [--inner-lbfgs]
+    python -m benchmarks.studies.measure_renderer anchors --data DATA [--checkpoint C] [--windows 8]
+    python -m benchmarks.studies.measure_renderer inner-loop --data DATA [--checkpoint C] [--steps 40] \
+        [--lrs 0.01,0.05,0.2]
+    python -m benchmarks.studies.measure_renderer pc-sensitivity --data DATA [--checkpoint C] \
+        [--inner-sgd LRS] [--inner-lbfgs]
 
 Each runs the network (the checkpoint's weights, or the preset's initial weights of --seed) over 3-frame
 windows of the `val` split and reports, per frame (t = 1, the middle one):

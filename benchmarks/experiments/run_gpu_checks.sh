@@ -2,14 +2,15 @@
 # The GPU checks of docs/design/performance.md in one go, inside a wall-clock budget:
 #   1. `tacocc bench` on CUDA: nuScenes preset bf16 and fp32, demo preset bf16 (latency, peak memory)
 #   2. the CUDA tests (gsplat against our rasteriser, CUDA KNN and traversal against the CPU ones, bf16 encoder)
-#   3. one renderer training step per preset on CUDA (benchmarks/bench_render_step.py, gsplat)
-#   4. the label-efficiency comparison (benchmarks/run_label_efficiency.sh, every run at once on the GPU)
+#   3. one renderer training step per preset on CUDA (benchmarks.speed.bench_render step, gsplat)
+#   4. the label-efficiency comparison (bash benchmarks/experiments/run_label_efficiency.sh, every run at once on the GPU)
 # Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
-#   bash ../shared/device/prepare-gpu.sh && bash benchmarks/prepare_gpu_extra.sh
+#   bash ../shared/device/prepare-gpu.sh && bash benchmarks/experiments/prepare_gpu_extra.sh
 # then, on the GPU machine (the device tool's run, carry [".gpu"]):
-#   source .gpu/activate.sh; BUDGET_S=540 benchmarks/run_gpu_checks.sh OUT_DIR
+#   source .gpu/activate.sh; BUDGET_S=540 bash benchmarks/experiments/run_gpu_checks.sh OUT_DIR
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
 # LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; SKIP="bench tests le render" leaves steps out.
+[[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0 OUT_DIR"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -uo pipefail
 OUT_DIR=${1:?usage: run_gpu_checks.sh OUT_DIR}
 BUDGET_S=${BUDGET_S:-540}
@@ -72,14 +73,14 @@ if [ ! -d "$DATA" ] && ! skipped le; then
   ( capped 200 $PY -m tacocc_core.cli generate-scenes --out "$DATA" --scenes 10 --keyframes 16 --seed 0 \
       --image-size 352x198 --workers 10 > "$OUT_DIR/generate.txt" 2>&1
     log "generate $DATA: exit $?"
-    (cd "$DATA" && md5sum -c "$OLDPWD/benchmarks/synth10_objects.md5") >> "$OUT_DIR/generate.txt" 2>&1
+    (cd "$DATA" && md5sum -c "$OLDPWD/benchmarks/experiments/synth10_objects.md5") >> "$OUT_DIR/generate.txt" 2>&1
     log "data checksums against the CPU machine's copy: $(grep -c ': OK' "$OUT_DIR/generate.txt") of 4 equal" ) &
   generate=$!
 fi
 wait "$build"
 if ! skipped render; then
   for preset in demo nuscenes_r50_256x704; do
-    capped 60 $PY benchmarks/bench_render_step.py --preset "$preset" --device cuda --backend gsplat --repeats 5 \
+    capped 60 $PY -m benchmarks.speed.bench_render step --preset "$preset" --device cuda --backend gsplat --repeats 5 \
       > "$OUT_DIR/render_step_$preset.txt" 2>&1
     log "render step $preset (data generation running beside it): exit $?"
   done
@@ -98,7 +99,7 @@ if ! skipped le; then
   log "label efficiency: $LE_STEPS steps, seeds $LE_SEEDS, deadline $deadline s"
   DATA=$DATA RUNS=runs/label_eff_gpu CONFIG=demo LR=0.003 WARMUP=30 DEVICE=cuda JOBS=24 STEPS=$LE_STEPS \
     KEEP_EVERY=50 DEADLINE_S=$deadline SEEDS="$LE_SEEDS" VARIANTS="$LE_VARIANTS" PYTHON=$PY \
-    capped $(( deadline + 85 )) bash benchmarks/run_label_efficiency.sh > "$OUT_DIR/label_efficiency.txt" 2>&1
+    capped $(( deadline + 85 )) bash benchmarks/experiments/run_label_efficiency.sh > "$OUT_DIR/label_efficiency.txt" 2>&1
   log "label efficiency: exit $?"
 fi
 [ -n "${tests:-}" ] && wait "$tests"

@@ -1,6 +1,6 @@
 """Mean +- std over seeds of the `tacocc eval` reports of several variants, as a Markdown table.
 
-    python benchmarks/summarize_seeds.py RUNS VARIANT [VARIANT ...]
+    python -m benchmarks.experiments.summarize_seeds RUNS VARIANT [VARIANT ...]
 
 reads RUNS/VARIANT/seed*/eval_val.json and prints, per variant: the seeds found, IoU, mIoU, small-object
 mIoU (the mean IoU of barrier, bicycle, motorcycle, pedestrian and traffic_cone, classes with no ground
@@ -12,6 +12,7 @@ scored (`step_NNNNNN.pt` snapshots by their step), so that a table of runs stopp
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -54,10 +55,11 @@ def cell(values: list[float | None]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    runs, variants = Path(argv[0]), argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", type=Path, help="folder of the runs (RUNS/VARIANT/seed*/eval_val.json)")
+    parser.add_argument("variants", nargs="+", help="variant folders, in the order of the table")
+    args = parser.parse_args(argv)
+    runs, variants = args.runs, args.variants
     columns = COLUMNS
     print("| variant | seeds | checkpoints | " + " | ".join(columns) + " |")
     print("|---|---|---|" + "---:|" * len(columns))

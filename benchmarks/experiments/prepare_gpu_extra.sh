@@ -3,7 +3,8 @@
 # nuScenes devkit and their needs), downloaded here into .gpu/ beside what ../shared/device/prepare-gpu.sh
 # packs; the GPU machine's `source .gpu/activate.sh` installs every wheel in .gpu/. Run after that script
 # (it empties .gpu/*.whl), from the repository root:
-#     bash ../shared/device/prepare-gpu.sh && bash benchmarks/prepare_gpu_extra.sh
+#     bash ../shared/device/prepare-gpu.sh && bash benchmarks/experiments/prepare_gpu_extra.sh
+[[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -euo pipefail
 mkdir -p .gpu
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -6,7 +6,7 @@ autograd: the temporal aggregator's 3x3x3 Conv3d (128 -> 256 channels on 100 x 1
 `--precision bf16` runs). FLOPs count a multiply-add as two. Prints the best of `--repeats` per case, in
 GFLOP/s, and whether this CPU computes bf16 in hardware.
 
-    OMP_NUM_THREADS=2 python benchmarks/conv_rate.py
+    OMP_NUM_THREADS=2 python -m benchmarks.speed.conv_rate
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ g_render = g_on - (1 - lambda) g_off is the gradient that lambda L_pc + L_rgb se
 weights (the renderer's own parameter net and beta excluded). Printed per module group, averaged over the
 windows: ||(1 - lambda) g_occ||, ||g_render||, their ratio, and the cosine between the two.
 
-    PYTHONPATH=$PWD python benchmarks/renderer_gradients.py --checkpoint checkpoints/demo.pt \
+    python -m benchmarks.studies.renderer_gradients --checkpoint checkpoints/demo.pt \
         --data data/synth10_objects --step 1000 --windows 3
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import gradient_windows
 import torch
 
+from benchmarks.studies import gradient_windows
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.train_config import TrainConfig

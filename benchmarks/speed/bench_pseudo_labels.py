@@ -1,6 +1,6 @@
 """Timing of the LiDAR geometry pseudo-labels on the real nuScenes sweep of the fixtures.
 
-Usage: PYTHONPATH=. python benchmarks/bench_pseudo_labels.py [--preset nuscenes_r50_256x704] [--copies 1 10]
+Usage: python -m benchmarks.speed.bench_pseudo_labels [--preset nuscenes_r50_256x704] [--copies 1 10]
 `--copies 10` stacks the sweep ten times with jittered sensor origins, about the size of a 10-sweep
 multi-sweep cloud. Prints the median wall and CPU time of 3 runs; nothing here asserts a time.
 """
@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.fixtures import fixtures_root
 from tacocc_core.config import load_preset
 from tacocc_core.train.pseudo_labels import FREE, OCCUPIED, lidar_geometry_target
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nuscenes_frame"
-
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fixtures", type=Path, default=fixtures_root(), help="default: $TACOCC_FIXTURES")
     ap.add_argument("--preset", default="nuscenes_r50_256x704")
     ap.add_argument("--copies", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     grid = load_preset(args.preset).grid.spec()
-    sweep = np.fromfile(next(FIXTURE.glob("*LIDAR_TOP*.pcd.bin")), np.float32).reshape(-1, 5)
+    sweep = np.fromfile(next((args.fixtures / "nuscenes_frame").glob("*LIDAR_TOP*.pcd.bin")), np.float32).reshape(-1, 5)
     rng = np.random.default_rng(0)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, grid {grid.shape}")
     for copies in args.copies:

@@ -6,7 +6,7 @@ variant: the relative change of the fused volume F_IL against the selector's run
 (||F - F_selector|| / ||F_selector|| over all frames), the share of grid voxels whose predicted class
 changed, IoU and mIoU.
 
-    PYTHONPATH=$PWD python benchmarks/forced_k.py --checkpoint checkpoints/demo.pt --data data/synth10_objects
+    python -m benchmarks.studies.forced_k --checkpoint checkpoints/demo.pt --data data/synth10_objects
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@ A real `OccupancyNode` (nuScenes preset, random weights, CPU) is built in-proces
 - PointCloud2 -> points, as the LiDAR callback does;
 - `_publish`: MarkerArray + occupancy PointCloud2 of a 200x200x16 grid with ~30k occupied voxels (the
   real Occ3D fixture grid, capped to --voxels), published to a matched subscriber (serialisation included).
-The network itself is not run. Target (docs/design/performance.md): <= 30 ms per frame on a 2-core CPU.
+The network itself is not run. Target of the total (docs/design/performance.md): <= 30 ms per frame on a
+2-core CPU. Below the total,
+the parts: decoding on the node's threads and one by one, the sweep merge, the marker and cloud builds (marker
+Point cache warm as on consecutive frames, and cold as on the first), and the serialisation of both outputs.
 
-    PYTHONPATH=. python benchmarks/bench_node.py [--repeats 20] [--voxels 30000]
+    python -m benchmarks.speed.bench_node [--repeats 20] [--voxels 30000] [--decode-threads 2]
 """
 
 from __future__ import annotations
@@ -32,25 +35,25 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, PointCloud2  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from benchmarks.fixtures import fixtures_root  # noqa: E402
 from tacocc_core.labels import SURROUNDOCC_GRID, occ3d_to_dense  # noqa: E402
-from tacocc_core.timing import median_wall_cpu_ms
+from tacocc_core.timing import median_wall_cpu_ms  # noqa: E402
 from tacocc_ros.messages.images import decode_cameras  # noqa: E402
 from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_points  # noqa: E402
 from tacocc_ros.messages.stamps import make_header  # noqa: E402
 from tacocc_ros.node.calibration import CameraCalibration, RigCalibration, save_calibration  # noqa: E402
 from tacocc_ros.node.frame_assembly import LidarInput  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
-from tacocc_ros.node.outputs import occupied_voxels  # noqa: E402
+from tacocc_ros.node.outputs import MarkerBuilder, build_cloud, occupied_voxels  # noqa: E402
 from tacocc_ros.node.sync import SyncedSet  # noqa: E402
-
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixtures", type=Path, default=FIXTURES)
+    parser.add_argument("--fixtures", type=Path, default=fixtures_root(), help="default: $TACOCC_FIXTURES")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--voxels", type=int, default=30_000)
+    parser.add_argument("--voxels", type=int, default=30_000, help="occupied voxels in the output grid")
+    parser.add_argument("--decode-threads", type=int, default=2, help="the node's decode_threads parameter")
     args = parser.parse_args()
 
     folder = args.fixtures / "nuscenes_frame"
@@ -86,7 +89,8 @@ def main() -> None:
 
     rclpy.init(
         args=["--ros-args", "-p", "model_config:=nuscenes_r50_256x704", "-p", "device:=cpu",
-              "-p", f"calibration:={tmp / 'calibration.yaml'}", "-p", "max_cubes:=0"]
+              "-p", f"calibration:={tmp / 'calibration.yaml'}", "-p", "max_cubes:=0",
+              "-p", f"decode_threads:={args.decode_threads}"]
     )  # fmt: skip
     try:
         node = OccupancyNode()
@@ -123,15 +127,32 @@ def main() -> None:
         size = tuple(node.config.cameras.image_size)
         msgs = [m for _, m in images.values()]
         pose = node.poses.lookup(stamp) @ lidar2ego
+        grid = node.grid
+        markers = node.markers.build(labels, stamp, "LIDAR_TOP")
+        occupancy = build_cloud(labels, grid, stamp, "LIDAR_TOP")
+        few = max(3, args.repeats // 4)
         parts = {
-            "  decode 6 JPEGs on the node's decoder threads": median_wall_cpu_ms(
+            f"  decode 6 JPEGs on the node's {args.decode_threads} decoder threads": median_wall_cpu_ms(
                 lambda: decode_cameras(msgs, size, executor=node.frames.pool), args.repeats
             ),
+            "  decode 6 JPEGs one by one": median_wall_cpu_ms(lambda: decode_cameras(msgs, size), args.repeats),
             "  merge previous sweeps (accumulate)": median_wall_cpu_ms(
                 lambda: node.sweeps.accumulate(stamp, points, lambda s: pose), args.repeats
             ),
+            "  build the MarkerArray (Point cache warm)": median_wall_cpu_ms(
+                lambda: node.markers.build(labels, stamp, "LIDAR_TOP"), args.repeats
+            ),
+            "  build the MarkerArray (cold cache: first frame)": median_wall_cpu_ms(
+                lambda: MarkerBuilder(grid).build(labels, stamp, "LIDAR_TOP"), few
+            ),
+            "  build the occupancy PointCloud2": median_wall_cpu_ms(
+                lambda: build_cloud(labels, grid, stamp, "LIDAR_TOP"), args.repeats
+            ),
             "  serialise the MarkerArray (inside publish)": median_wall_cpu_ms(
-                lambda: serialize_message(node.markers.build(labels, stamp, "LIDAR_TOP")), args.repeats
+                lambda: serialize_message(markers), args.repeats
+            ),
+            "  serialise the occupancy PointCloud2 (inside publish)": median_wall_cpu_ms(
+                lambda: serialize_message(occupancy), args.repeats
             ),
         }
         width = max(map(len, [*rows, *parts])) + 2

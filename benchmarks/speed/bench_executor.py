@@ -4,7 +4,7 @@ For each variant (node parameters), a fresh node process is driven by `tacocc dr
 LiDAR 20 Hz, six cameras 12 Hz, /odom 50 Hz, demo checkpoint) for `--duration` seconds; one `tacocc bench`
 of the same preset first gives the network's own p50/p99. Prints one row per variant and writes the reports.
 
-    flock /tmp/tacocc-bench.lock env PYTHONPATH=. python benchmarks/bench_executor.py --duration 40 --out runs/executor
+    python -m benchmarks.speed.bench_executor --duration 40 --out runs/executor
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How far the LiDAR geometry pseudo-labels of the self-supervised mode agree with the voxel ground truth.
 
-    PYTHONPATH=. python benchmarks/geometry_label_agreement.py BAG [BAG ...] [--config demo] [--every 3] \
+    python -m benchmarks.studies.geometry_label_agreement BAG [BAG ...] [--config demo] [--every 3] \
         [--skip-hit-level] [--clearance N]
 
 Frames come from the bags as `training_node` assembles them (labels attached from `/occupancy/gt`); for the

@@ -6,15 +6,16 @@
 # Every variant of one seed starts from the same initial weights (train.seed = that seed; the network is
 # built before anything else draws random numbers) and sees the same labelled frames. Each run is scored
 # with `tacocc eval` (IoU, mIoU, per-class IoU, flicker) and the table prints mean +- std over the seeds.
-#   DATA=data/synth10 RUNS=runs/label_eff STEPS=600 SEEDS="0 1 2" benchmarks/run_label_efficiency.sh
+#   DATA=data/synth10 RUNS=runs/label_eff STEPS=600 SEEDS="0 1 2" bash benchmarks/experiments/run_label_efficiency.sh
 # On a GPU machine, all runs at once with a wall-clock budget:
 #   DATA=data/synth10_objects CONFIG=demo LR=0.003 DEVICE=cuda JOBS=21 STEPS=400 KEEP_EVERY=50 \
-#     DEADLINE_S=300 RUNS=runs/label_eff_gpu benchmarks/run_label_efficiency.sh
+#     DEADLINE_S=300 RUNS=runs/label_eff_gpu bash benchmarks/experiments/run_label_efficiency.sh
 # JOBS: trainings at once (the l10_teacher run of a seed starts when that seed's l10_sup run ends).
 # DEADLINE_S: trainings still running this many seconds after the start are stopped; then every run is
 # scored at the last step that all non-teacher runs reached (their step_NNNNNN.pt snapshots, KEEP_EVERY),
 # and a teacher run at that step too when it got there. Without a deadline every run is scored at STEPS.
 # VARIANTS: a subset of the seven names above. Smoke check (minutes): STEPS=2 SEEDS="0 1" EVAL_FRAMES=4 ...
+[[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -euo pipefail
 DATA=${DATA:-data/synth10}
 RUNS=${RUNS:-runs/label_eff}
@@ -136,4 +137,4 @@ done
 wait
 
 # shellcheck disable=SC2086  # one variant per word
-$PY "$(dirname "$0")/summarize_seeds.py" "$RUNS" $VARIANTS
+$PY -m benchmarks.experiments.summarize_seeds "$RUNS" $VARIANTS

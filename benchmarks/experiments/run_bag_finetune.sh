@@ -12,9 +12,10 @@
 # the bags but the self_supervised mode drops them); the val split is scored with `tacocc eval` and the table
 # prints mean +- std over the seeds. Usage:
 #   DATA=data/synth10_objects START=checkpoints/demo.pt RUNS=runs/bag_finetune SEEDS="0 1 2" \
-#     benchmarks/run_bag_finetune.sh
+#     bash benchmarks/experiments/run_bag_finetune.sh
 #   ... PHOTO_SEEDS="0 1 2" PHOTO_RENDERER="neighbour_frames=0 inner_steps=3" DEVICE=cuda   # photometric
 # Smoke check (minutes): STEPS=2 SEEDS="0 1" PHOTO_SEEDS=0 PHOTO_STEPS=1 EVAL_FRAMES=4 ...
+[[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -euo pipefail
 DATA=${DATA:-data/synth10_objects}
 BAGS=${BAGS:-${DATA%/}_bags}           # one bag per train scene; converted here when missing
@@ -138,4 +139,4 @@ if [ -n "$PHOTO_SEEDS" ]; then
   done
 fi
 
-$PY "$(dirname "$0")/summarize_seeds.py" "$RUNS" start ssl_geo ssl_geo_teacher ssl_photo sup_render_off sup_render_on
+$PY -m benchmarks.experiments.summarize_seeds "$RUNS" start ssl_geo ssl_geo_teacher ssl_photo sup_render_off sup_render_on

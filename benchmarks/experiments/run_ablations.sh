@@ -6,10 +6,11 @@
 # the same initial weights (the fuser builds its shared modules from their own seeds). Prints mean +- std
 # over the seeds of IoU, mIoU, small-object mIoU (the five small classes present), the mIoU of each
 # distance band, the LiDAR accumulation baseline's IoU, and the median frame latency per mode.
-#   DATA=data/synth10_objects RUNS=runs/ablations STEPS=1000 SEEDS="0 1 2" JOBS=2 benchmarks/run_ablations.sh
+#   DATA=data/synth10_objects RUNS=runs/ablations STEPS=1000 SEEDS="0 1 2" JOBS=2 bash benchmarks/experiments/run_ablations.sh
 # JOBS runs train at once (one torch thread each: JOBS=2 fills two cores). A run whose eval report exists is
 # not trained again.
 # Quick smoke of the script: STEPS=10 SEEDS="0 1" WARMUP=2 VAL_MAX_FRAMES=1 EVAL_MAX_FRAMES=8 BENCH_FRAMES=3
+[[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -euo pipefail
 DATA=${DATA:-data/synth10_objects}
 RUNS=${RUNS:-runs/ablations}

@@ -5,8 +5,8 @@ and prints, per module group, the gradient norm relative to the weight norm, ||d
 over the windows, and the selectors' ratio over the attention's. With --checkpoint the weights are those
 of a trained run (its config), otherwise the initial weights of --seed.
 
-    PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --config demo --data data/synth10_objects
-    PYTHONPATH=$PWD python benchmarks/fuser_gradients.py --checkpoint checkpoints/demo.pt \
+    python -m benchmarks.studies.fuser_gradients --config demo --data data/synth10_objects
+    python -m benchmarks.studies.fuser_gradients --checkpoint checkpoints/demo.pt \
         --data data/synth10_objects --step 1000
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import gradient_windows
 import torch
 
+from benchmarks.studies import gradient_windows
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.train_config import TrainConfig
 
