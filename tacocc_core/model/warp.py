@@ -29,11 +29,8 @@ def scaled_grid(spec: GridSpec, factor: int) -> GridSpec:
     """The same extent as `spec` with voxels `factor` times larger per axis (a coarse grid)."""
     if factor < 1 or any(n % factor for n in spec.shape):
         raise ValueError(f"grid shape {spec.shape} is not divisible by factor {factor}")
-    return GridSpec(
-        spec.lower,
-        tuple(s * factor for s in spec.voxel_size),
-        tuple(n // factor for n in spec.shape),
-    )
+    (sx, sy, sz), (nx, ny, nz) = spec.voxel_size, spec.shape
+    return GridSpec(spec.lower, (sx * factor, sy * factor, sz * factor), (nx // factor, ny // factor, nz // factor))
 
 
 def relative_pose(prev_lidar2global: torch.Tensor, cur_lidar2global: torch.Tensor) -> torch.Tensor:

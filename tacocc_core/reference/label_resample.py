@@ -11,7 +11,10 @@ from tacocc_core.labels import EMPTY, IGNORE, NUM_CLASSES
 
 def block_vote_reference(labels: np.ndarray, src: GridSpec, dst: GridSpec) -> np.ndarray:
     """Slow, loop-by-loop version of `block_vote` for tests."""
-    (fx, fy, fz), (sx, sy, sz) = block_factor(src, dst)
+    fs = block_factor(src, dst)
+    if fs is None:
+        raise ValueError(f"block_vote_reference: grid {dst} is not an aligned whole-factor coarsening of {src}")
+    (fx, fy, fz), (sx, sy, sz) = fs
     out = np.zeros(dst.shape, dtype=np.uint8)
     for i, j, k in np.ndindex(*dst.shape):
         block = labels[
