@@ -66,6 +66,9 @@ setup(
             "pytest>=7",
             "pytest-timeout>=2",
             "ruff>=0.6",
+            "mypy>=1.11",  # make typecheck; settings in setup.cfg
+            "types-PyYAML",
+            "types-tqdm",
             "catkin_pkg>=1",
             "colcon-core",
             "colcon-ros",
