@@ -67,6 +67,9 @@ setup(
             "pytest-timeout>=2",
             "pytest-xdist>=3",  # `make test` runs the suite on two workers
             "ruff>=0.6",
+            "mypy>=1.11",  # make typecheck; settings in setup.cfg
+            "types-PyYAML",
+            "types-tqdm",
             "catkin_pkg>=1",
             "colcon-core",
             "colcon-ros",

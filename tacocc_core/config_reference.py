@@ -117,10 +117,10 @@ def describe_type(annotation: Any) -> tuple[str, str]:
             return f"list of {item_type}", f"each {item_allowed}" if item_allowed else ""
         described = [describe_type(a) for a in args]
         item_types = {t for t, _ in described}
-        item_allowed = {a for _, a in described}
+        allowed_texts = {a for _, a in described}
         type_text = f"list of {len(args)} {item_types.pop()}" if len(item_types) == 1 else f"list ({len(args)} items)"
-        if len(item_allowed) == 1:
-            single = item_allowed.pop()
+        if len(allowed_texts) == 1:
+            single = allowed_texts.pop()
             return type_text, f"each {single}" if single else ""
         return type_text, "; ".join(f"item {i}: {a or 'any'}" for i, (_, a) in enumerate(described))
     if annotation is bool:
@@ -137,7 +137,7 @@ def walk(cls: type, prefix: str = "") -> Iterator[KeyDoc]:
     for field in dataclasses.fields(cls):
         annotation = hints[field.name]
         key = f"{prefix}{field.name}"
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             yield from walk(annotation, key + ".")
             continue
         if field.default is not dataclasses.MISSING:

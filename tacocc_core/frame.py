@@ -63,7 +63,7 @@ class Frame:
         return len(self.images)
 
 
-def _expect(array: np.ndarray, shape: tuple, dtype: type | None, name: str) -> None:
+def _expect(array: np.ndarray | None, shape: tuple, dtype: type | None, name: str) -> None:
     if not isinstance(array, np.ndarray):
         raise ValueError(f"Frame.{name}: expected a numpy array, got {type(array).__name__}")
     ok = array.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, array.shape, strict=True))

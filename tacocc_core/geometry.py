@@ -44,7 +44,7 @@ class GridSpec:
                 f"grid ranges {x_range}, {y_range}, {z_range} are not a positive whole number of "
                 f"voxels of size {tuple(size)}"
             )
-        return cls(tuple(lower.tolist()), tuple(size.tolist()), tuple(int(n) for n in shape))
+        return cls(tuple(lower.tolist()), tuple(size.tolist()), (int(shape[0]), int(shape[1]), int(shape[2])))
 
     @property
     def upper(self) -> np.ndarray:

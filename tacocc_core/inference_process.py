@@ -32,12 +32,17 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from tacocc_core.config import ModelConfig
 from tacocc_core.frame import Frame
 from tacocc_core.shared_arrays import SharedArrayReader, SharedArrayWriter
+
+if TYPE_CHECKING:  # the parent does not import torch
+    from tacocc_core.predictor import Precision, Prediction
 
 
 class InferenceProcessError(RuntimeError):
@@ -65,7 +70,7 @@ class _Startup:
     config: ModelConfig
     checkpoint: str | None
     device: str
-    precision: str
+    precision: Precision
     threads: int
     keep_freed_memory: bool
 
@@ -88,7 +93,7 @@ class InferenceProcess:
         config: ModelConfig,
         checkpoint: str | None,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: Precision = "fp32",
         options: InferenceProcessOptions = InferenceProcessOptions(),
     ) -> None:
         threads = options.threads or len(os.sched_getaffinity(0))
@@ -103,7 +108,7 @@ class InferenceProcess:
         self._interrupted = threading.Event()
         self._reset = False
         self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn = None
+        self._conn: Connection | None = None
         self._arrays: SharedArrayWriter | None = None
         with self._lock:
             self._start()
@@ -135,7 +140,7 @@ class InferenceProcess:
         if kind != "ready":
             self._stop()
             raise InferenceProcessError(f"the inference process did not start: {value}")
-        self.device = value
+        self.device = str(value)
 
     def restart(self) -> None:
         """Stop the child if it still runs and start a fresh one (its temporal state starts over)."""
@@ -181,32 +186,36 @@ class InferenceProcess:
     def _receive(self, timeout_s: float | None) -> tuple[str, object]:
         """The child's next reply; InferenceProcessError when it dies or `timeout_s` passes first."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        conn, process = self._conn, self._process
+        if conn is None or process is None:
+            raise InferenceProcessError("the inference process is not running (closed, or a restart failed)")
         while True:
             if self._interrupted.is_set():
                 raise InferenceProcessError("interrupted: the inference process is being stopped")
             try:
-                if self._conn.poll(0.5):
-                    return self._conn.recv()
+                if conn.poll(0.5):
+                    return conn.recv()
             except (EOFError, OSError):
                 pass  # the pipe closed: the child is gone, reported below
             else:
-                if self._process.is_alive() and (deadline is None or time.monotonic() < deadline):
+                if process.is_alive() and (deadline is None or time.monotonic() < deadline):
                     continue
-            self._process.join(1.0)
-            code = self._process.exitcode
+            process.join(1.0)
+            code = process.exitcode
             if code is None and deadline is not None and time.monotonic() >= deadline:
                 raise InferenceProcessError(f"the inference process did not answer within {timeout_s:.0f} s")
             raise InferenceProcessError(f"the inference process exited ({_describe_exit(code)})")
 
     def _call(self, message: tuple, timeout_s: float | None = None) -> tuple[str, object]:
-        if self._process is None:
+        conn, process = self._conn, self._process
+        if conn is None or process is None:
             raise InferenceProcessError("the inference process is not running (closed, or a restart failed)")
         try:
-            self._conn.send(message)
+            conn.send(message)
         except (OSError, ValueError) as err:
-            self._process.join(1.0)
+            process.join(1.0)
             raise InferenceProcessError(
-                f"the inference process exited ({_describe_exit(self._process.exitcode)}): {err}"
+                f"the inference process exited ({_describe_exit(process.exitcode)}): {err}"
             ) from None
         return self._receive(timeout_s)
 
@@ -225,19 +234,21 @@ class InferenceProcess:
             raise CheckpointError(value)
         self._startup = dataclasses.replace(self._startup, checkpoint=str(path))  # restarts load it
 
-    def predict(self, frame: Frame):
+    def predict(self, frame: Frame) -> Prediction:
         """Run one frame in the child; a `Prediction` (labels copied out of shared memory).
 
         Raises InferenceProcessError when the child is not running or dies meanwhile.
         """
         with self._lock:
-            if self._process is None:
-                raise InferenceProcessError("the inference process is not running (closed, or a restart failed)")
             arrays = self._arrays
+            if self._process is None or arrays is None:
+                raise InferenceProcessError("the inference process is not running (closed, or a restart failed)")
+            images, points = arrays.write("images", frame.images), arrays.write("points", frame.points)
+            labels = arrays.reserve("labels", self.grid_shape, "u1")
             request = {
-                "images": arrays.write("images", frame.images),
-                "points": arrays.write("points", frame.points),
-                "labels": arrays.reserve("labels", self.grid_shape, "u1"),
+                "images": images,
+                "points": points,
+                "labels": labels,
                 "cam2img": frame.cam2img,
                 "cam2lidar": frame.cam2lidar,
                 "lidar2global": frame.lidar2global,
@@ -250,8 +261,9 @@ class InferenceProcess:
             kind, value = self._call(("predict", request))
             if kind != "prediction":
                 raise InferenceProcessError(f"unexpected answer {kind!r} from the inference process: {value}")
-            value.labels = arrays.view(request["labels"]).copy()
-            return value
+            prediction = cast("Prediction", value)
+            prediction.labels = arrays.view(labels).copy()
+            return prediction
 
 
 def _describe_exit(code: int | None) -> str:

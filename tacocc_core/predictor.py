@@ -214,7 +214,7 @@ class Predictor:
         h, w = self.config.cameras.image_size
         if frame.images.shape[1:3] == (h, w):
             return frame
-        transform = ImageTransform.resize_crop_bottom(frame.images.shape[1:3], (h, w))
+        transform = ImageTransform.resize_crop_bottom((frame.images.shape[1], frame.images.shape[2]), (h, w))
         images = np.stack([transform.apply_to_image(img) for img in frame.images])
         cam2img = np.stack([transform.apply_to_intrinsics(k) for k in frame.cam2img])
         return _replace(frame, images=images, cam2img=cam2img)

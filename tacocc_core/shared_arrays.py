@@ -11,6 +11,7 @@ unlinks every block it made; `SharedArrayReader.close()` unmaps what it mapped.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 
@@ -59,7 +60,7 @@ class SharedArrayWriter:
         """Copy `array` into the block of `key`; the reference to send to the reader."""
         array = np.asarray(array)
         block = self._block(key, array.nbytes)
-        view = np.ndarray(array.shape, dtype=array.dtype, buffer=block.buf)
+        view: np.ndarray = np.ndarray(array.shape, dtype=array.dtype, buffer=block.buf)
         view[...] = array
         return ArrayRef(block.name, tuple(int(s) for s in array.shape), array.dtype.str)
 
@@ -115,10 +116,9 @@ def _attach(name: str) -> shared_memory.SharedMemory:
     process spawned by the writer shares the writer's tracker, where the name is already registered (a
     set: no second entry), so the writer's unlink still withdraws it and nothing is unlinked twice.
     """
-    try:
-        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
-    except TypeError:
-        return shared_memory.SharedMemory(name=name)
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(name=name, track=False)
+    return shared_memory.SharedMemory(name=name)
 
 
 def _close_quietly(block: shared_memory.SharedMemory) -> None:

@@ -75,8 +75,8 @@ def _describe(cls: type, err: ValidationError, headline: str) -> str:
 def _field_names(cls: type, path: tuple[str, ...]) -> list[str]:
     """Field names of the dataclass reached from `cls` by following `path` (empty if it leads elsewhere)."""
     for name in path:
-        hints = typing.get_type_hints(cls)
-        cls = hints.get(name)
-        if cls is None or not dataclasses.is_dataclass(cls):
+        hint = typing.get_type_hints(cls).get(name)
+        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
             return []
+        cls = hint
     return [f.name for f in dataclasses.fields(cls)]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -123,7 +124,7 @@ def _matrix(value: object, shape: tuple[int, int], where: str) -> np.ndarray:
     return matrix
 
 
-def _key(mapping: dict, key: str, where: str) -> object:
+def _key(mapping: dict, key: str, where: str) -> Any:
     if not isinstance(mapping, dict) or key not in mapping:
         raise CalibrationError(f"{where}: missing key {key!r}")
     return mapping[key]

@@ -46,16 +46,17 @@ class Field(NamedTuple):
     name: str
     offset: int
     datatype: int
-    count: int = 1
+    count: int = 1  # type: ignore[assignment]  # PointField's name; shadows tuple.count, which nothing calls
 
 
 def dtype_to_fields(dtype: np.dtype, source: str = "array") -> list[Field]:
     """Structured dtype -> Fields in dtype order (offsets from the dtype; a subarray becomes `count`)."""
-    if dtype.names is None:
+    layout = dtype.fields
+    if dtype.names is None or layout is None:
         raise PointCloudError(f"{source}: expected a structured array with named fields, got dtype {dtype}")
     fields = []
     for name in dtype.names:
-        field_dtype, offset = dtype.fields[name][:2]
+        field_dtype, offset = layout[name][:2]
         base, count = (field_dtype.base, int(np.prod(field_dtype.shape))) if field_dtype.shape else (field_dtype, 1)
         code = f"{base.kind}{base.itemsize}"
         if code not in _CODE_TO_DATATYPE:

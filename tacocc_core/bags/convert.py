@@ -48,7 +48,7 @@ from tacocc_core.labels import EMPTY, SURROUNDOCC_GRID
 
 log = logging.getLogger(__name__)
 
-BAG_VERSION = 8  # rosbag2 metadata version 8 (Jazzy's); rosbags writes 8 or 9
+BAG_VERSION: Literal[8, 9] = 8  # rosbag2 metadata version 8 (Jazzy's); rosbags writes 8 or 9
 LIDAR_CHANNEL = "LIDAR_TOP"
 IMAGE_FORMATS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png"}
 _NEVER = QosTime(sec=0, nsec=0)  # 0 = the RMW default (no deadline, infinite lifespan)
@@ -224,7 +224,8 @@ class SceneConverter:
     def events(self, scene: dict, cameras: list[str]) -> list[_Event]:
         """All sample_data of the LiDAR and the cameras, plus one ego pose per distinct stamp, in time order."""
         first = self.nusc.get("sample", scene["first_sample_token"])
-        events, poses = [], {}
+        events: list[_Event] = []
+        poses: dict[int, dict] = {}
         for rank, channel in enumerate([LIDAR_CHANNEL, *cameras], start=1):
             if channel not in first["data"]:
                 raise DataError(f"scene {scene['name']}: first sample {first['token']} has no {channel} sample_data")

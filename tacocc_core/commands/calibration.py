@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from tacocc_core.rig.calibration_file import CalibrationError, load_calibration, save_calibration
     from tacocc_core.rig.check import check_rig
 
-    required = ()
+    required: tuple[str, ...] = ()
     if args.config:
         from tacocc_core.config import load_preset
 

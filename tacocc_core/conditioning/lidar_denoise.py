@@ -5,8 +5,8 @@ distance from the LiDAR origin); height bounds (z in the LiDAR frame); the ego-v
 from the car's own body); statistical outlier removal (a point whose mean distance to its
 `outlier_neighbours` nearest neighbours exceeds the cloud's mean of that statistic by more than
 `outlier_std` standard deviations). The neighbour search of the last filter is scipy's cKDTree.
-`denoise_mask` runs the tests in fewer passes over the points; `denoise_mask_reference`, one test after
-the other, is its twin (equal mask for mask in test/unit/test_lidar_denoise.py).
+`denoise_mask` runs the tests in fewer passes over the points; its twin, one test after the other, is
+`tacocc_core.reference.lidar_denoise.denoise_mask_reference` (equal mask for mask in the unit tests).
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ class DenoiseParams:
 
 
 def denoise_mask(points: torch.Tensor, params: DenoiseParams, points_batch: torch.Tensor | None = None) -> torch.Tensor:
-    """Which points survive the filters; `denoise_mask_reference`'s answer in fewer passes over the points.
+    """Which points survive the filters, in few passes over the points.
 
     A non-finite coordinate makes the point's distance NaN or infinite, and NaN fails every comparison, so
     finite range and height bounds reject such points by themselves: the separate finiteness test and the
-    zeroing of those rows are left out (with an infinite bound the reference runs instead).
+    zeroing of those rows are left out (with an infinite or NaN bound the finiteness test runs).
 
     Args:
         points: (N, 3+) float, LiDAR frame, metres (x, y, z first).
@@ -75,37 +75,16 @@ def denoise_mask(points: torch.Tensor, params: DenoiseParams, points_batch: torc
     """
     _check(points, params)
     bounds = (params.min_range, params.max_range, *params.z_range)
-    if not all(math.isfinite(b) for b in bounds):
-        return denoise_mask_reference(points, params, points_batch)
     xyz = points[:, :3].float().contiguous()  # contiguous, as the reference's norm input: the same distances
     dist = xyz.norm(dim=1)
     z = xyz[:, 2]
     keep = (dist >= params.min_range) & (dist <= params.max_range) & (z >= params.z_range[0]) & (z <= params.z_range[1])
+    if not all(math.isfinite(b) for b in bounds):  # an infinite bound lets non-finite rows through
+        keep &= torch.isfinite(xyz).all(dim=1)
     half = _ego_half_sizes(params)
     if half is not None:
         size = xyz.abs()
         keep &= ~((size[:, 0] <= half[0]) & (size[:, 1] <= half[1]) & (size[:, 2] <= half[2]))
-    if params.outlier_neighbours > 0:
-        keep &= _statistical_inliers(xyz, keep, params.outlier_neighbours, params.outlier_std, points_batch)
-    return keep
-
-
-def denoise_mask_reference(
-    points: torch.Tensor, params: DenoiseParams, points_batch: torch.Tensor | None = None
-) -> torch.Tensor:
-    """`denoise_mask` test by test: non-finite rows found and zeroed first. Same arguments and result."""
-    _check(points, params)
-    xyz = points[:, :3].float()
-    finite = torch.isfinite(xyz)
-    keep = finite[:, 0] & finite[:, 1] & finite[:, 2]  # as .all(dim=1), without a reduction over 3 columns
-    xyz = torch.where(keep[:, None], xyz, torch.zeros_like(xyz))
-    dist = xyz.norm(dim=1)
-    keep &= (dist >= params.min_range) & (dist <= params.max_range)
-    keep &= (xyz[:, 2] >= params.z_range[0]) & (xyz[:, 2] <= params.z_range[1])
-    half = _ego_half_sizes(params)
-    if half is not None:
-        inside = (xyz[:, 0].abs() <= half[0]) & (xyz[:, 1].abs() <= half[1]) & (xyz[:, 2].abs() <= half[2])
-        keep &= ~inside
     if params.outlier_neighbours > 0:
         keep &= _statistical_inliers(xyz, keep, params.outlier_neighbours, params.outlier_std, points_batch)
     return keep

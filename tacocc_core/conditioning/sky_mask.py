@@ -15,13 +15,14 @@ superpixels that straddle the skyline. At night nothing passes the brightness te
 Cost: at inference the mask only blanks input pixels that the image trunk sees at stride 8-16, so the
 defaults segment a small copy of the image (88 px wide), run 2 k-means iterations of SLIC on a float32
 CIELAB image from OpenCV, and `sky_masks_of_images` does all cameras of a frame together after their
-superpixels (one pass of array work instead of one per camera). `REFERENCE_SKY_PARAMS` keeps the earlier,
-slower setting (176 px, 10 iterations, scikit-image's CIELAB) as the reference the fast one is tested against.
+superpixels (one pass of array work instead of one per camera). The unit tests compare these defaults with a
+slower setting, `tacocc_core.reference.sky_mask.REFERENCE_SKY_PARAMS` (176 px, 10 iterations, scikit-image's
+CIELAB).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -63,10 +64,6 @@ class SkyMaskParams:
     min_white_lightness: float = 80.0
     max_centroid_row: float = 0.6
     min_share: float = 0.5
-
-
-# The earlier setting: full 176 px work width, 10 SLIC iterations, scikit-image's Lab conversion.
-REFERENCE_SKY_PARAMS = replace(SkyMaskParams(), work_width=176, iterations=10, opencv_lab=False)
 
 
 def sky_mask(image: np.ndarray, params: SkyMaskParams = SkyMaskParams()) -> np.ndarray:

@@ -44,23 +44,6 @@ def block_vote(labels: np.ndarray, src: GridSpec, dst: GridSpec) -> np.ndarray:
     return out
 
 
-def block_vote_reference(labels: np.ndarray, src: GridSpec, dst: GridSpec) -> np.ndarray:
-    """Slow, loop-by-loop version of `block_vote` for tests."""
-    (fx, fy, fz), (sx, sy, sz) = block_factor(src, dst)
-    out = np.zeros(dst.shape, dtype=np.uint8)
-    for i, j, k in np.ndindex(*dst.shape):
-        block = labels[
-            sx + i * fx : sx + (i + 1) * fx, sy + j * fy : sy + (j + 1) * fy, sz + k * fz : sz + (k + 1) * fz
-        ]
-        values = [int(v) for v in block.ravel()]
-        semantic = [v for v in values if 1 <= v < NUM_CLASSES]
-        if semantic:
-            out[i, j, k] = max(sorted(set(semantic)), key=semantic.count)
-        else:
-            out[i, j, k] = EMPTY if EMPTY in values else IGNORE
-    return out
-
-
 def nearest(labels: np.ndarray, src: GridSpec, dst: GridSpec, dst2src: np.ndarray | None = None) -> np.ndarray:
     """Each dst voxel takes the src voxel under its centre (after dst2src, (4, 4)); 255 outside src."""
     centers = dst.centers().reshape(-1, 3)

@@ -34,6 +34,9 @@ class DataError(ValueError):
     """A dataset record or file that cannot be read as expected (names the token or file)."""
 
 
+LabelSource = Literal["surroundocc", "occ3d", "none"]  # which label files the reader loads
+
+
 @dataclass(frozen=True)
 class ReaderOptions:
     """How the reader finds labels and treats incomplete samples.
@@ -47,7 +50,7 @@ class ReaderOptions:
         min_distance: points closer than this to the LiDAR (metres) are dropped (the ego's roof).
     """
 
-    labels: Literal["surroundocc", "occ3d", "none"] = "surroundocc"
+    labels: LabelSource = "surroundocc"
     label_root: str | None = None
     missing_camera: Literal["error", "skip", "blank"] = "error"
     min_distance: float = 1.0
@@ -131,7 +134,7 @@ class NuScenesReader:
                     continue
                 raise DataError(problem)
             cs = nusc.get("calibrated_sensor", nusc.get("sample_data", sd_token)["calibrated_sensor_token"])
-            transform = ImageTransform.resize_crop_bottom(image.shape[:2], (h, w))
+            transform = ImageTransform.resize_crop_bottom((image.shape[0], image.shape[1]), (h, w))
             images[v] = transform.apply_to_image(image[:, :, ::-1])
             cam2img[v] = transform.apply_to_intrinsics(np.asarray(cs["camera_intrinsic"], dtype=np.float64))
             cam2lidar[v] = global2lidar @ sensor2global(nusc, sd_token)
@@ -151,7 +154,8 @@ class NuScenesReader:
     def _points(self, sample: dict, lidar_sd: dict) -> np.ndarray:
         """(N, 5) float32 [x, y, z, intensity, time_lag_s] in the keyframe LiDAR frame."""
         nsweeps = self.config.lidar.sweeps + 1
-        sd, n = lidar_sd, 0
+        sd: dict | None = lidar_sd
+        n = 0
         while sd and n < nsweeps:  # check every file first so that an error names the bad one
             read_pcd_bin_check(Path(self.nusc.dataroot) / sd["filename"])
             sd = self.nusc.get("sample_data", sd["prev"]) if sd["prev"] else None

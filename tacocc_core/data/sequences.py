@@ -44,7 +44,7 @@ def windows(samples_per_scene: list[list[str]], length: int, stride: int = 1) ->
     """All runs of `length` consecutive tokens inside each list (scene); scenes shorter than that give none."""
     if length < 1 or stride < 1:
         raise ValueError(f"windows: length and stride must be >= 1, got {length}, {stride}")
-    out = []
+    out: list[list[str]] = []
     for tokens in samples_per_scene:
         out.extend(tokens[i : i + length] for i in range(0, len(tokens) - length + 1, stride))
     return out

@@ -72,12 +72,12 @@ def nearest_camera_images(
         for i, stamp in enumerate(wanted.tolist()):
             images, offsets = [], []
             for camera in cameras:
-                msg = best[camera][i]
-                if msg is None:
+                nearest = best[camera][i]
+                if nearest is None:
                     raise BagError(f"{reader.path}: topic {camera_topics(camera)[0]} has no image")
-                decoded = reader.decode(msg)
-                images.append(decode_jpeg(decoded.data, f"{reader.path}: {msg.topic} at {msg.stamp_ns} ns"))
-                offsets.append(msg.stamp_ns - stamp)
+                decoded = reader.decode(nearest)
+                images.append(decode_jpeg(decoded.data, f"{reader.path}: {nearest.topic} at {nearest.stamp_ns} ns"))
+                offsets.append(nearest.stamp_ns - stamp)
             sizes = {im.shape for im in images}
             if len(sizes) != 1:
                 raise BagError(f"{reader.path}: camera images at {stamp} ns differ in size: {sorted(sizes)}")

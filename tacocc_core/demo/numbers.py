@@ -144,7 +144,7 @@ def demo_numbers(recording: Recording, grid: GridSpec, baseline: dict[int, np.nd
         if gt is not None:
             evaluator.update(pred, gt)
             scores = scores_from_confusion(confusion_matrix(pred, gt))
-            if lidar is not None:
+            if lidar is not None and baseline is not None:
                 if stamp not in baseline:
                     raise ValueError(f"LiDAR accumulation baseline: no grid for stamp {stamp}")
                 lidar.update(baseline[stamp], gt)

@@ -92,6 +92,8 @@ class OccupancyLoss(nn.Module):
         cascade_ratio: fine voxels per coarse voxel along each axis (pooling factor of the labels).
     """
 
+    class_weights: torch.Tensor | None  # (17,) buffer, or None for uniform weights
+
     def __init__(self, config: LossConfig, cascade_ratio: int) -> None:
         super().__init__()
         self.config = config

@@ -54,9 +54,11 @@ class ConvLSTM3dCell(nn.Module):
         self.gate_conv = nn.Conv3d(
             in_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2
         )
+        bias = self.gate_conv.bias
+        assert bias is not None  # nn.Conv3d has a bias unless bias=False
         with torch.no_grad():  # forget-gate bias 1: the state is kept by default early in training
-            self.gate_conv.bias.zero_()
-            self.gate_conv.bias[hidden_channels : 2 * hidden_channels] = 1.0
+            bias.zero_()
+            bias[hidden_channels : 2 * hidden_channels] = 1.0
 
     def zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden, cell) of zeros matching input x: (B, C_in, X, Y, Z)."""

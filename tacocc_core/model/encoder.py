@@ -67,11 +67,13 @@ class EncoderOutput:
 class TacoccEncoder(nn.Module):
     """Image branch + LiDAR branch + adaptive fuser, configured by a ModelConfig."""
 
+    pixel_mean: torch.Tensor  # (1, 3, 1, 1) buffer: the ImageNet mean colour in [0, 1]
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.denoise = DenoiseParams.from_config(config)
-        self.backbone = ImageBackbone(config.image_backbone)
+        self.backbone: nn.Module = ImageBackbone(config.image_backbone)  # inference folding swaps it
         self.view_transform = LSSViewTransform(config)
         self.lidar = LidarEncoder(config)
         self.fuser = AdaptiveFuser(config)
@@ -154,8 +156,8 @@ class TacoccEncoder(nn.Module):
                 points_batch,
                 batch["cam2img"],
                 batch["cam2lidar"],
-                tuple(depth_logits.shape[-2:]),
-                tuple(batch["images"].shape[-2:]),
+                (depth_logits.shape[-2], depth_logits.shape[-1]),
+                (batch["images"].shape[-2], batch["images"].shape[-1]),
                 self.config.view_transform.depth_bins,
             )
         return EncoderOutput(

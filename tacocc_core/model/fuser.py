@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,7 @@ from tacocc_core.model.retrieval import knn
 from tacocc_core.model.selector import KChoice, NeighbourhoodSelector, choose_k, gumbel_noise
 
 MODALITIES = ("image", "lidar")
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 # Offsets fed to the attention are in search radii, clipped: far keys (exact KNN beyond the cube) read
 # as "far in this direction".
 MAX_OFFSET_RADII = 4.0
@@ -118,7 +120,7 @@ def masked_pool(volume: torch.Tensor, occupied: torch.Tensor, scale: int) -> tup
     return pooled / weight.clamp(min=1e-6), (weight[:, 0] > 0)
 
 
-def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+def _seeded(seed: int, build: Callable[[], ModuleT]) -> ModuleT:
     """Build a module with the global generator seeded by `seed`, leaving the global stream as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -134,6 +136,8 @@ class AdaptiveFuser(nn.Module):
     `forced_k` (not part of the config, for ablations at inference): None uses the mode's k; an integer
     k >= 1 makes every query retrieve k keys; 0 turns retrieval off (w = c = 0, the same weights).
     """
+
+    k_values: torch.Tensor  # (K,) int64 buffer: the candidates
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -224,7 +228,7 @@ class AdaptiveFuser(nn.Module):
 
     def _output(self, fused: torch.Tensor) -> torch.Tensor:
         """The output conv; with 2C input channels (mode none) only the weights of the first 2C are used."""
-        conv = self.out[0]
+        conv = cast(nn.Conv3d, self.out[0])
         if fused.shape[1] == conv.in_channels:
             x = conv(fused)
         else:

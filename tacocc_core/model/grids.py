@@ -10,8 +10,5 @@ def coarse_grid(config: ModelConfig) -> GridSpec:
     """The fusion grid: the output grid with voxels `head.coarse_downsample` times larger (LiDAR frame)."""
     fine = config.grid.spec()
     step = config.head.coarse_downsample
-    return GridSpec(
-        fine.lower,
-        tuple(s * step for s in fine.voxel_size),
-        tuple(n // step for n in fine.shape),
-    )
+    (sx, sy, sz), (nx, ny, nz) = fine.voxel_size, fine.shape
+    return GridSpec(fine.lower, (sx * step, sy * step, sz * step), (nx // step, ny // step, nz // step))

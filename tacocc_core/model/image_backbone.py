@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import cast
 
 import torch
 import torchvision
@@ -58,6 +59,9 @@ class ImageBackbone(nn.Module):
     Input `images`: (N, 3, H, W) float in [0, 1]. Output: (N, fpn_channels, H / stride, W / stride).
     """
 
+    mean: torch.Tensor  # (1, 3, 1, 1) buffer: ImageNet channel means
+    std: torch.Tensor  # (1, 3, 1, 1) buffer: ImageNet channel standard deviations
+
     def __init__(self, config: ImageBackboneConfig):
         super().__init__()
         self.stride = config.feature_stride
@@ -79,5 +83,5 @@ class ImageBackbone(nn.Module):
 
 def _out_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
-    last = block.conv3 if hasattr(block, "conv3") else block.conv2
+    last = cast(nn.Conv2d, block.conv3 if hasattr(block, "conv3") else block.conv2)  # Bottleneck, BasicBlock
     return last.out_channels

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from typing import cast
 
 import torch
 from torch import nn
@@ -40,7 +41,7 @@ class OneDnnConv3d(nn.Conv3d):
             )
         new = copy.copy(conv)
         new.__class__ = cls
-        return new
+        return cast(OneDnnConv3d, new)  # its class swapped above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.requires_grad or torch.is_autocast_enabled("cpu"):
@@ -55,6 +56,9 @@ class ChannelsLastBackbone(nn.Module):
 
     Input (N, 3, H, W) float in [0, 1]; output (N, fpn_channels, H / stride, W / stride), contiguous.
     """
+
+    mean: torch.Tensor  # (1, 3, 1, 1) buffer, as ImageBackbone's
+    std: torch.Tensor
 
     def __init__(self, backbone: ImageBackbone) -> None:
         super().__init__()
@@ -75,8 +79,13 @@ def fold_for_inference(model: TACOcc) -> TACOcc:
     """A rewritten copy of `model` (which must be in eval mode) for inference; see the module doc."""
     if model.training:
         raise ValueError("fold_for_inference: the network must be in eval mode (batch norm uses running statistics)")
+    backbone = model.encoder.backbone
+    if not isinstance(backbone, ImageBackbone):
+        raise ValueError(
+            f"fold_for_inference: the network is folded already (its backbone is {type(backbone).__name__})"
+        )
     folded = copy.deepcopy(model)
-    folded.encoder.backbone = ChannelsLastBackbone(model.encoder.backbone)
+    folded.encoder.backbone = ChannelsLastBackbone(backbone)
     if torch.backends.mkldnn.is_available():
         for parent in (folded.temporal, folded.head):
             _swap_conv3d(parent)

@@ -189,6 +189,8 @@ class LSSViewTransform(nn.Module):
     of a valid camera, depth_logits (B, V, D, h, w)).
     """
 
+    depths: torch.Tensor  # (D,) buffer: the depth bin centres, metres
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.grid = coarse_grid(config)

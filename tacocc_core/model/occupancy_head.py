@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -103,11 +104,11 @@ class CascadedOccupancyHead(nn.Module):
         self.coarse = nn.Sequential(_conv_block(in_channels, channels), _conv_block(channels, channels))
         self.coarse_classifier = nn.Conv3d(channels, num_classes, 1)
         self.child_embedding = nn.Embedding(cascade_ratio**3, channels)
-        self.fine_mlp = nn.Sequential(
-            nn.Linear(channels, channels), nn.ReLU(inplace=True), nn.Linear(channels, num_classes)
-        )
-        nn.init.zeros_(self.fine_mlp[-1].weight)  # the fine stage starts as the upsampled coarse stage
-        nn.init.zeros_(self.fine_mlp[-1].bias)
+        self.in_channels = in_channels
+        last = nn.Linear(channels, num_classes)
+        self.fine_mlp = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(inplace=True), last)
+        nn.init.zeros_(last.weight)  # the fine stage starts as the upsampled coarse stage
+        nn.init.zeros_(last.bias)
 
     @classmethod
     def from_config(cls, config: ModelConfig, in_channels: int) -> CascadedOccupancyHead:
@@ -122,10 +123,9 @@ class CascadedOccupancyHead(nn.Module):
 
     def forward(self, volume: torch.Tensor) -> HeadOutput:
         """volume: (B, C_in, Xc, Yc, Zc), LiDAR frame -> HeadOutput with the fine grid r times finer."""
-        if volume.dim() != 5 or volume.shape[1] != self.coarse[0][0].in_channels:
+        if volume.dim() != 5 or volume.shape[1] != self.in_channels:
             raise ValueError(
-                f"CascadedOccupancyHead: expected (B, {self.coarse[0][0].in_channels}, X, Y, Z) input, "
-                f"got {tuple(volume.shape)}"
+                f"CascadedOccupancyHead: expected (B, {self.in_channels}, X, Y, Z) input, got {tuple(volume.shape)}"
             )
         features = self.coarse(volume)
         coarse_logits = self.coarse_classifier(features)
@@ -146,7 +146,7 @@ class CascadedOccupancyHead(nn.Module):
         """
         r = self.ratio
         b, _, xc, yc, zc = features.shape
-        first, second = self.fine_mlp[0], self.fine_mlp[2]
+        first, second = cast(nn.Linear, self.fine_mlp[0]), cast(nn.Linear, self.fine_mlp[2])
         dtype = features.dtype
         projected = torch.matmul(features.permute(0, 2, 3, 4, 1), first.weight.t().to(dtype))  # (B, Xc, Yc, Zc, C)
         hidden = F.interpolate(projected.permute(0, 4, 1, 2, 3), scale_factor=r, mode="trilinear", align_corners=False)

@@ -50,7 +50,7 @@ def cube_offsets(radius: int, device: torch.device | str = "cpu", skip_centre: b
     return torch.tensor(offsets, dtype=torch.int64, device=device)
 
 
-def index_volume(coords: torch.Tensor, shape: tuple[int, int, int], batch_size: int) -> torch.Tensor:
+def index_volume(coords: torch.Tensor, shape: tuple[int, ...], batch_size: int) -> torch.Tensor:
     """(B, X, Y, Z) int64 volume holding the row of `coords` ((N, 4) [b, x, y, z]) in each cell, -1 elsewhere."""
     vol = torch.full((batch_size, *shape), -1, dtype=torch.int64, device=coords.device)
     c = coords.long()
@@ -204,7 +204,7 @@ def knn(
     key_coords: torch.Tensor,
     k: int,
     radius: int,
-    volume_shape: tuple[int, int, int, int],
+    volume_shape: tuple[int, ...],
     skip_centre: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest keys per query, by whichever search is cheapest for the sizes (the same answer).

@@ -63,7 +63,7 @@ def single_threaded_on_cpu(fn: Callable) -> Callable:
         finally:
             torch.set_num_threads(threads)
 
-    wrapper.single_threaded_on_cpu = True
+    wrapper.single_threaded_on_cpu = True  # type: ignore[attr-defined]  # a marker on the function, read by getattr
     return wrapper
 
 

@@ -201,10 +201,10 @@ class TemporalAggregator(nn.Module):
         if self.cell is None:
             return StepResult(volume, None, None)
         reason = reset_reason(state, pose, int(stamp_ns), stream_id, self.max_gap_s)
-        if reason is None and state.hidden.shape[0] != volume.shape[0]:
+        if reason is None and state is not None and state.hidden.shape[0] != volume.shape[0]:
             reason = f"batch size changed from {state.hidden.shape[0]} to {volume.shape[0]}"
         previous = None
-        if reason is None:
+        if reason is None and state is not None:  # (reset_reason gives a reason when there is no state)
             prev2cur = relative_pose(torch.from_numpy(state.lidar2global), torch.from_numpy(pose))
             both = warp_volume(torch.cat([state.hidden, state.cell], dim=1), prev2cur, self.grid)
             previous = tuple(both.chunk(2, dim=1))

@@ -1,9 +1,9 @@
 """LiDAR points -> occupied voxels with mean point features, the input of the sparse encoder.
 
 `voxelize` finds the occupied voxels by marking each point's voxel key in a flat table over the grid's cells
-(O(points + cells), no sort); `voxelize_reference` does it with `torch.unique` (a sort of the points), the
-earlier implementation that `voxelize` is tested against (the same tensors, bit for bit). Grids with
-more than `DENSE_KEY_CELLS` cells over the batch take the reference path.
+(O(points + cells), no sort); its twin `tacocc_core.reference.voxelize.voxelize_reference` does it with
+`torch.unique` (a sort of the points), and the unit tests compare the two (the same tensors, bit for bit).
+Grids with more than `DENSE_KEY_CELLS` cells over the batch find the keys with `torch.unique` instead.
 """
 
 from __future__ import annotations
@@ -21,15 +21,8 @@ DENSE_KEY_CELLS = 1 << 24
 
 
 def voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group points by voxel (multi-sweep clouds keep their time lag as a feature); as `voxelize_reference`."""
-    return _voxelize(points, points_batch, grid, dense_keys=True)
-
-
-def voxelize_reference(
-    points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The plain implementation (`torch.unique`), kept as the twin `voxelize` is tested against."""
-    return _voxelize(points, points_batch, grid, dense_keys=False)
+    """Group points by voxel (multi-sweep clouds keep their time lag as a feature); see `_voxelize`."""
+    return _voxelize(points, points_batch, grid)
 
 
 def _unique_keys(key: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,32 +37,10 @@ def _unique_keys(key: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Ten
     return uniq, rank[key], per_cell[uniq]
 
 
-def _group_by_unique(
-    pts: torch.Tensor, points_batch: torch.Tensor, lower: torch.Tensor, size: torch.Tensor, grid_shape: tuple
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference grouping: (features (M, VOXEL_FEATURES), voxel keys (M,) sorted) by `torch.unique`."""
-    dev = pts.device
-    shape = torch.tensor(grid_shape, device=dev)
-    finite = torch.isfinite(pts).all(dim=1)
-    scaled = (torch.where(finite[:, None], pts[:, :3], torch.zeros_like(pts[:, :3])) - lower) / size
-    idx = torch.floor(scaled).long()
-    keep = finite & ((idx >= 0) & (idx < shape)).all(dim=1)
-    pts, idx, scaled, bidx = pts[keep], idx[keep], scaled[keep], points_batch[keep].long()
-    nx, ny, nz = grid_shape
-    key = ((bidx * nx + idx[:, 0]) * ny + idx[:, 1]) * nz + idx[:, 2]
-    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
-    m = len(uniq)
-    count = torch.zeros(m, device=dev).index_add_(0, inverse, torch.ones_like(key, dtype=torch.float32))
-    sums = torch.zeros(m, 5, device=dev).index_add_(0, inverse, pts)
-    offsets = torch.zeros(m, 3, device=dev).index_add_(0, inverse, scaled - idx - 0.5)
-    denom = count.clamp(min=1)[:, None]
-    return torch.cat([sums / denom, offsets / denom, torch.log1p(count)[:, None]], dim=1), uniq
-
-
 def _group_by_flat_table(
     pts: torch.Tensor, points_batch: torch.Tensor, lower: torch.Tensor, size: torch.Tensor, grid_shape: tuple
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """As `_group_by_unique`, with fewer passes over the points and `_unique_keys` where the grid allows.
+    """(features (M, VOXEL_FEATURES), voxel keys (M,) sorted) in few passes, `_unique_keys` where the grid allows.
 
     A point is inside when 0 <= scaled < shape on every axis, the same test as on floor(scaled) and false for
     NaN and infinities; the other columns are checked for finiteness apart. Counts come with the unique keys
@@ -110,9 +81,7 @@ def _group_by_flat_table(
     return torch.cat([sums / denom, torch.log1p(count)[:, None]], dim=1), uniq
 
 
-def _voxelize(
-    points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec, dense_keys: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _voxelize(points: torch.Tensor, points_batch: torch.Tensor, grid: GridSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Group points by voxel (multi-sweep clouds keep their time lag as a feature).
 
     Args:
@@ -138,10 +107,7 @@ def _voxelize(
     lower = torch.tensor(grid.lower, dtype=torch.float32, device=dev)
     size = torch.tensor(grid.voxel_size, dtype=torch.float32, device=dev)
     nx, ny, nz = grid.shape
-    if dense_keys:
-        features, uniq = _group_by_flat_table(pts, points_batch, lower, size, grid.shape)
-    else:
-        features, uniq = _group_by_unique(pts, points_batch, lower, size, grid.shape)
+    features, uniq = _group_by_flat_table(pts, points_batch, lower, size, grid.shape)
     z = uniq % nz
     y = (uniq // nz) % ny
     x = (uniq // (nz * ny)) % nx

@@ -29,11 +29,8 @@ def scaled_grid(spec: GridSpec, factor: int) -> GridSpec:
     """The same extent as `spec` with voxels `factor` times larger per axis (a coarse grid)."""
     if factor < 1 or any(n % factor for n in spec.shape):
         raise ValueError(f"grid shape {spec.shape} is not divisible by factor {factor}")
-    return GridSpec(
-        spec.lower,
-        tuple(s * factor for s in spec.voxel_size),
-        tuple(n // factor for n in spec.shape),
-    )
+    (sx, sy, sz), (nx, ny, nz) = spec.voxel_size, spec.shape
+    return GridSpec(spec.lower, (sx * factor, sy * factor, sz * factor), (nx // factor, ny // factor, nz // factor))
 
 
 def relative_pose(prev_lidar2global: torch.Tensor, cur_lidar2global: torch.Tensor) -> torch.Tensor:
@@ -90,31 +87,3 @@ def warp_volume(volume: torch.Tensor, prev2cur: torch.Tensor | np.ndarray, spec:
     grid = F.affine_grid(theta.to(sample_dtype), list(volume.shape), align_corners=False)
     out = F.grid_sample(volume.to(sample_dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.to(volume.dtype)
-
-
-def warp_volume_reference(volume: np.ndarray, prev2cur: np.ndarray, spec: GridSpec) -> np.ndarray:
-    """Slow, plain-numpy twin of `warp_volume` for one (C, X, Y, Z) volume, used by the tests.
-
-    Every current voxel centre is mapped into the previous frame, turned into continuous voxel
-    coordinates, and the eight surrounding voxel values are blended with trilinear weights; corners
-    outside the grid count as zero.
-    """
-    volume = np.asarray(volume, dtype=np.float64)
-    _, nx, ny, nz = volume.shape
-    cur2prev = np.linalg.inv(np.asarray(prev2cur, dtype=np.float64))
-    out = np.zeros_like(volume)
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                centre = spec.index_to_center(np.array([i, j, k]))
-                prev = cur2prev[:3, :3] @ centre + cur2prev[:3, 3]
-                u = (prev - np.asarray(spec.lower)) / np.asarray(spec.voxel_size) - 0.5
-                base = np.floor(u).astype(int)
-                frac = u - base
-                for corner in np.ndindex(2, 2, 2):
-                    idx = base + np.array(corner)
-                    if np.any(idx < 0) or np.any(idx >= np.array([nx, ny, nz])):
-                        continue
-                    weight = np.prod(np.where(np.array(corner) == 1, frac, 1.0 - frac))
-                    out[:, i, j, k] += weight * volume[:, idx[0], idx[1], idx[2]]
-    return out

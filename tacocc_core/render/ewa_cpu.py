@@ -16,7 +16,7 @@ math left to autograd.
 
 Why our own: gsplat's pure-PyTorch reference functions are private and still call its CUDA kernels, and no
 maintained CPU splatting library fits (docs/design/dependencies.md). The slow float64 per-pixel twin is
-`ewa_reference.py`.
+`tacocc_core/reference/ewa_cpu.py`.
 
 Memory stays bounded: Gaussians are binned into square tiles by their opacity-aware 2D box (as gsplat's
 tile intersection does), and tiles are composited in chunks of at most `max_elements` (pixel, Gaussian)

@@ -77,9 +77,10 @@ class GaussianHead(nn.Module):
             nn.GroupNorm(math.gcd(channels, 8), channels),
             nn.SiLU(),
         )
-        self.mlp = nn.Sequential(nn.Linear(channels + 2, channels), nn.SiLU(), nn.Linear(channels, self.raw_dim))
-        nn.init.normal_(self.mlp[-1].weight, std=1e-2)  # start near the documented raw = 0 values
-        nn.init.zeros_(self.mlp[-1].bias)
+        last = nn.Linear(channels, self.raw_dim)
+        self.mlp = nn.Sequential(nn.Linear(channels + 2, channels), nn.SiLU(), last)
+        nn.init.normal_(last.weight, std=1e-2)  # start near the documented raw = 0 values
+        nn.init.zeros_(last.bias)
 
     @property
     def raw_dim(self) -> int:

@@ -61,7 +61,7 @@ def optimise_gaussians(
         loss.backward()
         # Host-device sync, once per step: the value is logged, and a non-finite loss or gradient must not
         # reach the parameters.
-        grads = [theta[name].grad for name in FREE_FIELDS if theta[name].grad is not None]
+        grads = [g for name in FREE_FIELDS if (g := theta[name].grad) is not None]
         finite = torch.stack([loss.detach().isfinite()] + [g.isfinite().all() for g in grads]).all()
         if not bool(finite):
             stopped = f"inner step {step}: non-finite L_rgb ({loss.item()}) or gradient; kept the last finite Theta"

@@ -113,6 +113,7 @@ def window_targets(
         if sky is not None:
             mask = mask & ~sky[b, s]
         target, target_valid = resize_target(images[b, s], mask, out_h, out_w)
+        assert target_valid is not None  # a mask in gives a mask out
         rgb.append(target)
         valid.append(target_valid)
         s2t = relative_pose(poses[s], poses[t])  # LiDAR of s -> LiDAR of t

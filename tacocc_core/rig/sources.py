@@ -199,17 +199,20 @@ def rig_from_bag(
             raise CalibrationError(str(err)) from None
     lidar_frame = lidar_frame or LIDAR_CHANNEL
     try:
-        rig = rig_from_transforms(transforms, lidar_frame, ego_frame, {n: infos[n].header.frame_id or n for n in infos})
+        found = rig_from_transforms(
+            transforms, lidar_frame, ego_frame, {n: infos[n].header.frame_id or n for n in infos}
+        )
     except TransformTreeError as err:
         raise CalibrationError(f"{path}: {TF_STATIC_TOPIC}: {err}") from None
-    problems = [f"{n}: {why}" for n, why in rig.missing.items()]
+    problems = [f"{n}: {why}" for n, why in found.missing.items()]
     problems += [f"{n}: no camera_info message" for n in names if n not in infos]
     if problems:
         raise CalibrationError(f"{path}: {TF_STATIC_TOPIC} does not give the rig: " + "; ".join(problems))
+    assert found.lidar2ego is not None  # else "lidar2ego" is among found.missing, raised above
     cams = {
         n: CameraCalibration(
-            rig.cam2lidar[n], np.asarray(infos[n].k, dtype=np.float64).reshape(3, 3), infos[n].header.frame_id or n
+            found.cam2lidar[n], np.asarray(infos[n].k, dtype=np.float64).reshape(3, 3), infos[n].header.frame_id or n
         )
         for n in names
     }
-    return RigCalibration(lidar_frame, cams, rig.lidar2ego, ego_frame)
+    return RigCalibration(lidar_frame, cams, found.lidar2ego, ego_frame)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from tacocc_core.train.run_state import capture_rng_state
 from tacocc_core.train.sync_batchnorm import SyncBatchNorm
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -129,16 +131,17 @@ def make_sampler(
     )
 
 
-def convert_sync_batchnorm(model: nn.Module, ctx: DistContext) -> nn.Module:
+def convert_sync_batchnorm(model: ModuleT, ctx: DistContext) -> ModuleT:
     """Batch norm layers with statistics over all ranks: torch's SyncBatchNorm on CUDA, ours elsewhere.
 
-    Unchanged for a single process.
+    Unchanged for a single process. `model` is a network holding batch norms, not a batch norm itself: the
+    same module comes back with its batch norm layers replaced.
     """
     if not ctx.distributed:
         return model
     if ctx.device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return SyncBatchNorm.convert(model)
+        return cast(ModuleT, nn.SyncBatchNorm.convert_sync_batchnorm(model))
+    return cast(ModuleT, SyncBatchNorm.convert(model))
 
 
 def wrap_ddp(model: nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> nn.Module:

@@ -121,8 +121,9 @@ def evaluate_streams(
             if on_frame is not None:
                 on_frame(token)
     for ev in (evaluator, lidar):
-        for name, matrix in ev.matrices.items() if ev is not None else ():
-            ev.matrices[name] = all_reduce_sum(matrix, ctx)
+        if ev is not None:
+            for name, matrix in ev.matrices.items():
+                ev.matrices[name] = all_reduce_sum(matrix, ctx)
     scored, unlabelled = (int(x) for x in all_reduce_sum(np.asarray(counts, dtype=np.int64), ctx))
     evaluator.frames = scored
     flips = FlickerCounts.from_array(all_reduce_sum(flicker.counts.as_array(), ctx))

@@ -60,7 +60,7 @@ class KByClass:
         """k_maps: per (scale s, modality m) at index s * 2 + m, (Xs, Ys, Zs) int chosen k (0: no query)."""
         for slot, k_map in enumerate(k_maps):
             key = (MODALITIES[slot % 2], slot // 2)
-            classes = block_classes(labels, k_map.shape)
+            classes = block_classes(labels, (k_map.shape[0], k_map.shape[1], k_map.shape[2]))
             query = (k_map > 0) & (classes >= 0)
             table = self.counts.setdefault(key, np.zeros((NUM_CLASSES, len(self.candidates)), dtype=np.int64))
             column = np.searchsorted(np.asarray(self.candidates), k_map[query])

@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader
 from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
 from tacocc_core.config import ModelConfig
 from tacocc_core.data.dataset import AugmentOptions, SequenceDataset, make_collate
-from tacocc_core.data.nuscenes_reader import NuScenesReader, ReaderOptions
+from tacocc_core.data.nuscenes_reader import LabelSource, NuScenesReader, ReaderOptions
 from tacocc_core.model.tacocc import TACOcc
-from tacocc_core.predictor import Predictor, PredictorOptions
+from tacocc_core.predictor import Precision, Predictor, PredictorOptions
 from tacocc_core.train.distributed import (
     DistContext,
     all_reduce_mean,
@@ -87,7 +87,7 @@ class RunSpec:
     resume: bool = False
     train_split: str = "train"
     val_split: str = "val"
-    labels: str = "surroundocc"
+    labels: LabelSource = "surroundocc"
     device: str = "auto"
     stop_at_step: int | None = None
     val_max_frames: int | None = None
@@ -189,7 +189,7 @@ def _train(spec: RunSpec, tc: TrainConfig, ctx: DistContext) -> TrainSummary:
             summary.last_terms = terms
             progress.update(terms, tc.batch_size * ctx.world_size)
             if step % tc.log_every == 0 or step == end:
-                tb.scalars(step, {**terms, "lr": scheduler.get_last_lr()[0]}, prefix="train")
+                tb.scalars(step, {**terms, "lr": float(scheduler.get_last_lr()[0])}, prefix="train")
                 tb.scalars(step, {"nonfinite": guard.skipped, "unlearnable": unlearnable}, prefix="skipped")
             if want_images:
                 _log_images(tb, step, out, batch)
@@ -304,7 +304,7 @@ def _validate(
 
     The weights are the current ones, streamed frame after frame as in deployment.
     """
-    precision = "bf16" if spec.train_config.bf16 and ctx.device.type == "cuda" else "fp32"
+    precision: Precision = "bf16" if spec.train_config.bf16 and ctx.device.type == "cuda" else "fp32"
     options = PredictorOptions(device=str(ctx.device), precision=precision, timings=False)
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         # Building a network draws initial weights from the global RNG, whose state checkpoints carry.

@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from tacocc_core.labels import EMPTY, IGNORE, colorize
+
+if TYPE_CHECKING:  # imported when first needed: tensorboard is slow to import
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class ProgressLine:
@@ -98,10 +102,11 @@ class TensorBoardLogger:
     def __init__(self, log_dir: str | os.PathLike[str], enabled: bool = True) -> None:
         self.log_dir = Path(log_dir)
         self.enabled = enabled
-        self._writer = None
+        self._writer: SummaryWriter | None = None
 
     @property
-    def writer(self):  # noqa: ANN201 - SummaryWriter, imported lazily (tensorboard is slow to import)
+    def writer(self) -> SummaryWriter:
+        """The event file writer, opened on first use."""
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 

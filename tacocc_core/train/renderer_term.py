@@ -67,11 +67,13 @@ def renderer_loss(
     done = [res for _, res in window.frames if res.skipped is None]
     skipped = len(window.frames) - len(done)
     views = None
-    shown = next(((bt, res) for bt, res in window.frames if res.skipped is None and res.images is not None), None)
+    shown = next(
+        ((bt, res.images) for bt, res in window.frames if res.skipped is None and res.images is not None), None
+    )
     if with_views and shown is not None:
-        (b, t), res = shown
+        (b, t), images = shown
         r = renderer.settings
-        views = _views_image(res.images[0], window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky).images)
+        views = _views_image(images[0], window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky).images)
     if not done:
         return RendererTerm(window.l_pc, window.l_rgb, {"rendered": 0.0, "skipped": float(skipped)}, views)
     logs = {

@@ -66,7 +66,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     is by dimensionality: tensors with ndim >= 2 decay, tensors with ndim < 2 do not (the rule nanoGPT and
     timm use). Frozen parameters (requires_grad False) are left out.
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if not param.requires_grad:
             continue

@@ -82,23 +82,6 @@ def top_view(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top, np.where(has, k, -1).astype(np.int64)
 
 
-def top_view_reference(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slow column-by-column twin of `top_view`, for tests."""
-    nx, ny, nz = labels.shape
-    top = np.zeros((nx, ny), dtype=np.uint8)
-    index = np.full((nx, ny), -1, dtype=np.int64)
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz - 1, -1, -1):
-                if 1 <= labels[i, j, k] <= 16:
-                    top[i, j], index[i, j] = labels[i, j, k], k
-                    break
-            else:
-                if (labels[i, j] == IGNORE).any():
-                    top[i, j] = IGNORE
-    return top, index
-
-
 def bev_pixel(points_xy: np.ndarray, grid: GridSpec, forward: str, pixels_per_voxel: int) -> np.ndarray:
     """(N, 2) metric (x, y) in the grid's frame -> (N, 2) float64 (column, row) in `bev_image`'s picture."""
     f_axis, f_sign, r_axis, r_sign = check_forward(forward)

@@ -71,7 +71,7 @@ def camera_mosaic(
     images: Sequence[np.ndarray] | np.ndarray,
     names: Sequence[str],
     tile_width: int = 400,
-    camera_valid: Sequence[bool] | None = None,
+    camera_valid: Sequence[bool] | np.ndarray | None = None,
     overlay: tuple[np.ndarray, GridSpec, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Six camera images -> one (2 * tile_h, 3 * tile_width, 3) uint8 mosaic with the camera names.
@@ -117,9 +117,9 @@ def frame_mosaic(
     tile_width: int = 400,
 ) -> np.ndarray:
     """A `Frame`'s images as a mosaic; with `labels` and `grid`, the voxels projected into them."""
-    overlay = None if labels is None else (labels, grid, frame.cam2img, frame.cam2lidar)
     if labels is not None and grid is None:
         raise ValueError("frame_mosaic: labels given without their grid")
+    overlay = None if labels is None or grid is None else (labels, grid, frame.cam2img, frame.cam2lidar)
     return camera_mosaic(frame.images, names, tile_width, frame.camera_valid, overlay)
 
 

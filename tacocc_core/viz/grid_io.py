@@ -96,19 +96,21 @@ def read_grid(path: str | os.PathLike[str], grid: GridSpec | None = None, use_ca
         raise LabelFileError(f"{path}: not a readable .npy array ({err})") from None
     if array.ndim == 2 and array.shape[1] == 4:
         spec = grid or SURROUNDOCC_GRID
-        labels = surroundocc_to_dense(array, tuple(spec.shape), source=str(path))
+        labels = surroundocc_to_dense(array, spec.shape, source=str(path))
         return LoadedGrid(labels, spec, LIDAR_FORWARD, "surroundocc", "LiDAR", path)
     if array.ndim == 3:
         labels = _check_dense(array, path)
-        spec = grid or preset_grid_for_shape(labels.shape)
-        if spec is None:
+        dense_spec = grid or preset_grid_for_shape(labels.shape)
+        if dense_spec is None:
             raise LabelFileError(
                 f"{path}: a dense grid of shape {labels.shape} matches no model preset's grid; "
                 f"name its grid with a preset or config file ({', '.join(PRESETS)})"
             )
-        if tuple(spec.shape) != labels.shape:
-            raise LabelFileError(f"{path}: grid of shape {labels.shape}, but the grid given has shape {spec.shape}")
-        return LoadedGrid(labels, spec, LIDAR_FORWARD, "prediction", "LiDAR", path)
+        if tuple(dense_spec.shape) != labels.shape:
+            raise LabelFileError(
+                f"{path}: grid of shape {labels.shape}, but the grid given has shape {dense_spec.shape}"
+            )
+        return LoadedGrid(labels, dense_spec, LIDAR_FORWARD, "prediction", "LiDAR", path)
     raise LabelFileError(
         f"{path}: expected SurroundOcc (N, 4) rows or a dense (X, Y, Z) grid, got an array of shape {array.shape}"
     )

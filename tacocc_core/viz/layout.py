@@ -15,7 +15,7 @@ TEXT = (20, 20, 20)
 
 
 @lru_cache(maxsize=8)
-def font(size: int = 16) -> ImageFont.ImageFont:
+def font(size: int = 16) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's bundled FreeType font at `size` pixels (a bitmap font where FreeType is missing)."""
     return ImageFont.load_default(size=size)
 

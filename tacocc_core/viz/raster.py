@@ -32,16 +32,6 @@ def nearest_per_pixel(pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray,
     return order[first].astype(np.int64), sorted_pixel[first].astype(np.int64)
 
 
-def nearest_per_pixel_reference(pixel: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slow loop twin of `nearest_per_pixel`, for tests."""
-    best: dict[int, int] = {}
-    for m, (p, d) in enumerate(zip(pixel.tolist(), depth.tolist(), strict=True)):
-        if p not in best or d < depth[best[p]]:
-            best[p] = m
-    pixels = np.array(sorted(best), dtype=np.int64)
-    return np.array([best[p] for p in pixels.tolist()], dtype=np.int64), pixels
-
-
 def disc_offsets(radius: int) -> np.ndarray:
     """(K, 2) int64 (d_row, d_col) offsets of the pixels within `radius` of a centre pixel."""
     r = int(radius)

@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from rclpy.serialization import deserialize_message
@@ -40,6 +41,8 @@ from tacocc_ros.messages.stamps import stamp_to_ns
 from tacocc_ros.node.calibration import CalibrationError, load_calibration
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, camera_arrays, pose_xyzw_to_transform
 from tacocc_ros.node.sync import LidarSynchronizer, SyncConfig, SyncedSet
+
+FrameT = TypeVar("FrameT")  # what a sequence is made of
 
 __all__ = ["BagFrame", "bag_frames", "deserialize", "labels_from_cloud", "sequences"]
 
@@ -102,7 +105,7 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
         label_grid = read_calibration(path).label_grid
     except (CalibrationError, BagCalibrationError) as err:
         raise CalibrationError(f"{path}: {err}") from None
-    size = tuple(config.cameras.image_size)
+    size = config.cameras.image_size
     with BagReader(path) as reader:
         require_sensor_topics(reader, cameras)
         poses = PoseBuffer(max_poses=10**7, reset_after_ns=2**62)
@@ -141,8 +144,7 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
                     decoded[name] = decode_for_network(image, size, source=f"{path}: {camera_topics(name)[0]}")
                 except ImageDecodeError as err:
                     raise BagError(str(err)) from None
-            k = {name: intrinsics.get(name, fallback_k.get(name)) for name in decoded}
-            k = {name: value for name, value in k.items() if value is not None}
+            k = {name: value for name in decoded if (value := intrinsics.get(name, fallback_k.get(name))) is not None}
             images, cam2img, cam2lidar, valid, missing = camera_arrays(cameras, size, decoded, k, extrinsics)
             pose = lidar2global(stamp)
             if pose is None:
@@ -168,7 +170,7 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
                     yield build(event)
 
 
-def sequences(frames: Sequence[BagFrame], window: int) -> list[list[BagFrame]]:
+def sequences(frames: Sequence[FrameT], window: int) -> list[list[FrameT]]:
     """Consecutive, non-overlapping `window`-frame sequences of frames of one bag (a short tail is left out)."""
     if window < 1:
         raise ValueError(f"sequences: window must be >= 1, got {window}")

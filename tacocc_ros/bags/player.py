@@ -29,6 +29,7 @@ from pathlib import Path
 
 from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosbags.interfaces import QosDurability, QosHistory, QosReliability
@@ -125,7 +126,8 @@ class BagPlayer:
         self._stop = threading.Event()
         self.report = PlayReport()
         wanted = self.reader.select_topics(self.options.topics)
-        self.publishers, self.classes = {}, {}
+        self.publishers: dict[str, Publisher] = {}
+        self.classes: dict[str, type] = {}
         for topic in sorted(wanted):
             info = self.reader.topics[topic]
             cls = message_class(info.msgtype)
@@ -199,7 +201,7 @@ class BagPlayer:
 
 def warn_missing_sensors(node: Node, reader: BagReader) -> None:
     """Warn (not fail) when the bag lacks a topic the occupancy node needs; cameras from calibration.yaml."""
-    cameras = NUSCENES_CAMERAS
+    cameras: tuple[str, ...] = NUSCENES_CAMERAS
     if reader.path.is_dir():
         try:
             cameras = tuple(read_calibration(reader.path).cameras)

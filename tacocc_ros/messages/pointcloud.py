@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import array
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
@@ -80,7 +81,8 @@ def array_to_cloud(points: np.ndarray, header: Header, is_dense: bool = False) -
     if points.ndim not in (1, 2):
         raise PointCloudError(f"expected a (N,) or (height, width) structured array, got shape {points.shape}")
     fields = dtype_to_fields(points.dtype)
-    orders = {_byte_order(points.dtype.fields[n][0].base) for n in points.dtype.names}
+    layout: Mapping[str, Any] = points.dtype.fields or {}  # dtype_to_fields refused a dtype without fields
+    orders = {_byte_order(layout[f.name][0].base) for f in fields}
     orders.discard("|")
     if len(orders) > 1:
         raise PointCloudError(f"fields mix byte orders {sorted(orders)}; use one")

@@ -14,6 +14,7 @@ be set before `rclpy.init`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 FASTDDS_PROFILE = Path(__file__).resolve().parent / "fastdds_large_messages.xml"
@@ -21,7 +22,7 @@ PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES
 SWITCH = "TACOCC_FASTDDS_PROFILE"
 
 
-def large_message_environment(env: dict[str, str]) -> dict[str, str]:
+def large_message_environment(env: Mapping[str, str]) -> dict[str, str]:
     """`env` with the project's Fast DDS profile set where nothing else was chosen (see the module docstring)."""
     env = dict(env)
     if env.get(SWITCH, "").strip().lower() == "default":

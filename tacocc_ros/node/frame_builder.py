@@ -31,10 +31,10 @@ def pose_xyzw_to_transform(translation: Sequence[float], quaternion_xyzw: Sequen
     norm = np.linalg.norm(quaternion)
     if not np.isfinite(norm) or norm < 1e-9:
         raise ValueError(f"orientation quaternion (x, y, z, w) {quaternion.tolist()} has no direction")
-    translation = np.asarray(translation, dtype=np.float64)
-    if translation.shape != (3,) or not np.isfinite(translation).all():
-        raise ValueError(f"position must be 3 finite numbers, got {translation.tolist()}")
-    return make_transform(Rotation.from_quat(quaternion / norm).as_matrix(), translation)
+    position = np.asarray(translation, dtype=np.float64)
+    if position.shape != (3,) or not np.isfinite(position).all():
+        raise ValueError(f"position must be 3 finite numbers, got {position.tolist()}")
+    return make_transform(Rotation.from_quat(quaternion / norm).as_matrix(), position)
 
 
 class PoseBuffer:

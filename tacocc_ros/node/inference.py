@@ -14,7 +14,7 @@ from __future__ import annotations
 from tacocc_core.allocator import keep_freed_memory, return_large_blocks
 from tacocc_core.config import ModelConfig
 from tacocc_core.inference_process import InferenceProcess, InferenceProcessError, InferenceProcessOptions
-from tacocc_core.predictor import Predictor, PredictorOptions
+from tacocc_core.predictor import Precision, Predictor, PredictorOptions
 from tacocc_ros.node.threads import set_inference_threads
 
 __all__ = ["InferenceProcess", "InferenceProcessError", "Inference", "make_inference"]
@@ -23,7 +23,7 @@ Inference = Predictor | InferenceProcess
 
 
 def make_inference(
-    kind: str, config: ModelConfig, checkpoint: str, device: str, precision: str, threads: int
+    kind: str, config: ModelConfig, checkpoint: str, device: str, precision: Precision, threads: int
 ) -> tuple[Inference, str]:
     """The network for `kind` ("process" or "thread") and a line for the log saying how it runs.
 
@@ -40,9 +40,9 @@ def make_inference(
         )
     malloc = keep_freed_memory()  # before the first frame's tensors
     count = set_inference_threads(threads)
-    options = PredictorOptions(device=device, precision=precision, timings=False)
+    predictor_options = PredictorOptions(device=device, precision=precision, timings=False)
     if checkpoint:
-        predictor = Predictor.from_checkpoint(checkpoint, config, options)
+        predictor = Predictor.from_checkpoint(checkpoint, config, predictor_options)
     else:
-        predictor = Predictor(config, None, options)
+        predictor = Predictor(config, None, predictor_options)
     return predictor, f"inference in a thread of the node ({count} torch threads; {malloc or 'glibc malloc defaults'})"

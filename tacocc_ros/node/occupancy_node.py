@@ -54,6 +54,7 @@ from visualization_msgs.msg import MarkerArray
 from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
+from tacocc_core.predictor import Precision
 from tacocc_ros.messages.images import ImageDecodeError, check_image
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
@@ -93,7 +94,7 @@ def guarded(callback):
 class OccupancyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("occupancy_node", **kwargs)
-        model_config = self.declare_parameter(
+        model_config: str = self.declare_parameter(
             "model_config",
             "nuscenes_r50_256x704",
             ParameterDescriptor(description="model preset or YAML", read_only=True),
@@ -129,7 +130,7 @@ class OccupancyNode(Node):
         self._warned: set[str] = set()
         self.frames = FrameAssembly(
             self.cameras,
-            tuple(self.config.cameras.image_size),
+            self.config.cameras.image_size,
             {c.name: c.image_topic for c in self.inputs},
             self.extrinsics,
             self.poses,
@@ -187,7 +188,7 @@ class OccupancyNode(Node):
             f"transport {transport_description(dict(os.environ))}"
         )
 
-    def _make_predictor(self, checkpoint: str, device: str, precision: str) -> Inference:
+    def _make_predictor(self, checkpoint: str, device: str, precision: Precision) -> Inference:
         if not checkpoint:
             self.get_logger().warning(
                 "NO CHECKPOINT: the network runs with RANDOM WEIGHTS; its output is meaningless "
@@ -381,6 +382,8 @@ class OccupancyNode(Node):
         self.stats.on_failed("inference process")
         self.get_logger().error(f"sweep {stamp_ns}: {err}; restarting it")
         if not self.context.ok():
+            return
+        if not isinstance(self.predictor, InferenceProcess):  # a thread's inference has no process to restart
             return
         try:
             self.predictor.restart()

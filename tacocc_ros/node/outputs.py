@@ -23,6 +23,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
+from tacocc_core.bags.cloud_layout import dtype_to_fields
 from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, PALETTE
 from tacocc_ros.messages.stamps import make_header
@@ -33,6 +34,7 @@ MARKERS_TOPIC = "occupancy/markers"
 CLOUD_TOPIC = "occupancy/cloud"
 
 CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "label", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4", "<f4"]})
+CLOUD_OFFSETS = {f.name: f.offset for f in dtype_to_fields(CLOUD_DTYPE)}
 
 
 def occupied_voxels(labels: np.ndarray, grid: GridSpec, max_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +149,7 @@ def build_cloud(
     points["label"] = classes
     points["rgb"] = pack_rgb(PALETTE[np.minimum(classes, NUM_CLASSES - 1)])
     fields = [
-        PointField(name=name, offset=CLOUD_DTYPE.fields[name][1], datatype=datatype, count=1)
+        PointField(name=name, offset=CLOUD_OFFSETS[name], datatype=datatype, count=1)
         for name, datatype in (
             ("x", PointField.FLOAT32),
             ("y", PointField.FLOAT32),

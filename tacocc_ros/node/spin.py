@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -39,7 +40,7 @@ def _join_callbacks(executor) -> None:
         pool.shutdown(wait=True)
 
 
-def run_until_signal(build_node: Callable[[], object], name: str, args: list[str] | None = None) -> int:
+def run_until_signal(build_node: Callable[[], Any], name: str, args: list[str] | None = None) -> int:
     """Build the node, spin it until a signal, shut it down; 0, or 1 on a startup error.
 
     The node's `values["executor"]` picks the executor; it must have `close()`. A startup error is printed

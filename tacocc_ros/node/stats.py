@@ -95,7 +95,7 @@ class NodeStats:
                 self._trim(arrivals, int(now_ns))
                 rates[topic] = len(arrivals) * 1e9 / self.rate_window_ns
             lat = np.asarray(self._latencies_ns, dtype=np.float64) / 1e6
-            latency = {"p50": None, "p99": None, "max": None}
+            latency: dict[str, float | None] = {"p50": None, "p99": None, "max": None}
             if lat.size:
                 p50, p99 = np.percentile(lat, [50, 99])
                 latency = {"p50": float(p50), "p99": float(p99), "max": float(lat.max())}

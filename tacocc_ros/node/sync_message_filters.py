@@ -26,7 +26,9 @@ _LIDAR = "__lidar__"
 
 
 class Synchronizer(Protocol):
-    """What the node calls: feed messages, get events back."""
+    """What the node calls: feed messages, get events back; `config` says what it waits for."""
+
+    config: SyncConfig
 
     def add_image(self, camera: str, stamp_ns: int, payload: Any) -> list[Event]: ...
 

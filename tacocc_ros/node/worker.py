@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -107,9 +107,10 @@ class Worker(Generic[T]):
 
     def _run(self) -> None:
         while True:
-            got, item = self._slot.take()
+            got, taken = self._slot.take()
             if not got:
                 return
+            item = cast(T, taken)  # the slot held an item (it may be None)
             self._busy.set()
             try:
                 self._process(item)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from tacocc_core.train.eval_report import write_text_atomic
 RSS_SETTLE_S = 120.0  # RSS growth is measured after the first two minutes (warm-up: allocator, torch caches)
 
 
-def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
+def percentiles(values: Sequence[float | None] | np.ndarray) -> dict[str, float | None]:
     """{"p50", "p99", "max"} of `values` (ms), None each when empty."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     if not v.size:
@@ -59,17 +60,18 @@ def rss_summary(rss: list[tuple[float, float]], settle_s: float = RSS_SETTLE_S, 
         return empty
     t = np.asarray([s[0] for s in rss])
     mb = np.asarray([s[1] for s in rss])
+    end_mb = float(np.median(mb[t >= t[-1] - window_s]))
     out = {
         **empty,
         "start_mb": float(mb[0]),
-        "end_mb": float(np.median(mb[t >= t[-1] - window_s])),
+        "end_mb": end_mb,
         "max_mb": float(mb.max()),
     }
     if t[-1] >= settle_s + window_s:
         settled = float(np.median(mb[(t >= settle_s) & (t < settle_s + window_s)]))
         out["settled_mb"] = settled
         out["max_after_settle_mb"] = float(mb[t >= settle_s].max())
-        out["growth_after_settle_mb"] = out["end_mb"] - settled
+        out["growth_after_settle_mb"] = end_mb - settled
     return out
 
 

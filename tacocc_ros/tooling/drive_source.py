@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -99,7 +100,7 @@ def frame_from_fixture(folder: str | os.PathLike[str]) -> DriveFrame:
         raise DriveSourceError(f"{folder / calib['lidar']['file']}: {raw.size} floats, not (N, 5)")
     raw = raw.reshape(-1, 5)
     points = np.zeros(len(raw), dtype=POINT_DTYPE)
-    for i, name in enumerate(POINT_DTYPE.names):
+    for i, name in enumerate(POINT_DTYPE.names or ()):
         points[name] = raw[:, i]
     jpegs, sizes, intrinsics, cameras = {}, {}, {}, {}
     lidar2ego_inv = invert_transform(lidar2ego)
@@ -132,7 +133,10 @@ def frame_from_bag(bag: str | os.PathLike[str], cameras: tuple[str, ...]) -> tup
     with BagReader(bag) as reader:
         wanted = [t for t in (*image_topic, *info_topic, LIDAR_TOPIC, ODOM_TOPIC) if t in reader.topics]
         for raw in reader.messages(wanted):
-            msg = deserialize_message(raw.data, message_class(raw.msgtype))
+            cls = message_class(raw.msgtype)
+            if cls is None:
+                raise DriveSourceError(f"{bag}: {raw.topic}: message type {raw.msgtype} is not installed here")
+            msg: Any = deserialize_message(raw.data, cls)
             if raw.topic in image_topic and image_topic[raw.topic] not in jpegs:
                 data = bytes(msg.data)
                 jpegs[image_topic[raw.topic]] = data
@@ -158,7 +162,7 @@ def frame_from_bag(bag: str | os.PathLike[str], cameras: tuple[str, ...]) -> tup
     ego2global = np.eye(4)
     if odom is not None:
         p, q = odom.pose.pose.position, odom.pose.pose.orientation
-        ego2global = pose_to_transform((p.x, p.y, p.z), (q.w, q.x, q.y, q.z))
+        ego2global = pose_to_transform(np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z]))
     frame = DriveFrame(
         {c: jpegs[c] for c in cameras}, sizes, intrinsics, points, cloud.header.frame_id or rig.lidar_frame,
         ego2global, rig, str(bag),

@@ -335,7 +335,7 @@ class LoadDriver:
         if opts.faults:
             queue.append((opts.fault_start_s, "fault"))
         heapq.heapify(queue)
-        pending: dict[str, tuple[str, int]] = {}  # stream -> (fault, messages of the stream it still replaces)
+        pending: dict[str, tuple[str | None, int]] = {}  # stream -> (fault, messages of the stream it still replaces)
         fault_index = 0
         publish = {"lidar": self._publish_lidar, "cameras": self._publish_cameras, "odom": self._publish_odom}
         while queue and not stop.is_set():
@@ -364,10 +364,10 @@ class LoadDriver:
                     heapq.heappush(queue, (next_fault, "fault"))
                 continue
             else:
-                fault, left = pending.pop(what, (None, 0))
+                replacing, left = pending.pop(what, (None, 0))
                 if left > 1:
-                    pending[what] = (fault, left - 1)
-                publish[what](now, fault)
+                    pending[what] = (replacing, left - 1)
+                publish[what](now, replacing)
             heapq.heappush(queue, (due + periods[what], what))
 
     # --- the run -------------------------------------------------------------------------------------
@@ -457,7 +457,7 @@ class LoadDriver:
             ),
             "rss_mb": self.rss,
             "rss": drive_report.rss_summary(self.rss),
-            "node_cpu_percent": None if not cpu_span else 100 * cpu_s / cpu_span,
+            "node_cpu_percent": None if cpu_s is None or not cpu_span else 100 * cpu_s / cpu_span,
             "driver_cpu_percent": (
                 None if self.driver_cpu_s is None else 100 * self.driver_cpu_s / (opts.duration_s + opts.settle_s)
             ),
@@ -483,6 +483,8 @@ class LoadDriver:
 
 
 def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
     try:
         return float(text)
     except (TypeError, ValueError):

@@ -24,12 +24,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import rclpy
 import yaml
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from rclpy.client import Client
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from std_srvs.srv import Trigger
@@ -155,7 +156,7 @@ class OccupancyNodeProcess:
         self._process: subprocess.Popen | None = None
         self._ros: RosHandle | None = None
         self._params_dir: tempfile.TemporaryDirectory | None = None
-        self._log = None
+        self._log: TextIO | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def __enter__(self) -> OccupancyNodeProcess:
@@ -192,7 +193,7 @@ class OccupancyNodeProcess:
         return self
 
     def _wait_ready(self, topics: list[str]) -> None:
-        node = self._ros.node
+        node = self._control.node
         deadline = time.monotonic() + self.startup_timeout_s
         service = f"/{NODE_NAME}/reload_checkpoint"
         while True:
@@ -215,7 +216,8 @@ class OccupancyNodeProcess:
             time.sleep(0.1)
 
     def _said_ready(self) -> bool:
-        self._log.flush()
+        if self._log is not None:
+            self._log.flush()
         try:
             return any("ready:" in line for line in self.log_path.read_text(errors="replace").splitlines())
         except OSError:
@@ -260,6 +262,13 @@ class OccupancyNodeProcess:
         except OSError:
             return "(no log)"
 
+    @property
+    def _control(self) -> RosHandle:
+        """The handle that talks to the node; NodeProcessError when the node was not started or is stopped."""
+        if self._ros is None:
+            raise NodeProcessError("the occupancy node is not running (start() it first)")
+        return self._ros
+
     def check_alive(self, doing: str) -> None:
         """NodeProcessError with the log tail when the process has exited."""
         if self._process is not None and self._process.poll() is not None:
@@ -274,12 +283,12 @@ class OccupancyNodeProcess:
     def set_parameter(self, name: str, value: Any, timeout_s: float = 60.0) -> None:
         """Set one parameter of the running node; NodeProcessError with the node's reason when refused."""
         self.check_alive(f"before setting {name}")
-        client = self._ros.node.create_client(SetParameters, f"/{NODE_NAME}/set_parameters")
+        client: Client[Any, Any] = self._control.node.create_client(SetParameters, f"/{NODE_NAME}/set_parameters")
         try:
             request = SetParameters.Request(parameters=[Parameter(name=name, value=_parameter_value(value))])
-            result = self._ros.call(client, request, timeout_s).results[0]
+            result = self._control.call(client, request, timeout_s).results[0]
         finally:
-            self._ros.node.destroy_client(client)
+            self._control.node.destroy_client(client)
         if not result.successful:
             raise NodeProcessError(f"occupancy node refused {name}={value!r}: {result.reason}")
         self.params[name] = value
@@ -294,11 +303,11 @@ class OccupancyNodeProcess:
             self.set_parameter("checkpoint", str(path), timeout_s)
             return f"checkpoint set to {path}"
         self.check_alive("before reloading the checkpoint")
-        client = self._ros.node.create_client(Trigger, f"/{NODE_NAME}/reload_checkpoint")
+        client: Client[Any, Any] = self._control.node.create_client(Trigger, f"/{NODE_NAME}/reload_checkpoint")
         try:
-            response = self._ros.call(client, Trigger.Request(), timeout_s)
+            response = self._control.call(client, Trigger.Request(), timeout_s)
         finally:
-            self._ros.node.destroy_client(client)
+            self._control.node.destroy_client(client)
         if not response.success:
             raise NodeProcessError(f"occupancy node could not reload its checkpoint: {response.message}")
         return response.message

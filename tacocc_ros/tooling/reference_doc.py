@@ -193,8 +193,9 @@ def launch_arguments(path: Path) -> list[tuple[str, tuple[str, str]]]:
             kw = {k.arg: k.value for k in node.keywords}
             default = kw.get("default_value")
             default_text = _substitution_text(default) if default is not None else ""
-            description = kw["description"].value if "description" in kw else ""
-            out.append((node.args[0].value, (default_text, description)))
+            described = kw.get("description")
+            description = str(described.value) if isinstance(described, ast.Constant) else ""
+            out.append((str(node.args[0].value), (default_text, description)))
     return out
 
 

@@ -233,6 +233,8 @@ class ReplaySession:
     # --- one pass ------------------------------------------------------------------------------------
     def _pass(self, plan: ReplayPlan, rate: float) -> PassResult:
         recorder, node = self.recorder, self.node
+        if recorder is None:
+            raise ReplayError("replay: the recorder is not running (the replay was closed)")
         self._wait(lambda: recorder.matched_publishers(GRID_TOPIC) > 0, 30.0, f"the node's {GRID_TOPIC} publisher")
         before = recorder.latest_diagnostics()
         published_before = int(before[1].get("published", 0)) if before else 0
@@ -249,6 +251,8 @@ class ReplaySession:
         return recorder.pass_result(label_grid=plan.label_grid, label_source=str(plan.bag))
 
     def _published_since(self, before: int) -> int:
+        if self.recorder is None:
+            raise ReplayError("replay: the recorder is not running (the replay was closed)")
         latest = self.recorder.latest_diagnostics()
         return int(latest[1].get("published", 0)) - before if latest else 0
 

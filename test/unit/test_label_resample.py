@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from tacocc_core.config import load_preset
-from tacocc_core.data.label_resample import block_vote, block_vote_reference, nearest, resample_labels
+from tacocc_core.data.label_resample import block_vote, nearest, resample_labels
 from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import IGNORE, OCC3D_GRID, SURROUNDOCC_GRID, load_occ3d
+from tacocc_core.reference.label_resample import block_vote_reference
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tacocc_core.conditioning.lidar_denoise import DenoiseParams, denoise_mask, denoise_mask_reference, denoise_points
+from tacocc_core.conditioning.lidar_denoise import DenoiseParams, denoise_mask, denoise_points
 from tacocc_core.config import load_preset
+from tacocc_core.reference.lidar_denoise import denoise_mask_reference
 
 NAN = float("nan")
 INF = float("inf")
@@ -80,7 +81,7 @@ def twin_cases() -> torch.Tensor:
         DenoiseParams(ego_forward_axis="x", ego_box=(4.0, 1.5, 2.0), z_range=(-1.0, 1.0), min_range=0.0),
         DenoiseParams(ego_box=(0.0, 0.0, 0.0)),
         DenoiseParams(outlier_neighbours=4),
-        DenoiseParams(max_range=INF, z_range=(-INF, INF)),  # infinite bounds: the reference's own path
+        DenoiseParams(max_range=INF, z_range=(-INF, INF)),  # infinite bounds: the finiteness test
     ],
 )
 def test_fast_mask_equals_its_reference_twin(params):

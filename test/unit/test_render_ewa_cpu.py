@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from tacocc_core.reference.ewa_cpu import rasterize_reference
 from tacocc_core.render.ewa_cpu import quat_scale_to_covar, quat_to_rotmat, rasterize_ewa
-from tacocc_core.render.ewa_reference import rasterize_reference
 
 W, H = 20, 14
 

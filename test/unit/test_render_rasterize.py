@@ -6,7 +6,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tacocc_core.losses.photometric import photometric_loss
-from tacocc_core.render.ewa_reference import rasterize_reference
+from tacocc_core.reference.ewa_cpu import rasterize_reference
 from tacocc_core.render.gaussians import Gaussians, sh_coefficients
 from tacocc_core.render.rasterize import gsplat_available, render_views, rigid_inverse, scale_intrinsics
 from tacocc_core.render.sh import sh_to_rgb

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from tacocc_core.render.tile_composite import tile_composite, tile_composite_reference
+from tacocc_core.reference.tile_composite import tile_composite_reference
+from tacocc_core.render.tile_composite import tile_composite
 
 
 def tiles(seed: int, t: int = 5, k: int = 40, side: int = 8, channels: int = 4, dtype=torch.float64) -> list:

@@ -5,13 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tacocc_core.conditioning.sky_mask import (
-    REFERENCE_SKY_PARAMS,
-    SkyMaskParams,
-    sky_mask,
-    sky_masks,
-    sky_masks_of_images,
-)
+from tacocc_core.conditioning.sky_mask import SkyMaskParams, sky_mask, sky_masks, sky_masks_of_images
+from tacocc_core.reference.sky_mask import REFERENCE_SKY_PARAMS
 
 
 def street(h: int = 90, w: int = 160, seed: int = 0) -> np.ndarray:

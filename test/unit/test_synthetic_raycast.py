@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from tacocc_core.data.synthetic.primitives import BOX, CYLINDER, ELLIPSOID, Parts, inside_part, intersect_part
-from tacocc_core.data.synthetic.raycast import PinholeGrid, SpinningGrid, cast, cast_brute_force
+from tacocc_core.data.synthetic.raycast import PinholeGrid, SpinningGrid, cast
 from tacocc_core.data.synthetic.street import build_street
+from tacocc_core.reference.raycast import cast_brute_force
 
 
 @pytest.fixture(scope="module")

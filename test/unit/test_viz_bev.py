@@ -7,6 +7,7 @@ import pytest
 
 from tacocc_core.geometry import GridSpec
 from tacocc_core.labels import IGNORE, IGNORE_COLOUR, OCC3D_GRID, PALETTE, load_occ3d
+from tacocc_core.reference.bev import top_view_reference
 from tacocc_core.viz.bev import (
     BEV_BACKGROUND,
     EGO_FILL,
@@ -15,7 +16,6 @@ from tacocc_core.viz.bev import (
     bev_image,
     bev_pixel,
     top_view,
-    top_view_reference,
 )
 
 GRID = GridSpec.from_ranges((-10.0, 10.0), (-10.0, 10.0), (-2.0, 2.0), 1.0)  # 20 x 20 x 4

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tacocc_core.viz.raster import disc_offsets, nearest_per_pixel, nearest_per_pixel_reference
+from tacocc_core.reference.raster import nearest_per_pixel_reference
+from tacocc_core.viz.raster import disc_offsets, nearest_per_pixel
 
 
 @pytest.mark.parametrize("seed,count,pixels,ties", [(0, 1, 1, False), (1, 50, 10, False), (2, 2000, 300, True)])

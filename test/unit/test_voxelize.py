@@ -4,6 +4,7 @@ import torch
 
 from tacocc_core.geometry import GridSpec
 from tacocc_core.model.voxelize import VOXEL_FEATURES, voxelize
+from tacocc_core.reference.voxelize import voxelize_reference
 
 GRID = GridSpec.from_ranges((-4, 4), (-4, 4), (-2, 2), 1.0)
 
@@ -64,9 +65,9 @@ def test_flat_table_equals_the_unique_reference(seed, n, batches, monkeypatch):
     batch = torch.randint(0, batches, (n,), generator=gen)
     grid = GridSpec.from_ranges((-4, 4), (-4, 4), (-2, 2), 0.25)
     fast = voxelize(points, batch, grid)
-    reference = voxelize_module.voxelize_reference(points, batch, grid)
+    reference = voxelize_reference(points, batch, grid)
     assert torch.equal(fast[0], reference[0]) and torch.equal(fast[1], reference[1])
     assert fast[1].dtype == reference[1].dtype == torch.int32
-    monkeypatch.setattr(voxelize_module, "DENSE_KEY_CELLS", 10)  # too many cells: the reference path
+    monkeypatch.setattr(voxelize_module, "DENSE_KEY_CELLS", 10)  # too many cells: keys by torch.unique
     fallback = voxelize(points, batch, grid)
     assert torch.equal(fallback[0], reference[0]) and torch.equal(fallback[1], reference[1])

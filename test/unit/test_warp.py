@@ -4,7 +4,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from tacocc_core.geometry import GridSpec, invert_transform, make_transform, transform_points
-from tacocc_core.model.warp import relative_pose, scaled_grid, warp_volume, warp_volume_reference
+from tacocc_core.model.warp import relative_pose, scaled_grid, warp_volume
+from tacocc_core.reference.warp import warp_volume_reference
 
 SMALL = GridSpec.from_ranges((-4.0, 4.0), (-3.0, 3.0), (-1.0, 1.0), 0.5)  # 16 x 12 x 4
 

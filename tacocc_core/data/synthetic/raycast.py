@@ -2,8 +2,8 @@
 
 Rays are laid out as a (rows, cols) grid so that each part is tested only against the rows and columns
 its bounding sphere can cover: a pixel rectangle for a pinhole camera, a beam x azimuth window for a
-spinning LiDAR. `cast_brute_force` tests every ray against every part and is the reference that the
-culled version is compared with in the tests.
+spinning LiDAR. `tacocc_core.reference.raycast.cast_brute_force` tests every ray against every part: the
+unit tests compare the culled version with it.
 """
 
 from __future__ import annotations
@@ -154,19 +154,6 @@ def cast(grid: PinholeGrid | SpinningGrid, parts: Parts, max_range: float = 200.
         t_best[gr, gc] = t[closer]
         part_best[gr, gc] = i
     return _finish(origin, flat_dirs, t_best.reshape(-1), part_best.reshape(-1), parts, max_range)
-
-
-def cast_brute_force(origin: np.ndarray, dirs: np.ndarray, parts: Parts, max_range: float = 200.0) -> Hits:
-    """Reference: every ray of (R, 3) unit `dirs` against the ground and every part, no culling."""
-    origins = np.broadcast_to(origin, dirs.shape)
-    t_best = intersect_ground(origins, dirs)
-    t_best = np.where(t_best <= max_range, t_best, np.inf)
-    part_best = np.where(np.isfinite(t_best), -1, -2).astype(np.int64)
-    for i in range(len(parts)):
-        t = intersect_part(i, parts, origins, dirs)
-        closer = t < t_best
-        t_best[closer], part_best[closer] = t[closer], i
-    return _finish(origin, dirs, t_best, part_best, parts, max_range)
 
 
 def _finish(origin, dirs, t, part, parts: Parts, max_range: float) -> Hits:

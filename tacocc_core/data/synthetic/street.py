@@ -79,7 +79,7 @@ class Street:
 
     def ego2street(self, t: float) -> np.ndarray:
         """(4, 4) ego pose at time t in the street frame."""
-        return make_transform(np.eye(3), [self.ego_speed * t, EGO_LANE_Y, 0.0])
+        return make_transform(np.eye(3), np.array([self.ego_speed * t, EGO_LANE_Y, 0.0]))
 
     def parts_at(self, t: float) -> Parts:
         """All parts (static, then one or two per object) at time t."""
@@ -208,7 +208,7 @@ def build_street(rng: np.random.Generator, duration_s: float, global_offset: tup
 
     yaw = float(rng.uniform(-np.pi, np.pi))
     c, s = np.cos(yaw), np.sin(yaw)
-    street2global = make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), [*global_offset, 0.0])
+    street2global = make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), np.array([*global_offset, 0.0]))
     parts = Parts(
         kind=np.array(static["kind"], dtype=np.int8),
         center=np.array(static["center"], dtype=np.float64).reshape(-1, 3),

@@ -108,7 +108,7 @@ def _write_map(path: Path, street: Street) -> None:
     height = int(np.ceil(glob[:, 1].max() / MAP_RESOLUTION)) + 50
     mask = np.zeros((height, width), dtype=np.uint8)
     pix = np.stack([glob[:, 0] / MAP_RESOLUTION, height - glob[:, 1] / MAP_RESOLUTION], axis=1)
-    cv2.fillPoly(mask, [np.round(pix).astype(np.int32)], 255)
+    cv2.fillPoly(mask, [np.round(pix).astype(np.int32)], (255,))
     cv2.imwrite(str(path), mask)
 
 

@@ -1,4 +1,4 @@
-"""The slow, obviously correct twin of `ewa_cpu.rasterize_ewa`: float64 numpy, one pixel and one Gaussian at a time.
+"""Twin of `tacocc_core.render.ewa_cpu.rasterize_ewa`: float64 numpy, one pixel and one Gaussian at a time.
 
 No tiles, no boxes, no vectorisation: every Gaussian in front of the camera is evaluated at every pixel, so
 culling by box can only be checked, never copied. Rotations come from scipy, not from our own formula.
