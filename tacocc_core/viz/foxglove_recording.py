@@ -1,6 +1,6 @@
 """`write_foxglove_mcap`: occupancy frames -> one `.mcap` file with the Foxglove channels of foxglove_messages.py.
 
-The file opens in the Foxglove app (Open local file) with the layout `foxglove/tacocc_layout.json`. It is
+The file opens in the Foxglove app (Open local file) with the layout `foxglove_layout/tacocc_layout.json`. It is
 written by the `foxglove-sdk` MCAP writer to a hidden temporary name in the target folder and renamed when
 complete, so a reader never sees half a file and a failed run leaves an older file as it was.
 """

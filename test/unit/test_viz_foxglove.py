@@ -137,3 +137,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, read_foxg
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["run.mcap"]
     channels, _ = read_foxglove_mcap(path)
     assert GROUND_TRUTH_TOPIC not in channels  # written without ground truth
+
+
+def test_the_shipped_layout_is_the_one_the_code_builds(repo_root):
+    from tacocc_core.viz.foxglove_layout import layout_json
+
+    shipped = (repo_root / "foxglove_layout" / "tacocc_layout.json").read_text()
+    assert shipped == layout_json(), "run: python -m tacocc_core.viz.foxglove_layout foxglove_layout/tacocc_layout.json"
+    for topic in (OCCUPANCY_TOPIC, GROUND_TRUTH_TOPIC, LIDAR_TOPIC, camera_topic("CAM_BACK_LEFT")):
+        assert f'"{topic}"' in shipped
