@@ -93,7 +93,7 @@ def voxel_cells(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 3 or labels.dtype != np.uint8:
         raise ValueError(f"expected an (X, Y, Z) uint8 label grid, got {labels.dtype} {labels.shape}")
-    return CELL_TABLE[labels.transpose(2, 1, 0)]
+    return np.take(CELL_TABLE, labels.transpose(2, 1, 0), axis=0)
 
 
 def labels_from_cells(data: bytes, shape: Sequence[int], cell_stride: int = CELL_STRIDE) -> np.ndarray:
