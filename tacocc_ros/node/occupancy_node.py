@@ -24,6 +24,7 @@ Wiring only; the work is done by the tested modules it calls:
 - `occupancy/markers` and `occupancy/cloud` (relative names: `/occupancy/*` in the root namespace, what
   the launch file and `rviz/tacocc.rviz` use) are built only while someone subscribes; their header is
   the LiDAR stamp and frame. `/diagnostics` goes out every `diagnostics_period_s`.
+- With `foxglove_port` > 0 the same frames also go to the Foxglove app over a WebSocket (foxglove_bridge.py).
 - The checkpoint is reloaded when the `checkpoint` parameter changes and by the `~/reload_checkpoint`
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
