@@ -33,6 +33,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        (f"share/{PACKAGE}/foxglove_layout", glob("foxglove_layout/*.json")),
         (f"share/{PACKAGE}/checkpoints", glob("checkpoints/*.pt")),
     ],
     install_requires=[
@@ -52,6 +53,8 @@ setup(
         "tensorboard>=2.14",
         "torch>=2.4",
         "torchvision>=0.19",
+        "foxglove-sdk>=0.30",  # the node's Foxglove WebSocket and the .mcap of `tacocc demo` / `tacocc drive`
+        "websockets>=13",  # `tacocc drive --foxglove-client`
     ],
     extras_require={
         # ROS 2 from PyPI wheels; on a machine with a ROS distribution use the distribution instead.
@@ -78,6 +81,7 @@ setup(
             "colcon-bash",  # install/setup.bash, as the README sources
             "mcap>=1.1",
             "mcap-ros2-support>=0.5",
+            "mcap-protobuf-support>=0.5",  # reads the Foxglove .mcap files back with their own schemas
         ],
     },
     zip_safe=True,

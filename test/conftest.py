@@ -51,3 +51,25 @@ def synthetic_dataset(tmp_path_factory) -> Path:
         scenes=2, keyframes=4, seed=3, image_size=(160, 90), sweeps_per_keyframe=2, lidar_azimuths=540
     )
     return generate_dataset(out, opts)
+
+
+@pytest.fixture(scope="session")
+def read_foxglove_mcap():
+    """A reader of the Foxglove `.mcap` files the project writes, with a reader the project does not use
+    otherwise (`mcap` + `mcap-protobuf-support`, classes built from the file's own schemas):
+    path -> ({topic: (schema name, schema encoding, message encoding)}, [(topic, log_time, decoded)])."""
+    from mcap.reader import make_reader
+    from mcap_protobuf.decoder import DecoderFactory
+
+    def read(path: Path) -> tuple[dict, list]:
+        with open(path, "rb") as f:
+            reader = make_reader(f, decoder_factories=[DecoderFactory()])
+            summary = reader.get_summary()
+            channels = {
+                c.topic: (summary.schemas[c.schema_id].name, summary.schemas[c.schema_id].encoding, c.message_encoding)
+                for c in summary.channels.values()
+            }
+            messages = [(ch.topic, m.log_time, decoded) for _, ch, m, decoded in reader.iter_decoded_messages()]
+        return channels, messages
+
+    return read

@@ -5,7 +5,9 @@ Stages (each announced on stderr with its time):
 2. convert them to one rosbag2 per scene;
 3. replay each bag through the occupancy node, node and player as separate processes over DDS, recording
    what the node publishes (`tacocc_ros.tooling.replay.record_replay`);
-4. write the report (`tacocc_core.demo.report`): frames/*.png, demo.gif, report.md, report.json.
+4. write the report (`tacocc_core.demo.report`): frames/*.png, demo.gif, report.md, report.json;
+5. write `foxglove.mcap` (`tacocc_core.demo.foxglove_frames`): the predicted and ground-truth grids, the
+   sweeps, the images and TF of the replayed frames, for the Foxglove app.
 
 The dataset and the bags are cached under `<out>/.work/<key>/`, keyed by the options that shape them, so
 a second run with the same options starts at stage 3; caches of other options are removed after a run
@@ -42,6 +44,7 @@ TIMEOUT_S = 1.0
 MIN_KEYFRAMES = 4  # 1.55 s of bag: the recorded pass starts more than 1 s before the warm-up pass ended
 LIDAR_AZIMUTHS = 1084
 WORK_DIR = ".work"
+FOXGLOVE_FILE = "foxglove.mcap"  # the grids, sweeps, images and TF of the replay, for the Foxglove app
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -142,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader
     from tacocc_core.data.synthetic.rig import load_rig
     from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
+    from tacocc_core.demo.foxglove_frames import write_replay_mcap
     from tacocc_core.demo.provenance import Provenance
     from tacocc_core.demo.report import write_demo_report
     from tacocc_core.lidar_baseline import dataset_baseline
@@ -217,11 +221,16 @@ def run(args: argparse.Namespace) -> int:
             with stages(f"drawing {len(recording.received_stamps)} frames and writing the report"):
                 provenance = Provenance(str(checkpoint), args.model_config, str(bag), args.rate, command, data)
                 report = write_demo_report(recording, bag, config.grid.spec(), target, provenance, baseline=baseline)
+            with stages("writing the Foxglove recording"):  # the same channels as the node's live Foxglove view
+                mcap, _ = write_replay_mcap(
+                    target / FOXGLOVE_FILE, recording, bag, config.grid.spec(), config.cameras.names,
+                    {"checkpoint": str(checkpoint), "model_config": args.model_config, "bag": str(bag)},
+                )  # fmt: skip
             n = report.numbers
             miou = "-" if n.overall is None else f"{100 * n.overall.miou:.1f}%"
             print(
                 f"[demo] {bag.name}: {n.received}/{n.expected} frames, {n.dropped} dropped, mIoU {miou}; "
-                f"see {report.markdown}",
+                f"see {report.markdown}; Foxglove: {mcap}",
                 file=sys.stderr,
             )
     except (DataError, BagError, RecordingError, ReplayError, ValueError, OSError) as err:

@@ -55,6 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bench", action="store_true", help="skip `tacocc bench` (no targets in the report)")
     p.add_argument("--bench-json", default=None, help="read the network timing from this `tacocc bench --out` file")
     p.add_argument("--bench-frames", type=int, default=30)
+    p.add_argument("--mcap", type=Path, default=None, help="Foxglove recording of the run (default: beside --out)")
+    p.add_argument("--no-mcap", action="store_true", help="write no Foxglove recording")
+    p.add_argument("--mcap-period", type=float, default=0.5, metavar="S", help="at most one grid per S s in it")
+    p.add_argument("--foxglove-client", action="store_true",
+                   help="subscribe to the node's Foxglove bridge (with --param foxglove_port=N)")  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -92,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint, model_config=args.config, node_params=dict(args.param),
             start_node=not args.no_start, node_pid=args.node_pid, bench=not args.no_bench,
             bench_json=args.bench_json, bench_frames=args.bench_frames,
+            mcap=None if args.no_mcap else str(args.mcap or args.out.with_suffix(".mcap")),
+            mcap_period_s=args.mcap_period, foxglove_client=args.foxglove_client,
         )  # fmt: skip
         report = drive_session.drive(frame, options, session, args.out)
     except (ValueError, DriveSourceError, NodeProcessError, RuntimeError, TimeoutError, OSError) as err:

@@ -48,6 +48,10 @@ def _file_or_empty(v: Any) -> str | None:
     return None if v == "" or Path(v).is_file() else f"file {v!r} not found"
 
 
+def _port(v: Any) -> str | None:
+    return None if 0 <= v <= 65535 else f"must be a TCP port 1..65535 or 0 (off), got {v}"
+
+
 def _topic(v: Any) -> str | None:
     return None if v and " " not in v else f"must be a topic name, got {v!r}"
 
@@ -143,6 +147,15 @@ NODE_PARAMS: dict[str, ParamSpec] = {
     ),  # fmt: skip
     "log_throttle_s": ParamSpec(
         5.0, "one log line per reason per this period, with the count of the others", True, _positive
+    ),  # fmt: skip
+    "foxglove_port": ParamSpec(
+        0,
+        "serve the grid, the LiDAR sweep, the cameras and TF to the Foxglove app on this WebSocket port; 0 = off",
+        True,
+        _port,
+    ),  # fmt: skip
+    "foxglove_host": ParamSpec(
+        "127.0.0.1", "address the Foxglove server binds: 127.0.0.1 (this machine) or 0.0.0.0 (all)", True
     ),  # fmt: skip
 }
 

@@ -24,6 +24,7 @@ Wiring only; the work is done by the tested modules it calls:
 - `occupancy/markers` and `occupancy/cloud` (relative names: `/occupancy/*` in the root namespace, what
   the launch file and `rviz/tacocc.rviz` use) are built only while someone subscribes; their header is
   the LiDAR stamp and frame. `/diagnostics` goes out every `diagnostics_period_s`.
+- With `foxglove_port` > 0 the same frames also go to the Foxglove app over a WebSocket (foxglove_bridge.py).
 - The checkpoint is reloaded when the `checkpoint` parameter changes and by the `~/reload_checkpoint`
   service (std_srvs/Trigger), without stopping the node; a checkpoint that does not fit is refused and
   the current weights stay.
@@ -61,6 +62,7 @@ from tacocc_ros.messages.stamps import stamp_to_ns
 from tacocc_ros.messages.transport import transport_description
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics
+from tacocc_ros.node.foxglove_bridge import start_bridge
 from tacocc_ros.node.frame_assembly import FrameAssembly, LidarInput
 from tacocc_ros.node.frame_builder import PoseBuffer, SweepBuffer, pose_xyzw_to_transform
 from tacocc_ros.node.inference import Inference, InferenceProcess, InferenceProcessError, make_inference
@@ -172,6 +174,7 @@ class OccupancyNode(Node):
         self.create_service(Trigger, "~/reload_checkpoint", self._on_reload)
         self.create_timer(v["diagnostics_period_s"], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.foxglove = start_bridge(self)  # foxglove_port > 0: the Foxglove WebSocket (foxglove_bridge.py)
         self.worker: Worker[SyncedSet] = Worker(self._process, self._on_worker_error, name="tacocc-inference").start()
         self.get_logger().info(self.ready_line())
 
@@ -357,6 +360,8 @@ class OccupancyNode(Node):
         if ks:
             self.stats.on_k(np.repeat([k for k, _ in ks], [n for _, n in ks]))
         self._publish(prediction.labels, lidar)
+        if self.foxglove is not None:
+            self.foxglove.submit(frame, prediction.labels, synced, lidar)
 
     def _build_frame(self, synced: SyncedSet) -> Frame | None:
         """Decode and assemble (frame_assembly.py); None (counted) when too few cameras are usable."""
@@ -459,6 +464,8 @@ class OccupancyNode(Node):
             self.predictor.interrupt()  # the frame in progress is abandoned, not awaited
         self.worker.stop()
         self.frames.close()
+        if self.foxglove is not None:
+            self.foxglove.close()
         if isinstance(self.predictor, InferenceProcess):
             self.predictor.close(timeout_s=5.0)
 

@@ -9,6 +9,7 @@ count, or a bench JSON given by the caller; the report's `targets` compare the d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tacocc_core.config import load_preset
 from tacocc_ros.tooling import drive_report
+from tacocc_ros.tooling.drive_foxglove import GridRecorder, LiveClient, write_drive_mcap
 from tacocc_ros.tooling.drive_source import DriveFrame
 from tacocc_ros.tooling.load_driver import DriveOptions, LoadDriver, driver_node_params
 from tacocc_ros.tooling.node_process import OccupancyNodeProcess, child_environment
@@ -37,6 +39,9 @@ class SessionOptions:
     bench_json: str | None = None
     bench_frames: int = 30
     log_path: str | None = None
+    mcap: str | None = None  # write the run's grids with the frame to this .mcap (drive_foxglove.py)
+    mcap_period_s: float = 0.5  # at most one grid per this much LiDAR time goes into it
+    foxglove_client: bool = False  # subscribe to every channel of the node's Foxglove bridge during the run
 
 
 def run_bench(model_config: str, points: int, threads: int, out: Path, frames: int = 30) -> dict:
@@ -66,6 +71,7 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
     params.update(session.node_params)
     threads = int(params.get("inference_threads", 0)) or len(os.sched_getaffinity(0))
     network = None
+    recorder = GridRecorder(session.mcap_period_s) if session.mcap else None
     with tempfile.TemporaryDirectory(prefix="tacocc-drive-") as tmp:
         if session.bench_json:
             network = network_timing(json.loads(Path(session.bench_json).read_text()))
@@ -77,9 +83,13 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
         if session.start_node:
             params["calibration"] = str(frame.write_calibration(Path(tmp) / "calibration.yaml"))
             log = Path(session.log_path) if session.log_path else out_json.with_suffix(".node.log")
-            with OccupancyNodeProcess(params, log) as node:
+            with OccupancyNodeProcess(params, log) as node, _live_client(session, params) as live:
                 driver = LoadDriver(
-                    frame, options, node_pid=node.pid, alive=lambda: node.check_alive("during the drive")
+                    frame,
+                    options,
+                    node_pid=node.pid,
+                    alive=lambda: node.check_alive("during the drive"),
+                    recorder=recorder,
                 )
                 report = driver.run()
                 node_alive = node.running
@@ -87,8 +97,13 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
             report["node_alive_at_end"] = node_alive
             report["node_log"] = str(log)
         else:
-            report = LoadDriver(frame, options, node_pid=session.node_pid).run()
+            with _live_client(session, params) as live:
+                report = LoadDriver(frame, options, node_pid=session.node_pid, recorder=recorder).run()
         load_after = os.getloadavg()
+    report["foxglove_client"] = live.report() if live is not None else None
+    if recorder is not None and session.mcap:
+        metadata = {"source": frame.source, "checkpoint": session.checkpoint, "model_config": session.model_config}
+        report["mcap"] = write_drive_mcap(session.mcap, frame, recorder, config.grid.spec(), metadata)
     report["node_params"] = params if session.start_node else None
     report["network"] = None if network is None else {k: v for k, v in network.items() if k != "bench"}
     report["network_bench"] = None if network is None else network["bench"]
@@ -99,6 +114,16 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
     if report["rss_mb"]:
         drive_report.plot_rss(report, out_json.with_suffix(".png"))
     return report
+
+
+def _live_client(session: SessionOptions, params: dict) -> contextlib.AbstractContextManager:
+    """A Foxglove client on the node's bridge (`--foxglove-client`), or nothing."""
+    if not session.foxglove_client:
+        return contextlib.nullcontext()
+    port = int(params.get("foxglove_port", 0))
+    if port <= 0:
+        raise ValueError("--foxglove-client needs the node's Foxglove bridge: --param foxglove_port=<port>")
+    return LiveClient(port)
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -127,6 +152,14 @@ def summary_lines(report: dict) -> list[str]:
         for fault, c in report["faults_counted"].items():
             lines.append(f"  {fault}: injected {c['injected']}, {c['counted'] or 'NOT COUNTED'}")
         lines.append(f"outputs after the last fault: {report['outputs_after_last_fault']}")
+    if report.get("foxglove_client"):
+        got = report["foxglove_client"]
+        lines.append(
+            f"Foxglove client: {sum(got['messages'].values())} messages, {sum(got['megabytes'].values()):.1f} MB "
+            f"on {len(got['messages'])} topics"
+        )
+    if report.get("mcap"):
+        lines.append(f"Foxglove recording: {report['mcap']['path']} ({report['mcap']['grids']} grids)")
     lines.append(f"/diagnostics keys: max {report['diagnostics_keys']['max']}, end {report['diagnostics_keys']['end']}")
     if report["targets"]:
         t = report["targets"]

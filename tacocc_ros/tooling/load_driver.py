@@ -201,8 +201,11 @@ class FrameMessages:
 class LoadDriver:
     """Publishes, injects faults, listens, samples (see the module docstring); one `run()` per driver."""
 
-    def __init__(self, frame: DriveFrame, options: DriveOptions, node_pid: int | None = None, alive=None) -> None:
+    def __init__(
+        self, frame: DriveFrame, options: DriveOptions, node_pid: int | None = None, alive=None, recorder=None
+    ) -> None:
         self.frame, self.options, self.node_pid = frame, options, node_pid
+        self.recorder = recorder  # keeps output clouds for the run's .mcap (drive_foxglove.GridRecorder)
         self._alive = alive  # callable raising when the node process died (OccupancyNodeProcess.check_alive)
         self.messages = FrameMessages(frame, options)
         self._rng = np.random.default_rng(options.seed)
@@ -258,6 +261,8 @@ class LoadDriver:
         with self._lock:
             sent = self._published_lidar.pop(stamp, None)
         self.outputs.append((self._now_s(), None if sent is None else (received - sent) / 1e6))
+        if self.recorder is not None:
+            self.recorder.add(msg)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

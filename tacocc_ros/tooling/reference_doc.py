@@ -62,6 +62,7 @@ def check_text(check: Callable[[Any], str | None] | None) -> str:
         "_device": "auto, cpu, cuda or cuda:N",
         "_file_or_empty": "an existing file or empty",
         "_topic": "a topic name",
+        "_port": "0 (off) or a TCP port 1..65535",
     }
     if name in fixed:
         return fixed[name]

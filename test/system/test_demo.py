@@ -26,7 +26,15 @@ from tacocc_core.demo.report import OUTPUTS
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.recording import load_recording
-from tacocc_ros.commands.demo import WORK_DIR
+from tacocc_core.viz.foxglove_messages import (
+    GROUND_TRUTH_TOPIC,
+    LIDAR_TOPIC,
+    OCCUPANCY_TOPIC,
+    TF_TOPIC,
+    camera_topic,
+    labels_from_cells,
+)
+from tacocc_ros.commands.demo import FOXGLOVE_FILE, WORK_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo.pt"
@@ -47,9 +55,9 @@ def run_demo(out: Path, checkpoint: Path, *extra: str, timeout: float = 300) -> 
     return subprocess.run([*command, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def check_outputs(out: Path) -> dict:
+def check_outputs(out: Path, read_foxglove_mcap) -> dict:
     """Everything the demo promises is there, whole, and its numbers follow from the recorded grids."""
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "recording", "node.log", WORK_DIR])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "recording", "node.log", FOXGLOVE_FILE, WORK_DIR])
     recording = load_recording(out / "recording")
     report = json.loads((out / "report.json").read_text())
     numbers = report["numbers"]
@@ -85,6 +93,7 @@ def check_outputs(out: Path) -> dict:
     ks = k_histogram(recording.diagnostics)
     assert {int(k): n for k, n in numbers["k_histogram"].items()} == ks and sum(ks.values()) > 0
     assert recording.node_exit_code == 0
+    check_foxglove_mcap(out / FOXGLOVE_FILE, recording, read_foxglove_mcap)
     # the report says it, and says what produced it
     text = (out / "report.md").read_text()
     assert f"| frames dropped | {numbers['frames_dropped']} |" in text
@@ -98,27 +107,55 @@ def check_outputs(out: Path) -> dict:
     return numbers
 
 
-def test_demo_end_to_end_reduced(tmp_path):
+def check_foxglove_mcap(path: Path, recording, read_foxglove_mcap) -> None:
+    """The Foxglove recording: every channel with its schema, one predicted grid per received grid, equal to
+    it, the ground truth where the recording has it, and the sweep, six images and TF of each frame."""
+    config = load_preset("demo")
+    channels, messages = read_foxglove_mcap(path)
+    schemas = {
+        OCCUPANCY_TOPIC: "foxglove.VoxelGrid",
+        GROUND_TRUTH_TOPIC: "foxglove.VoxelGrid",
+        LIDAR_TOPIC: "foxglove.PointCloud",
+        TF_TOPIC: "foxglove.FrameTransforms",
+        **{camera_topic(c): "foxglove.CompressedImage" for c in config.cameras.names},
+    }
+    assert channels == {topic: (name, "protobuf", "protobuf") for topic, name in schemas.items()}
+    grids = {topic: {} for topic in (OCCUPANCY_TOPIC, GROUND_TRUTH_TOPIC)}
+    counts: dict[str, int] = {}
+    for topic, log_time, msg in messages:
+        counts[topic] = counts.get(topic, 0) + 1
+        if topic in grids:
+            grids[topic][log_time] = labels_from_cells(msg.data, config.grid.spec().shape, msg.cell_stride)
+    assert sorted(grids[OCCUPANCY_TOPIC]) == sorted(recording.received_stamps)
+    for stamp, labels in grids[OCCUPANCY_TOPIC].items():
+        assert np.array_equal(labels, recording.preds[stamp])
+    assert grids[GROUND_TRUTH_TOPIC] and set(grids[GROUND_TRUTH_TOPIC]) <= set(recording.gts)
+    for stamp, labels in grids[GROUND_TRUTH_TOPIC].items():
+        assert np.array_equal(labels, recording.gts[stamp])
+    assert all(counts[topic] == len(recording.received_stamps) for topic in schemas if topic != GROUND_TRUTH_TOPIC)
+
+
+def test_demo_end_to_end_reduced(tmp_path, read_foxglove_mcap):
     out = tmp_path / "demo_out"
     result = run_demo(out, DEMO_CHECKPOINT, "--keyframes", "4", "--image-size", "176x99", "--rate", "0.5")
     assert result.returncode == 0, result.stderr[-3000:]
-    numbers = check_outputs(out)
+    numbers = check_outputs(out, read_foxglove_mcap)
     assert numbers["scores"]["geometry_iou"] > 0.6  # the trained network, on a scene it has not seen
     for stage in ("generating", "converting", "replaying", "drawing", "finished"):
         assert f"[demo] {stage}" in result.stderr
 
 
 @pytest.mark.slow
-def test_demo_full_size_and_second_run_uses_the_cache(tmp_path):
+def test_demo_full_size_and_second_run_uses_the_cache(tmp_path, read_foxglove_mcap):
     out = tmp_path / "demo_out"
     first = run_demo(out, DEMO_CHECKPOINT, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
-    check_outputs(out)
+    check_outputs(out, read_foxglove_mcap)
     second = run_demo(out, DEMO_CHECKPOINT, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "[demo] scenes: cached" in second.stderr and "[demo] bags: cached" in second.stderr
     assert "[demo] generating" not in second.stderr
-    check_outputs(out)
+    check_outputs(out, read_foxglove_mcap)
 
 
 def test_missing_checkpoint_is_one_clear_line(tmp_path):

@@ -4,10 +4,15 @@ The 35-second run is the CI version of the 30-minute soak (same driver, same fau
 counting and outputs after the last fault, never timings (the machine is shared). The soak is `slow`.
 """
 
+import socket
+
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
 
+from tacocc_core.config import load_preset  # noqa: E402
+from tacocc_core.viz.foxglove_messages import OCCUPANCY_TOPIC, TF_TOPIC, camera_topic, labels_from_cells  # noqa: E402
 from tacocc_ros.tooling import faults  # noqa: E402
 from tacocc_ros.tooling.drive_session import SessionOptions, drive  # noqa: E402
 from tacocc_ros.tooling.drive_source import frame_from_fixture  # noqa: E402
@@ -36,9 +41,29 @@ def check_survived(report: dict, injected_each: int) -> None:
     assert report["diagnostics_keys"]["max"] < 100, report["diagnostics_latest"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_foxglove(report: dict, read_foxglove_mcap) -> None:
+    """A Foxglove client was served every channel through the faults, and the run's .mcap holds the grids."""
+    __tracebackhide__ = True
+    served = report["foxglove_client"]["messages"]
+    cameras = load_preset("demo").cameras.names
+    assert all(served.get(t, 0) > 0 for t in (OCCUPANCY_TOPIC, TF_TOPIC, *map(camera_topic, cameras))), served
+    channels, messages = read_foxglove_mcap(report["mcap"]["path"])
+    assert channels[OCCUPANCY_TOPIC] == ("foxglove.VoxelGrid", "protobuf", "protobuf")
+    grids = [m for topic, _, m in messages if topic == OCCUPANCY_TOPIC]
+    assert len(grids) == report["mcap"]["grids"] >= 3
+    shape = load_preset("demo").grid.spec().shape
+    assert all(np.count_nonzero(labels_from_cells(g.data, shape)) > 0 for g in grids)
+
+
 @pytest.mark.timeout(400)
 def test_half_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(
-    repo_root, nuscenes_frame_dir, tmp_path
+    repo_root, nuscenes_frame_dir, tmp_path, read_foxglove_mcap
 ):
     # Every fault, one every 1.5 s from t=5 s; the last at 23 s, the silent camera until 28 s, then 7 s clean.
     # Each replaces 6 messages of its stream (0.5 s of camera_info, which the node queues one deep): a node
@@ -50,9 +75,17 @@ def test_half_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(
     options = DriveOptions(
         duration_s=35.0, warmup_s=5.0, faults=order, fault_every_s=1.5, faults_until_s=24.0, fault_repeat=6
     )
-    session = SessionOptions(checkpoint=str(repo_root / "checkpoints" / "demo.pt"), bench=False)
+    # With the Foxglove bridge served to a client all along, and the run's .mcap.
+    session = SessionOptions(
+        checkpoint=str(repo_root / "checkpoints" / "demo.pt"),
+        bench=False,
+        node_params={"foxglove_port": free_port()},
+        foxglove_client=True,
+        mcap=str(tmp_path / "drive.mcap"),
+    )
     report = drive(frame_from_fixture(nuscenes_frame_dir), options, session, tmp_path / "drive.json")
     check_survived(report, injected_each=1)
+    check_foxglove(report, read_foxglove_mcap)
     assert (tmp_path / "drive.json").is_file() and (tmp_path / "drive.png").is_file()
     assert report["rss_mb"] and report["published"]["lidar"] > 0 and report["outputs"] > 0
 

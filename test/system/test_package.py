@@ -158,6 +158,7 @@ def test_colcon_build_as_the_readme_says(tmp_path):
     assert (share / "package.xml").is_file()
     assert (share / "config" / "tiny.yaml").is_file()
     assert (share / "launch" / "tacocc.launch.py").is_file() and (share / "rviz" / "tacocc.rviz").is_file()
+    assert (share / "foxglove_layout" / "tacocc_layout.json").is_file()
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "tacocc_ros").is_file()
     # The setup script alone sets what the installed script needs (ament index, python path): nothing by hand.
     out = subprocess.run(
@@ -212,6 +213,7 @@ def test_pip_install_puts_presets_under_share(tmp_path):
     assert (target / "share" / "tacocc_ros" / "config" / "nuscenes_r50_256x704.yaml").is_file()
     assert (target / "share" / "tacocc_ros" / "package.xml").is_file()
     assert (target / "share" / "tacocc_ros" / "checkpoints" / "demo.pt").is_file()  # what `tacocc demo` runs
+    assert (target / "share" / "tacocc_ros" / "foxglove_layout" / "tacocc_layout.json").is_file()
     out = run_tacocc(target, "config", "nuscenes_r50_256x704", cwd=tmp_path)
     assert "name: nuscenes_r50_256x704" in out
     assert f"# file: {target / 'share' / 'tacocc_ros' / 'config' / 'nuscenes_r50_256x704.yaml'}" in out
