@@ -69,12 +69,11 @@ __all__ = [
     "replay_node_params",
 ]
 
-# Node parameters a replay sets unless the caller does: no sample lost on the way in, latency measured
-# from arrival (bag stamps are in the past), frequent diagnostics, and time for a late odometry message.
+# Node parameters a replay sets unless the caller does: no sample lost on the way in,
+# frequent diagnostics, and time for a late odometry message.
 REPLAY_NODE_DEFAULTS: dict[str, Any] = {
     "extrinsics": "calibration",
     "sensor_reliability": "reliable",
-    "latency_from": "arrival",
     "diagnostics_period_s": 0.5,
     "odom_wait_s": 2.0,
 }

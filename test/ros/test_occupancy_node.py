@@ -275,7 +275,6 @@ def session(synthetic_dataset, tmp_path_factory):
         "calibration": str(folder / "calibration.yaml"),
         "extrinsics": "calibration",
         "sensor_reliability": "reliable",
-        "latency_from": "arrival",
         "diagnostics_period_s": 0.3,
         "odom_wait_s": 10.0,
         "slop_s": 0.03,
