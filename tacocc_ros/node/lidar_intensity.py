@@ -38,8 +38,8 @@ def intensity_problem(intensity: np.ndarray, scale: float) -> str | None:
     hint = f"(after lidar_intensity_scale {scale:g}); the checkpoint was trained on 0-{TRAINED_MAX:g}"
     if p99 > FAR_ABOVE * TRAINED_MAX:
         return (
-            f"LiDAR intensities far above the training scale: p99 {p99:.4g} {hint}: lower lidar_intensity_scale "
-            f"(e.g. {TRAINED_MAX / p99 * scale:.3g})"
+            f"LiDAR intensities far above the training scale: p99 {p99:.4g}, max {top:.4g} {hint}: lower "
+            f"lidar_intensity_scale (e.g. {TRAINED_MAX / top * scale:.3g} for a 0-{top / scale:.4g} driver scale)"
         )
     if top == 0.0:
         return f"LiDAR intensities are all 0 {hint}: the cloud has no intensity, predictions will be worse"
