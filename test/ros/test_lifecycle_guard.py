@@ -1,4 +1,4 @@
-"""tacocc_ros.node.lifecycle_guard: the reason a lifecycle transition is refused (the services: test_occupancy_node_lifecycle.py)."""
+"""tacocc_ros.node.lifecycle_guard: why a transition is refused (the services: test_occupancy_node_lifecycle.py)."""
 
 from tacocc_ros.node.lifecycle_guard import refusal
 
