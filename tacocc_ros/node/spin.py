@@ -23,17 +23,24 @@ import threading
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from tacocc_ros.messages.transport import large_message_environment
 
 
-def run_until_signal(build_node: Callable[[], object], name: str, args: list[str] | None = None) -> int:
+def run_until_signal(
+    build_node: Callable[[], object],
+    name: str,
+    args: list[str] | None = None,
+    make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+) -> int:
     """Build the node, spin it until a signal, shut it down; 0, or 1 on a startup error.
 
     The node must have `close()`; a node with a true `finalized` attribute (a lifecycle node after its
     shutdown transition) ends the spin. A startup error is printed on stderr after `name`.
+    `make_executor` is for a benchmark comparing executors; a pool executor's callbacks still running
+    at the stop are joined before the node is closed.
     """
     os.environ.update(large_message_environment(os.environ))  # before the first participant: see transport.py
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -44,7 +51,7 @@ def run_until_signal(build_node: Callable[[], object], name: str, args: list[str
     status = 0
     try:
         node = build_node()
-        executor = SingleThreadedExecutor()
+        executor = make_executor()
         executor.add_node(node)
         while not stop.is_set() and node.context.ok() and not getattr(node, "finalized", False):
             executor.spin_once(timeout_sec=1.0)
@@ -56,6 +63,9 @@ def run_until_signal(build_node: Callable[[], object], name: str, args: list[str
             status = 1
     finally:
         if executor is not None:
+            pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's: join it before shutdown
+            if pool is not None and hasattr(pool, "shutdown"):
+                pool.shutdown(wait=True)
             executor.shutdown(timeout_sec=10.0)
         if node is not None:
             node.close()

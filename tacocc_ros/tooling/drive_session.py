@@ -37,6 +37,7 @@ class SessionOptions:
     bench_json: str | None = None
     bench_frames: int = 30
     log_path: str | None = None
+    node_module: str = "tacocc_ros.node.occupancy_node"  # what `python -m` runs (a benchmark's variant)
 
 
 def run_bench(model_config: str, points: int, threads: int, out: Path, frames: int = 30) -> dict:
@@ -77,7 +78,7 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
         if session.start_node:
             params["calibration"] = str(frame.write_calibration(Path(tmp) / "calibration.yaml"))
             log = Path(session.log_path) if session.log_path else out_json.with_suffix(".node.log")
-            with OccupancyNodeProcess(params, log) as node:
+            with OccupancyNodeProcess(params, log, module=session.node_module) as node:
                 driver = LoadDriver(
                     frame, options, node_pid=node.pid, alive=lambda: node.check_alive("during the drive")
                 )
