@@ -117,7 +117,7 @@ def numpy_image_to_rgb(msg: Image, source: str = "Image") -> np.ndarray:
     """The numpy path of `image_to_rgb`, used where cv_bridge is not importable."""
     pixels, to_rgb = _raw_pixels(msg, source)
     rgb = np.ascontiguousarray(pixels) if to_rgb is None else cv2.cvtColor(np.ascontiguousarray(pixels), to_rgb)
-    return (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
+    return np.right_shift(rgb, 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def compressed_kind(msg: CompressedImage, source: str = "CompressedImage") -> str:

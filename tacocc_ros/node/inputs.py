@@ -10,6 +10,7 @@ still cannot be heard and why.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -61,8 +62,8 @@ class NodeInputs:
         self._legacy: dict[str, CameraInput] = {}  # older image topic -> its camera, until subscribed
         for cam in cameras:
             msg_type = CompressedImage if cam.transport == "compressed" else Image
-            self._add(msg_type, cam.image_topic, lambda m, c=cam: on_image(c, m), self.image_choice)
-            self._add(CameraInfo, cam.info_topic, lambda m, c=cam: on_info(c, m), info_choice)
+            self._add(msg_type, cam.image_topic, functools.partial(on_image, cam), self.image_choice)
+            self._add(CameraInfo, cam.info_topic, functools.partial(on_info, cam), info_choice)
             legacy = legacy_image_topic(cam.image_topic) if cam.transport == "compressed" else None
             if legacy is not None:
                 self._legacy[legacy] = cam
@@ -82,7 +83,7 @@ class NodeInputs:
             ]
             if offered:
                 del self._legacy[legacy]
-                self._add(CompressedImage, legacy, lambda m, c=cam: self.on_image(c, m), self.image_choice)
+                self._add(CompressedImage, legacy, functools.partial(self.on_image, cam), self.image_choice)
                 self.say(
                     legacy,
                     f"{cam.name}: no publisher on {cam.image_topic}; hearing the older name {legacy} "

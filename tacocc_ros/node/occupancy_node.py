@@ -43,10 +43,12 @@ Wiring only; the work is done by the tested modules it calls:
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -95,7 +97,7 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("occupancy_node", **kwargs)
-        model_config = self.declare_parameter(
+        model_config: str = self.declare_parameter(
             "model_config",
             "nuscenes_r50_256x704",
             ParameterDescriptor(description="model preset or YAML", read_only=True),
@@ -115,6 +117,7 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
         self.finalized = False
         self.configure_error: str | None = None
         self._configured = False
+        self._held: list[Callable[[], object]] = []  # what configure started, released in reverse order
         self._sync_lock = threading.Lock()
         self._output_lock = threading.Lock()  # publishers are destroyed (deactivate) while the worker publishes
         self._reset_requested = threading.Event()
@@ -163,17 +166,21 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
         self.extrinsics = make_extrinsics(
             self, v["extrinsics"], calibration, v["ego_frame"], v["calibration"], self.tf_qos
         )
+        if (listener := getattr(self.extrinsics, "listener", None)) is not None:
+            self._held.append(listener.unregister)  # TF's subscriptions
         self._closing = False
         self.predictor = self._make_predictor(v["checkpoint"], v["device"], v["precision"])
+        self._held.append(functools.partial(self.predictor.close, timeout_s=5.0))
         self._configured = True
         self.inputs = camera_inputs(v, self.cameras)
         self.grid = self.config.grid.spec()
         self.poses = PoseBuffer(tolerance_ns=round(v["odom_tolerance_s"] * NS_PER_S))
         self.sweeps = SweepBuffer(self.config.lidar.sweeps)
         self.markers = MarkerBuilder(self.grid, v["max_cubes"] or None)
+        height, width = self.config.cameras.image_size
         self.frames = FrameAssembly(
             self.cameras,
-            tuple(self.config.cameras.image_size),
+            (height, width),
             {c.name: c.image_topic for c in self.inputs},
             self.extrinsics,
             self.poses,
@@ -183,8 +190,11 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
             self._warn_once,
             v["decode_threads"],
         )
-        self.reload_service = self.create_service(Trigger, "~/reload_checkpoint", self._on_reload)
+        self._held.append(self.frames.close)
+        service = self.create_service(Trigger, "~/reload_checkpoint", self._on_reload)
+        self._held.append(lambda: self.destroy_service(service))
         self.worker: Worker[SyncedSet] = Worker(self._process, self._on_worker_error, name="tacocc-inference").start()
+        self._held.append(functools.partial(self._stop_worker, self.predictor, self.worker))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         v = self.values
@@ -254,27 +264,19 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
         self._release()
         return SUCCESS
 
+    @staticmethod
+    def _stop_worker(predictor: InferenceProcess, worker: Worker[SyncedSet]) -> None:
+        predictor.interrupt()  # the frame in progress is abandoned, not awaited
+        worker.stop()
+
     def _release(self) -> None:
-        """Stop the worker, the decoders and the network process; drop the model (idempotent)."""
+        """Stop the worker, the service, the decoders and the network process (idempotent).
+
+        In the reverse order of `_configure`; the model goes with its process.
+        """
         self._closing = True
-        predictor = getattr(self, "predictor", None)
-        if isinstance(predictor, InferenceProcess):
-            predictor.interrupt()  # the frame in progress is abandoned, not awaited
-        if (worker := getattr(self, "worker", None)) is not None:
-            worker.stop()
-            self.worker = None
-        if (frames := getattr(self, "frames", None)) is not None:
-            frames.close()
-            self.frames = None
-        if isinstance(predictor, InferenceProcess):
-            predictor.close(timeout_s=5.0)
-        self.predictor = None
-        if (listener := getattr(getattr(self, "extrinsics", None), "listener", None)) is not None:
-            listener.unregister()  # TF's subscriptions
-        self.extrinsics = None
-        if (service := getattr(self, "reload_service", None)) is not None:
-            self.destroy_service(service)
-            self.reload_service = None
+        while self._held:
+            self._held.pop()()
         self._configured = False
 
     def close(self) -> None:

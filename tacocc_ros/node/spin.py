@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
@@ -30,7 +31,7 @@ from tacocc_ros.messages.transport import large_message_environment
 
 
 def run_until_signal(
-    build_node: Callable[[], object],
+    build_node: Callable[[], Any],
     name: str,
     args: list[str] | None = None,
     make_executor: Callable[[], Executor] = SingleThreadedExecutor,
@@ -42,7 +43,7 @@ def run_until_signal(
     `make_executor` is for a benchmark comparing executors; a pool executor's callbacks still running
     at the stop are joined before the node is closed.
     """
-    os.environ.update(large_message_environment(os.environ))  # before the first participant: see transport.py
+    os.environ.update(large_message_environment(dict(os.environ)))  # before the first participant: see transport.py
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
