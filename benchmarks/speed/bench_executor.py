@@ -22,10 +22,11 @@ from tacocc_ros.tooling.drive_session import SessionOptions, drive, network_timi
 from tacocc_ros.tooling.drive_source import default_fixture, frame_from_fixture  # noqa: E402
 from tacocc_ros.tooling.load_driver import DriveOptions  # noqa: E402
 
+# (module run with `python -m`, node parameters): the node's own executor, or this benchmark's multi-threaded one
 VARIANTS = {
-    "multi, 2 torch threads": {"executor": "multi", "inference_threads": 2},
-    "single, 2 torch threads": {"executor": "single", "inference_threads": 2},
-    "single, 1 torch thread": {"executor": "single", "inference_threads": 1},
+    "multi, 2 torch threads": ("benchmarks.executor_node", {"inference_threads": 2}),
+    "single, 2 torch threads": ("tacocc_ros.node.occupancy_node", {"inference_threads": 2}),
+    "single, 1 torch thread": ("tacocc_ros.node.occupancy_node", {"inference_threads": 1}),
 }
 
 
@@ -52,7 +53,10 @@ def main() -> None:
     print(f"network (tacocc bench, demo, {points} points): p50 {network['p50_ms']:.1f} ms, p99 {network['p99_ms']:.1f}")
     rows = {}
     for i, name in enumerate(args.variants):
-        session = SessionOptions(checkpoint=args.checkpoint, node_params=VARIANTS[name], bench_json=str(bench_path))
+        module, params = VARIANTS[name]
+        session = SessionOptions(
+            checkpoint=args.checkpoint, node_params=params, bench_json=str(bench_path), node_module=module
+        )
         report = drive(frame, DriveOptions(duration_s=args.duration, warmup_s=args.warmup), session,
                        args.out / f"variant{i}.json")  # fmt: skip
         e2e = report["latency_end_to_end_ms"]

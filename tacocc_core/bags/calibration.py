@@ -6,7 +6,7 @@ Schema (`format: tacocc_calibration_v1`; every matrix a list of rows, float64):
     base_frame: base_link          # the vehicle frame of /odom's child and of /tf_static's parent
     lidar_frame: LIDAR_TOP         # frame_id of the LiDAR cloud; the occupancy grid lives here
     lidar2base: 4x4                # LiDAR -> base_link
-    cameras:                       # one entry per camera topic /<name>/image_rect_compressed
+    cameras:                       # one entry per camera topic /<name>/image_rect/compressed
       CAM_FRONT:
         cam2lidar: 4x4             # camera (optical: x right, y down, z forward) -> LiDAR, rig only
         cam2img: 3x3               # pinhole intrinsics of the full-size image (K of camera_info)

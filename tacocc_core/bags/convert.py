@@ -4,7 +4,7 @@ Each bag `<out>/<scene name>/` holds, stamped with the nuScenes timestamps (micr
 receive time equals the header stamp):
 
     /tf_static                      tf2_msgs/TFMessage, once at the start: base_link -> LIDAR_TOP, -> CAM_*
-    /CAM_*/image_rect_compressed    sensor_msgs/CompressedImage, the dataset's JPEG bytes unchanged
+    /CAM_*/image_rect/compressed    sensor_msgs/CompressedImage, the dataset's JPEG bytes unchanged
     /CAM_*/camera_info              sensor_msgs/CameraInfo with every image (K from calibrated_sensor)
     /LIDAR_TOP                      sensor_msgs/PointCloud2 x, y, z, intensity, ring float32, every sweep
     /odom                           nav_msgs/Odometry odom -> base_link, the ego pose of every sample_data

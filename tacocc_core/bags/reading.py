@@ -19,7 +19,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 
 from tacocc_core.bags.messages import TYPESTORE
-from tacocc_core.bags.topics import LIDAR_TOPIC, camera_topics
+from tacocc_core.bags.topics import LIDAR_TOPIC, camera_topics, image_topic_in
 
 
 class BagError(ValueError):
@@ -124,11 +124,22 @@ class BagReader:
         self.close()
 
 
+def image_topics(topics: Iterable[str], cameras: Sequence[str]) -> dict[str, str]:
+    """{camera: its image topic among a bag's `topics`}.
+
+    `/<CAM>/image_rect/compressed`, or the older `/<CAM>/image_rect_compressed` where only that one is
+    there (the current name when neither is).
+    """
+    names = set(topics)
+    return {camera: image_topic_in(names, camera) or camera_topics(camera)[0] for camera in cameras}
+
+
 def sensor_topic_problems(topics: dict[str, TopicInfo], cameras: Sequence[str]) -> list[str]:
     """What the occupancy node would miss in a bag: one line per absent or mistyped sensor topic."""
     expected = {LIDAR_TOPIC: "sensor_msgs/msg/PointCloud2"}
+    images = image_topics(topics, cameras)
     for camera in cameras:
-        image, info = camera_topics(camera)
+        image, info = images[camera], camera_topics(camera)[1]
         expected[image] = "sensor_msgs/msg/CompressedImage"
         expected[info] = "sensor_msgs/msg/CameraInfo"
     problems = []

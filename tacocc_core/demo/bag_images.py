@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tacocc_core.bags.reading import BagError, BagReader, RawMessage
-from tacocc_core.bags.topics import camera_topics
+from tacocc_core.bags.reading import BagError, BagReader, RawMessage, image_topics
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def nearest_camera_images(
     """For every stamp, the image of each camera nearest in time.
 
     Args:
-        bag: a rosbag2 bag with `/<CAMERA>/image_rect_compressed` topics.
+        bag: a rosbag2 bag with `/<CAMERA>/image_rect/compressed` (or the older `..._compressed`) topics.
         stamps_ns: LiDAR stamps (ns) to find images for.
         cameras: camera channel names, e.g. the six nuScenes ones.
 
@@ -57,10 +56,11 @@ def nearest_camera_images(
     wanted = np.asarray(sorted(set(int(s) for s in stamps_ns)), dtype=np.int64)
     if wanted.size == 0:
         return {}
-    topic_to_camera = {camera_topics(c)[0]: c for c in cameras}
     best: dict[str, list[RawMessage | None]] = {c: [None] * wanted.size for c in cameras}
     gap: dict[str, np.ndarray] = {c: np.full(wanted.size, np.iinfo(np.int64).max) for c in cameras}
     with BagReader(bag) as reader:
+        topic_of = image_topics(reader.topics, cameras)
+        topic_to_camera = {topic: c for c, topic in topic_of.items()}
         for msg in reader.messages(topic_to_camera):
             camera = topic_to_camera[msg.topic]
             distance = np.abs(wanted - msg.stamp_ns)
@@ -74,7 +74,7 @@ def nearest_camera_images(
             for camera in cameras:
                 nearest = best[camera][i]
                 if nearest is None:
-                    raise BagError(f"{reader.path}: topic {camera_topics(camera)[0]} has no image")
+                    raise BagError(f"{reader.path}: topic {topic_of[camera]} has no image")
                 decoded = reader.decode(nearest)
                 images.append(decode_jpeg(decoded.data, f"{reader.path}: {nearest.topic} at {nearest.stamp_ns} ns"))
                 offsets.append(nearest.stamp_ns - stamp)

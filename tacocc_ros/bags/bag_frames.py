@@ -27,7 +27,7 @@ from rclpy.serialization import deserialize_message
 
 from tacocc_core.bags.calibration import CalibrationError as BagCalibrationError
 from tacocc_core.bags.calibration import read_calibration
-from tacocc_core.bags.reading import BagError, BagReader, RawMessage, require_sensor_topics
+from tacocc_core.bags.reading import BagError, BagReader, RawMessage, image_topics, require_sensor_topics
 from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, camera_topics
 from tacocc_core.config import ModelConfig
 from tacocc_core.data.label_resample import resample_labels
@@ -125,7 +125,8 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
                 labels[stamp_to_ns(msg.header.stamp)] = resample_labels(
                     labels_from_cloud(msg, label_grid, where), label_grid, config.grid.spec()
                 )
-        image_topics = {camera_topics(c)[0]: c for c in cameras}
+        topic_of = image_topics(reader.topics, cameras)
+        camera_of = {topic: c for c, topic in topic_of.items()}
         synchronizer = LidarSynchronizer(sync)
         sweeps = SweepBuffer(config.lidar.sweeps, keep=max(32, config.lidar.sweeps + 1))
         lidar2ego = rig.lidar2ego
@@ -141,7 +142,7 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
             decoded = {}
             for name, (_, image) in synced.images.items():
                 try:
-                    decoded[name] = decode_for_network(image, size, source=f"{path}: {camera_topics(name)[0]}")
+                    decoded[name] = decode_for_network(image, size, source=f"{path}: {topic_of[name]}")
                 except ImageDecodeError as err:
                     raise BagError(str(err)) from None
             k = {name: value for name in decoded if (value := intrinsics.get(name, fallback_k.get(name))) is not None}
@@ -153,7 +154,7 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
             frame = Frame(images, cam2img, cam2lidar, merged, pose, stamp, camera_valid=valid, stream_id=frame_id)
             return BagFrame(frame, labels.get(stamp), path)
 
-        for raw in reader.messages([LIDAR_TOPIC, *image_topics]):
+        for raw in reader.messages([LIDAR_TOPIC, *camera_of]):
             msg = deserialize(reader, raw)
             stamp = stamp_to_ns(msg.header.stamp)
             if raw.topic == LIDAR_TOPIC:
@@ -164,7 +165,7 @@ def bag_frames(path: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
                 events = synchronizer.add_lidar(stamp, (stamp, points, msg.header.frame_id))
                 sweeps.add(stamp, points)
             else:
-                events = synchronizer.add_image(image_topics[raw.topic], stamp, msg)
+                events = synchronizer.add_image(camera_of[raw.topic], stamp, msg)
             for event in events:
                 if isinstance(event, SyncedSet):
                     yield build(event)

@@ -1,8 +1,12 @@
 """sensor_msgs/Image and CompressedImage -> RGB uint8, decoded straight to the network's input size.
 
-Raw images: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (either endianness), rows padded to `step` or not.
-mono16 keeps its high byte (value >> 8), so 65535 -> 255 and a 12-bit camera's top bits are lost only
-below 256. Compressed images: JPEG and PNG, recognised by their magic bytes (the `format` string of
+Raw images: rgb8, bgr8, rgba8, bgra8, mono8, mono16; the Bayer mosaics of machine-vision cameras
+(bayer_rggb8, bayer_bggr8, bayer_gbrg8, bayer_grbg8 and their 16-bit forms), demosaiced by OpenCV; and
+the YUV 4:2:2 of USB cameras (usb_cam, v4l2_camera): yuv422 / uyvy (U Y0 V Y1) and yuv422_yuy2 / yuyv
+(Y0 U Y1 V), converted by OpenCV (BT.601). 16-bit data in either endianness; rows padded to `step` or
+not. A 16-bit image keeps its high byte (value >> 8, after demosaicing), so 65535 -> 255 and a 12-bit
+camera's top bits are lost only below 256.
+Compressed images: JPEG and PNG, recognised by their magic bytes (the `format` string of
 CompressedImage is free text). A JPEG is decoded at 1/2, 1/4 or 1/8 size inside libjpeg when the network
 input is at most that large (OpenCV's IMREAD_REDUCED_COLOR_*), which skips most of the inverse DCT work;
 the exact resize + crop to the network size is then done by `tacocc_core.geometry.ImageTransform`.
@@ -10,8 +14,9 @@ the exact resize + crop to the network size is then done by `tacocc_core.geometr
 `decode_for_network` returns the ImageTransform of the full-size image, so that the camera intrinsics
 from CameraInfo are updated with `transform.apply_to_intrinsics(K)` whatever reduction the decoder used.
 
-cv_bridge converts raw 8-bit images where it is importable (a ROS 2 install); the numpy path here runs
-otherwise and always for mono16 (cv_bridge's 16 -> 8 bit scaling is its own rule, not ours).
+cv_bridge converts rgb8, bgr8, rgba8, bgra8 and mono8 where it is importable (a ROS 2 install); the
+OpenCV path here runs otherwise and always for the other encodings (cv_bridge's 16 -> 8 bit scaling is
+its own rule, not ours).
 """
 
 from __future__ import annotations
@@ -40,7 +45,22 @@ RAW_ENCODINGS: dict[str, tuple[int, int, int | None]] = {
     "bgra8": (4, 1, cv2.COLOR_BGRA2RGB),
     "mono8": (1, 1, cv2.COLOR_GRAY2RGB),
     "mono16": (1, 2, cv2.COLOR_GRAY2RGB),
+    # ROS names the 2x2 pattern from the top-left pixel; OpenCV's RGGB/BGGR/... aliases name it the same way.
+    "bayer_rggb8": (1, 1, cv2.COLOR_BayerRGGB2RGB),
+    "bayer_bggr8": (1, 1, cv2.COLOR_BayerBGGR2RGB),
+    "bayer_gbrg8": (1, 1, cv2.COLOR_BayerGBRG2RGB),
+    "bayer_grbg8": (1, 1, cv2.COLOR_BayerGRBG2RGB),
+    "bayer_rggb16": (1, 2, cv2.COLOR_BayerRGGB2RGB),
+    "bayer_bggr16": (1, 2, cv2.COLOR_BayerBGGR2RGB),
+    "bayer_gbrg16": (1, 2, cv2.COLOR_BayerGBRG2RGB),
+    "bayer_grbg16": (1, 2, cv2.COLOR_BayerGRBG2RGB),
+    "yuv422": (2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": (2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, 1, cv2.COLOR_YUV2RGB_YUY2),
+    "yuyv": (2, 1, cv2.COLOR_YUV2RGB_YUY2),
 }
+CV_BRIDGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+PER_PIXEL = (*CV_BRIDGE_ENCODINGS, "mono16")  # converted pixel by pixel: resizing first gives the same image
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
@@ -59,7 +79,7 @@ def have_cv_bridge() -> bool:
 
 
 def _raw_pixels(msg: Image, source: str) -> tuple[np.ndarray, int | None]:
-    """(H, W, C) uint8 or (H, W) uint16 pixels in the message's channel order, + the cv2 code to RGB."""
+    """(H, W, C) or (H, W) uint8 / uint16 pixels in the message's channel order, + the cv2 code to RGB."""
     if msg.encoding not in RAW_ENCODINGS:
         raise ImageDecodeError(
             f"{source}: unsupported image encoding {msg.encoding!r}; supported: {', '.join(RAW_ENCODINGS)}"
@@ -68,6 +88,8 @@ def _raw_pixels(msg: Image, source: str) -> tuple[np.ndarray, int | None]:
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ImageDecodeError(f"{source}: empty {width}x{height} image")
+    if channels == 2 and width % 2:
+        raise ImageDecodeError(f"{source}: {msg.encoding} needs an even width (two pixels share U and V), got {width}")
     row = width * channels * depth
     if step < row:
         raise ImageDecodeError(f"{source}: step {step} < width {width} x {channels * depth} bytes per pixel")
@@ -79,14 +101,13 @@ def _raw_pixels(msg: Image, source: str) -> tuple[np.ndarray, int | None]:
     raw = np.frombuffer(msg.data, dtype=np.uint8)
     rows = np.lib.stride_tricks.as_strided(raw, shape=(height, row), strides=(step, 1))
     if depth == 2:
-        pixels = rows.copy().view(">u2" if msg.is_bigendian else "<u2").reshape(height, width)
-        return (pixels >> 8).astype(np.uint8), to_rgb
+        return rows.copy().view(">u2" if msg.is_bigendian else "<u2").astype(np.uint16).reshape(height, width), to_rgb
     return rows.reshape(height, width, channels) if channels > 1 else rows.reshape(height, width), to_rgb
 
 
 def image_to_rgb(msg: Image, source: str = "Image") -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB (a new array)."""
-    if _CvBridge is not None and msg.encoding in RAW_ENCODINGS and RAW_ENCODINGS[msg.encoding][1] == 1:
+    if _CvBridge is not None and msg.encoding in CV_BRIDGE_ENCODINGS:
         _raw_pixels(msg, source)  # the same checks and errors on both paths
         return np.ascontiguousarray(_CvBridge().imgmsg_to_cv2(msg, desired_encoding="rgb8"))
     return numpy_image_to_rgb(msg, source)
@@ -95,7 +116,8 @@ def image_to_rgb(msg: Image, source: str = "Image") -> np.ndarray:
 def numpy_image_to_rgb(msg: Image, source: str = "Image") -> np.ndarray:
     """The numpy path of `image_to_rgb`, used where cv_bridge is not importable."""
     pixels, to_rgb = _raw_pixels(msg, source)
-    return np.ascontiguousarray(pixels) if to_rgb is None else cv2.cvtColor(np.ascontiguousarray(pixels), to_rgb)
+    rgb = np.ascontiguousarray(pixels) if to_rgb is None else cv2.cvtColor(np.ascontiguousarray(pixels), to_rgb)
+    return np.right_shift(rgb, 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
 def compressed_kind(msg: CompressedImage, source: str = "CompressedImage") -> str:
@@ -222,9 +244,11 @@ def decode_for_network(
     if isinstance(msg, Image):
         pixels, to_rgb = _raw_pixels(msg, source)
         transform = fit((msg.height, msg.width), out_size)
-        if _CvBridge is not None and to_rgb is not None and msg.encoding != "mono16":
-            return transform.apply_to_image(image_to_rgb(msg, source)), transform
-        small = transform.apply_to_image(np.ascontiguousarray(pixels))
+        if msg.encoding not in PER_PIXEL or (_CvBridge is not None and msg.encoding in CV_BRIDGE_ENCODINGS[1:]):
+            return transform.apply_to_image(image_to_rgb(msg, source)), transform  # a mosaic is demosaiced first
+        if pixels.dtype == np.uint16:
+            pixels = (pixels >> 8).astype(np.uint8)
+        small = transform.apply_to_image(np.ascontiguousarray(pixels))  # per-pixel: resized before converting
         return (small if to_rgb is None else cv2.cvtColor(small, to_rgb)), transform
     raise TypeError(f"{source}: expected sensor_msgs/Image or CompressedImage, got {type(msg).__name__}")
 

@@ -73,13 +73,21 @@ class TfExtrinsics:
         node: the rclpy node that listens to /tf and /tf_static.
         ego_frame: the odometry's child frame (base_link).
         calibration: optional file for `cam2img` when no CameraInfo is available.
+        qos, static_qos: the /tf and /tf_static subscription profiles (None: tf2_ros's own).
     """
 
-    def __init__(self, node: Any, ego_frame: str = "base_link", calibration: RigCalibration | None = None) -> None:
+    def __init__(
+        self,
+        node: Any,
+        ego_frame: str = "base_link",
+        calibration: RigCalibration | None = None,
+        qos: Any = None,
+        static_qos: Any = None,
+    ) -> None:
         if _tf2_ros is None:
             raise ImportError("tf2_ros is not importable (it comes with a ROS 2 install); use a calibration file")
         self.buffer = _tf2_ros.Buffer()
-        self.listener = _tf2_ros.TransformListener(self.buffer, node)
+        self.listener = _tf2_ros.TransformListener(self.buffer, node, qos=qos, static_qos=static_qos)
         self.ego_frame = ego_frame
         self.calibration = calibration
         self.description = f"TF (/tf, /tf_static; ego frame {ego_frame})"
@@ -113,16 +121,18 @@ def make_extrinsics(
     calibration: RigCalibration | None,
     ego_frame: str = "base_link",
     calibration_path: str = "",
+    tf_qos: tuple[Any, Any] = (None, None),
 ) -> Extrinsics:
     """`source`: "tf", "calibration", or "auto" (TF where importable and no calibration file is given).
 
-    `calibration_path` names the file in the `description` of the calibration source.
+    `calibration_path` names the file in the `description` of the calibration source; `tf_qos` the
+    (/tf, /tf_static) subscription profiles of the TF source.
     """
     if source not in ("auto", "tf", "calibration"):
         raise ValueError(f"extrinsics source must be auto, tf or calibration, got {source!r}")
     use_tf = source == "tf" or (source == "auto" and calibration is None and have_tf2_ros())
     if use_tf:
-        return TfExtrinsics(node, ego_frame, calibration)
+        return TfExtrinsics(node, ego_frame, calibration, *tf_qos)
     if calibration is None:
         raise ValueError(
             "no calibration file given and TF is "

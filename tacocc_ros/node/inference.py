@@ -1,48 +1,34 @@
-"""Where the occupancy node runs its network: a child process (the default) or a thread of its own process.
+"""Where the occupancy node runs its network: a child process fed through shared memory.
 
-Both give a `predict(frame) -> Prediction`, `reset()`, `reload(path)` and `device`:
-- `process`: `tacocc_core.inference_process.InferenceProcess`, the network in a spawned child fed through
-  shared memory, so the node's message handling and the network no longer take turns on one interpreter
-  lock (the measurement is in `occupancy_node`'s docstring); the node's own heap returns large freed
-  blocks (a refused 2-million-point cloud) to the system (`tacocc_core.allocator.return_large_blocks`).
-- `thread`: the `Predictor` in the node process, as before (the reference twin of the process path); the
-  process then keeps freed memory for the network's tensors (`tacocc_core.allocator.keep_freed_memory`).
+`make_inference` starts `tacocc_core.inference_process.InferenceProcess` (the `Predictor` in a spawned
+child), so the node's message handling and the network do not take turns on one interpreter lock, and a
+crash of the network is reported and the process restarted instead of taking the node down. The node's
+own heap returns large freed blocks (a refused 2-million-point cloud) to the system
+(`tacocc_core.allocator.return_large_blocks`).
 """
 
 from __future__ import annotations
 
-from tacocc_core.allocator import keep_freed_memory, return_large_blocks
+from tacocc_core.allocator import return_large_blocks
 from tacocc_core.config import ModelConfig
 from tacocc_core.inference_process import InferenceProcess, InferenceProcessError, InferenceProcessOptions
-from tacocc_core.predictor import Precision, Predictor, PredictorOptions
-from tacocc_ros.node.threads import set_inference_threads
+from tacocc_core.predictor import Precision
 
-__all__ = ["InferenceProcess", "InferenceProcessError", "Inference", "make_inference"]
-
-Inference = Predictor | InferenceProcess
+__all__ = ["InferenceProcess", "InferenceProcessError", "make_inference"]
 
 
 def make_inference(
-    kind: str, config: ModelConfig, checkpoint: str, device: str, precision: Precision, threads: int
-) -> tuple[Inference, str]:
-    """The network for `kind` ("process" or "thread") and a line for the log saying how it runs.
+    config: ModelConfig, checkpoint: str, device: str, precision: Precision, threads: int
+) -> tuple[InferenceProcess, str]:
+    """The network's process and a line for the log saying how it runs.
 
     `checkpoint` "" keeps random weights; `threads` 0 = every core. Raises CheckpointError for a checkpoint
     that does not fit, InferenceProcessError when the child does not start.
     """
-    if kind == "process":
-        options = InferenceProcessOptions(threads=threads)
-        inference = InferenceProcess(config, checkpoint or None, device, precision, options)
-        malloc = return_large_blocks()
-        return inference, (
-            f"inference in process {inference.pid} ({inference.threads} torch threads; "
-            f"{malloc or 'glibc malloc defaults'} here)"
-        )
-    malloc = keep_freed_memory()  # before the first frame's tensors
-    count = set_inference_threads(threads)
-    predictor_options = PredictorOptions(device=device, precision=precision, timings=False)
-    if checkpoint:
-        predictor = Predictor.from_checkpoint(checkpoint, config, predictor_options)
-    else:
-        predictor = Predictor(config, None, predictor_options)
-    return predictor, f"inference in a thread of the node ({count} torch threads; {malloc or 'glibc malloc defaults'})"
+    options = InferenceProcessOptions(threads=threads)
+    inference = InferenceProcess(config, checkpoint or None, device, precision, options)
+    malloc = return_large_blocks()
+    return inference, (
+        f"inference in process {inference.pid} ({inference.threads} torch threads; "
+        f"{malloc or 'glibc malloc defaults'} here)"
+    )

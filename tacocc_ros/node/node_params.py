@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tacocc_core.bags.topics import camera_topics
 from tacocc_ros.node.sync import SyncConfig
 
 NS_PER_S = 1_000_000_000
@@ -58,6 +59,12 @@ def _topic(v: Any) -> str | None:
 
 # Parameters that do not depend on the camera names.
 NODE_PARAMS: dict[str, ParamSpec] = {
+    "autostart": ParamSpec(
+        True,
+        "configure and activate at startup (a plain `ros2 run`); false leaves the node unconfigured for a "
+        "lifecycle manager (`ros2 lifecycle set /occupancy_node configure`, then `activate`)",
+        True,
+    ),  # fmt: skip
     "model_config": ParamSpec("nuscenes_r50_256x704", "model preset name or config YAML path", True),
     "checkpoint": ParamSpec(
         "", "checkpoint file; empty = random weights (demos and tests only); a change reloads it", False, _file_or_empty
@@ -66,17 +73,26 @@ NODE_PARAMS: dict[str, ParamSpec] = {
     "precision": ParamSpec("fp32", "fp32, bf16 or fp16 (autocast)", True, _one_of("fp32", "bf16", "fp16")),
     "lidar_topic": ParamSpec("/LIDAR_TOP", "sensor_msgs/PointCloud2 input", True, _topic),
     "odom_topic": ParamSpec("/odom", "nav_msgs/Odometry input (ego pose for the temporal warp)", True, _topic),
+    "lidar_intensity_scale": ParamSpec(
+        1.0,
+        "incoming LiDAR intensities are multiplied by this into the checkpoint's scale (0-255, as nuScenes; "
+        "e.g. 255 for a driver sending 0-1, 0.25 for one sending 0-1020)",
+        False,
+        _positive,
+    ),  # fmt: skip
     "sensor_reliability": ParamSpec(
-        "best_effort",
-        "QoS reliability of sensor inputs: best_effort (sensor data) or reliable",
+        "auto",
+        "QoS reliability of the sensor inputs (images, LiDAR, odometry, TF): auto (adapts to the publishers, as "
+        "rosbag2 does: reliable when all of them are, best effort otherwise), reliable or best_effort",
         True,
-        _one_of("best_effort", "reliable"),
+        _one_of("auto", "best_effort", "reliable"),
     ),  # fmt: skip
     "camera_info_durability": ParamSpec(
-        "transient_local",
-        "QoS durability of CameraInfo: transient_local (latched) or volatile",
+        "auto",
+        "QoS of CameraInfo (and /tf_static): auto (adapts: reliable transient local when every publisher is "
+        "latched, hearing default and sensor-data publishers too), transient_local or volatile",
         True,
-        _one_of("transient_local", "volatile"),
+        _one_of("auto", "transient_local", "volatile"),
     ),  # fmt: skip
     "slop_s": ParamSpec(0.05, "largest |image stamp - (LiDAR stamp + offset)| matched, seconds", False, _at_least(0.0)),
     "timeout_s": ParamSpec(0.2, "how long (message time) a sweep waits for its images, seconds", False, _at_least(0.0)),
@@ -110,22 +126,9 @@ NODE_PARAMS: dict[str, ParamSpec] = {
         0.05, "the worker waits this long (wall time) for odometry at the LiDAR stamp", False, _at_least(0.0)
     ),  # fmt: skip
     "diagnostics_period_s": ParamSpec(1.0, "period of /diagnostics, seconds", True, _positive),
-    "latency_from": ParamSpec(
-        "stamp",
-        "latency measured from the LiDAR stamp (node clock; live sensors or sim time) or from its arrival",
-        False,
-        _one_of("stamp", "arrival"),
-    ),  # fmt: skip
     "decode_threads": ParamSpec(2, "threads decoding the camera images", True, _at_least(1)),
     "inference_threads": ParamSpec(
         0, "torch intra-op threads of the network; 0 = every core this process may use", True, _at_least(0)
-    ),  # fmt: skip
-    "inference": ParamSpec(
-        "process",
-        "where the network runs: process (a child process fed through shared memory; the node restarts it "
-        "when it dies) or thread (a thread of the node process, sharing its interpreter lock: the reference)",
-        True,
-        _one_of("process", "thread"),
     ),  # fmt: skip
     "lidar_queue_depth": ParamSpec(
         5,
@@ -135,13 +138,6 @@ NODE_PARAMS: dict[str, ParamSpec] = {
         _at_least(1),
     ),  # fmt: skip
     "image_queue_depth": ParamSpec(5, "messages each camera image subscription keeps", True, _at_least(1)),
-    "executor": ParamSpec(
-        "single",
-        "rclpy executor spinning the callbacks: single (SingleThreadedExecutor) or multi (MultiThreadedExecutor, "
-        "2 threads; measured to starve inference on 2 cores, kept for comparison)",
-        True,
-        _one_of("single", "multi"),
-    ),  # fmt: skip
     "max_points": ParamSpec(
         500000, "a PointCloud2 with more points is refused before decoding (counted, logged)", False, _at_least(1)
     ),  # fmt: skip
@@ -164,8 +160,14 @@ def camera_params(camera: str) -> dict[str, ParamSpec]:
     """The per-camera parameters, defaults following the common nuScenes converters' topic names."""
     prefix = f"cameras.{camera}."
     return {
-        prefix + "image_topic": ParamSpec(f"/{camera}/image_rect_compressed", "image input", True, _topic),
-        prefix + "info_topic": ParamSpec(f"/{camera}/camera_info", "CameraInfo (transient local)", True, _topic),
+        prefix + "image_topic": ParamSpec(
+            camera_topics(camera)[0],
+            "image input (image_transport names: `<base>/compressed` for a CompressedImage); with no publisher "
+            "there, the older `<base>_compressed` name is used where it has one",
+            True,
+            _topic,
+        ),  # fmt: skip
+        prefix + "info_topic": ParamSpec(camera_topics(camera)[1], "CameraInfo (latched or not)", True, _topic),
         prefix + "transport": ParamSpec(
             "compressed", "compressed (CompressedImage) or raw (Image)", True, _one_of("compressed", "raw")
         ),  # fmt: skip

@@ -174,15 +174,20 @@ def build_cloud(
 
 
 def build_diagnostics(
-    stats: dict, stamp_ns: int, name: str = "tacocc_ros: occupancy", hardware_id: str = ""
+    stats: dict,
+    stamp_ns: int,
+    name: str = "tacocc_ros: occupancy",
+    hardware_id: str = "",
+    unheard: dict[str, int] | None = None,
 ) -> DiagnosticArray:
     """A `NodeStats.snapshot()` dict -> DiagnosticArray with one status.
 
     Level: WARN when frames were dropped or failed since the previous snapshot, otherwise OK.
     Values (strings, as DiagnosticStatus carries them): one `rate <topic> (Hz)` per input, `latency p50 (ms)`,
     `latency p99 (ms)`, `latency max (ms)` (over the stats' latency window), `published`, `dropped <reason>`,
-    `failed <reason>`, `k=<k> count`, and one value
-    per counted event (`NodeStats.on_event`).
+    `failed <reason>`, `k=<k> count`, one value per counted event (`NodeStats.on_event`), and
+    `unheard publishers <topic>` for each input topic with publishers the node cannot hear (`unheard`:
+    {topic: how many}; WARN while there are any).
     """
     values = [KeyValue(key=f"rate {topic} (Hz)", value=f"{hz:.2f}") for topic, hz in sorted(stats["rates_hz"].items())]
     for q in ("p50", "p99", "max"):
@@ -193,8 +198,13 @@ def build_diagnostics(
     values += [KeyValue(key=f"failed {r}", value=str(n)) for r, n in sorted(stats["failed"].items())]
     values += [KeyValue(key=f"k={k} count", value=str(n)) for k, n in sorted(stats["k_histogram"].items())]
     values += [KeyValue(key=name, value=str(n)) for name, n in sorted(stats.get("events", {}).items())]
+    unheard = {topic: n for topic, n in (unheard or {}).items() if n}
+    values += [KeyValue(key=f"unheard publishers {topic}", value=str(n)) for topic, n in sorted(unheard.items())]
     new_dropped, new_failed = stats["new_dropped"], stats["new_failed"]
-    if new_dropped or new_failed:
+    if unheard:
+        level = DiagnosticStatus.WARN
+        message = f"publishers the node cannot hear on {', '.join(sorted(unheard))}"
+    elif new_dropped or new_failed:
         level, message = DiagnosticStatus.WARN, f"{new_dropped} dropped, {new_failed} failed since last report"
     else:
         level, message = DiagnosticStatus.OK, "ok"

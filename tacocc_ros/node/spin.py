@@ -5,8 +5,13 @@ once, while a timer callback or the inference worker may still be publishing ("F
 publisher's context is invalid", then "The following exception was never retrieved" from the executor's
 unfinished task). Here a signal only sets `stop` (a Python handler, run in the main thread once the
 executor's wait returns: within the 1 s wait timeout, not a busy loop); the spin loop ends between two
-callbacks, the callbacks still running finish (`_join_callbacks`), the executor stops, the node's `close()`
+callbacks, the executor stops, the node's `close()`
 stops its worker (and its inference process), the node is destroyed, and only then is the context shut down.
+A lifecycle node that reaches its finalized state (the `shutdown` transition) ends the spin the same way.
+
+One `SingleThreadedExecutor`: it blocks in rcl_wait between callbacks, where rclpy's
+`MultiThreadedExecutor` spins in its wait loop while a callback runs and holds the interpreter lock the
+node's other threads need.
 """
 
 from __future__ import annotations
@@ -19,34 +24,26 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from tacocc_ros.messages.transport import large_message_environment
-from tacocc_ros.node.threads import make_executor
 
 
-def _join_callbacks(executor) -> None:
-    """Let the callbacks a MultiThreadedExecutor already handed to its threads finish.
-
-    rclpy's `MultiThreadedExecutor.shutdown` (9.1) destroys the executor's guard condition before it joins
-    its thread pool, so a callback still starting then fails with "cannot use Destroyable because
-    destruction was requested" (printed at exit as "The following exception was never retrieved").
-    Joining the pool first (its own `shutdown(wait=True)`, which `MultiThreadedExecutor.shutdown` repeats)
-    avoids that; other executors have no pool and nothing to join.
-    """
-    pool = getattr(executor, "_executor", None)
-    if pool is not None and hasattr(pool, "shutdown"):
-        pool.shutdown(wait=True)
-
-
-def run_until_signal(build_node: Callable[[], Any], name: str, args: list[str] | None = None) -> int:
+def run_until_signal(
+    build_node: Callable[[], Any],
+    name: str,
+    args: list[str] | None = None,
+    make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+) -> int:
     """Build the node, spin it until a signal, shut it down; 0, or 1 on a startup error.
 
-    The node's `values["executor"]` picks the executor; it must have `close()`. A startup error is printed
-    on stderr after `name`.
+    The node must have `close()`; a node with a true `finalized` attribute (a lifecycle node after its
+    shutdown transition) ends the spin. A startup error is printed on stderr after `name`.
+    `make_executor` is for a benchmark comparing executors; a pool executor's callbacks still running
+    at the stop are joined before the node is closed.
     """
-    os.environ.update(large_message_environment(os.environ))  # before the first participant: see transport.py
+    os.environ.update(large_message_environment(dict(os.environ)))  # before the first participant: see transport.py
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -55,9 +52,9 @@ def run_until_signal(build_node: Callable[[], Any], name: str, args: list[str] |
     status = 0
     try:
         node = build_node()
-        executor = make_executor(node.values["executor"])
+        executor = make_executor()
         executor.add_node(node)
-        while not stop.is_set() and node.context.ok():
+        while not stop.is_set() and node.context.ok() and not getattr(node, "finalized", False):
             executor.spin_once(timeout_sec=1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -67,7 +64,9 @@ def run_until_signal(build_node: Callable[[], Any], name: str, args: list[str] |
             status = 1
     finally:
         if executor is not None:
-            _join_callbacks(executor)
+            pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's: join it before shutdown
+            if pool is not None and hasattr(pool, "shutdown"):
+                pool.shutdown(wait=True)
             executor.shutdown(timeout_sec=10.0)
         if node is not None:
             node.close()

@@ -42,6 +42,7 @@ class SessionOptions:
     mcap: str | None = None  # write the run's grids with the frame to this .mcap (drive_foxglove.py)
     mcap_period_s: float = 0.5  # at most one grid per this much LiDAR time goes into it
     foxglove_client: bool = False  # subscribe to every channel of the node's Foxglove bridge during the run
+    node_module: str = "tacocc_ros.node.occupancy_node"  # what `python -m` runs (a benchmark's variant)
 
 
 def run_bench(model_config: str, points: int, threads: int, out: Path, frames: int = 30) -> dict:
@@ -83,7 +84,10 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
         if session.start_node:
             params["calibration"] = str(frame.write_calibration(Path(tmp) / "calibration.yaml"))
             log = Path(session.log_path) if session.log_path else out_json.with_suffix(".node.log")
-            with OccupancyNodeProcess(params, log) as node, _live_client(session, params) as live:
+            with (
+                OccupancyNodeProcess(params, log, module=session.node_module) as node,
+                _live_client(session, params) as live,
+            ):
                 driver = LoadDriver(
                     frame,
                     options,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from tacocc_core.bags.reading import BagReader
+from tacocc_core.bags.reading import BagReader, image_topics
 from tacocc_core.bags.topics import LIDAR_TOPIC, ODOM_TOPIC, camera_topics
 from tacocc_core.geometry import invert_transform, pose_to_transform
 from tacocc_ros.messages.images import JPEG_MAGIC
@@ -126,11 +126,11 @@ def frame_from_bag(bag: str | os.PathLike[str], cameras: tuple[str, ...]) -> tup
     if not calibration_path.is_file():
         raise DriveSourceError(f"{calibration_path}: not found (written by tacocc convert-nuscenes beside the bag)")
     rig = load_calibration(calibration_path)
-    image_topic = {camera_topics(c)[0]: c for c in cameras}
     info_topic = {camera_topics(c)[1]: c for c in cameras}
     jpegs, sizes, intrinsics = {}, {}, {}
     cloud = odom = None
     with BagReader(bag) as reader:
+        image_topic = {topic: c for c, topic in image_topics(reader.topics, cameras).items()}
         wanted = [t for t in (*image_topic, *info_topic, LIDAR_TOPIC, ODOM_TOPIC) if t in reader.topics]
         for raw in reader.messages(wanted):
             cls = message_class(raw.msgtype)

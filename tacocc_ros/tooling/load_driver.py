@@ -93,7 +93,7 @@ def image_topic(camera: str, raw: bool) -> str:
 def driver_node_params(
     calibration: str | os.PathLike[str], checkpoint: str, options: DriveOptions, overrides: dict | None = None
 ) -> dict:
-    """Parameters of a node the driver starts: reliable sensors, latency from arrival, the raw camera's topic."""
+    """Parameters of a node the driver starts: reliable sensors, the raw camera's topic."""
     params = {
         "model_config": "demo",
         "checkpoint": str(checkpoint),
@@ -101,7 +101,6 @@ def driver_node_params(
         "calibration": str(calibration),
         "extrinsics": "calibration",
         "sensor_reliability": "reliable",
-        "latency_from": "arrival",
         "min_cameras": 5,
         "diagnostics_period_s": 1.0,
     }

@@ -140,6 +140,7 @@ class OccupancyNodeProcess:
         log_path: file receiving the node's stdout and stderr (its folder is created).
         startup_timeout_s: how long `start()` waits for the subscriptions and the reload service.
         stop_timeout_s: how long `stop()` waits after SIGINT before it kills the process.
+        module: the module run with `python -m` (a benchmark's own way of running the node).
     """
 
     def __init__(
@@ -148,8 +149,10 @@ class OccupancyNodeProcess:
         log_path: str | os.PathLike[str],
         startup_timeout_s: float = 180.0,
         stop_timeout_s: float = 30.0,
+        module: str = "tacocc_ros.node.occupancy_node",
     ) -> None:
         self.params = dict(params)
+        self.module = module
         self.log_path = Path(log_path)
         self.startup_timeout_s, self.stop_timeout_s = startup_timeout_s, stop_timeout_s
         self.returncode: int | None = None
@@ -178,7 +181,7 @@ class OccupancyNodeProcess:
         command = [
             sys.executable,
             "-m",
-            "tacocc_ros.node.occupancy_node",
+            self.module,
             "--ros-args",
             "--params-file",
             str(params_file),

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from tacocc_core.bags.calibration import read_calibration
-from tacocc_core.bags.reading import BagError, BagReader, require_sensor_topics
+from tacocc_core.bags.reading import BagError, BagReader, image_topics, require_sensor_topics
 from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, camera_topics
 from tacocc_core.config import ModelConfig, load_preset
 from tacocc_core.geometry import GridSpec
@@ -69,12 +69,11 @@ __all__ = [
     "replay_node_params",
 ]
 
-# Node parameters a replay sets unless the caller does: no sample lost on the way in, latency measured
-# from arrival (bag stamps are in the past), frequent diagnostics, and time for a late odometry message.
+# Node parameters a replay sets unless the caller does: no sample lost on the way in,
+# frequent diagnostics, and time for a late odometry message.
 REPLAY_NODE_DEFAULTS: dict[str, Any] = {
     "extrinsics": "calibration",
     "sensor_reliability": "reliable",
-    "latency_from": "arrival",
     "diagnostics_period_s": 0.5,
     "odom_wait_s": 2.0,
 }
@@ -139,7 +138,13 @@ def plan_replay(bag: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
     cameras = tuple(config.cameras.names)
     with BagReader(bag) as reader:
         require_sensor_topics(reader, cameras)
-        wanted = [LIDAR_TOPIC, ODOM_TOPIC, LABELS_TOPIC, *(t for c in cameras for t in camera_topics(c))]
+        images = image_topics(reader.topics, cameras)
+        wanted = [
+            LIDAR_TOPIC,
+            ODOM_TOPIC,
+            LABELS_TOPIC,
+            *(t for c in cameras for t in (images[c], camera_topics(c)[1])),
+        ]
         topics = tuple(t for t in wanted if t in reader.topics)
         duration_s = reader.duration_ns / 1e9
     expected = tuple(sorted(item.frame.stamp_ns for item in bag_frames(bag, config, sync)))

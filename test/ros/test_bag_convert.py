@@ -94,7 +94,7 @@ def test_rosbags_read_back_equals_the_source_samples(bags, nusc, synthetic_datas
 
     for camera in NUSCENES_CAMERAS:
         records = chain(nusc, scene, camera)
-        images = messages[f"/{camera}/image_rect_compressed"]
+        images = messages[f"/{camera}/image_rect/compressed"]
         infos = messages[f"/{camera}/camera_info"]
         assert len(images) == len(infos) == len(records)
         for (bag_stamp, image), (_, info), sd in zip(images, infos, records, strict=True):
@@ -197,7 +197,7 @@ def test_independent_mcap_reader_sees_the_same_messages(bags, nusc, synthetic_da
             seen.setdefault(channel.topic, []).append(Item(message.log_time, ros_msg))
             assert message.log_time == message.publish_time
     root = Path(synthetic_dataset)
-    for item, sd in zip(seen["/CAM_BACK/image_rect_compressed"], chain(nusc, scene, "CAM_BACK"), strict=True):
+    for item, sd in zip(seen["/CAM_BACK/image_rect/compressed"], chain(nusc, scene, "CAM_BACK"), strict=True):
         assert bytes(item.msg.data) == (root / sd["filename"]).read_bytes()
         assert item.log_time == stamp_ns(item.msg.header) == sd["timestamp"] * 1000
     for item, sd in zip(seen["/LIDAR_TOP"], chain(nusc, scene, "LIDAR_TOP"), strict=True):
@@ -233,7 +233,7 @@ def test_sqlite3_storage_holds_the_same_messages(synthetic_dataset, nusc, tmp_pa
     assert set(sqlite_msgs) == set(mcap_msgs) - {"/occupancy/gt"}
     for topic in sqlite_msgs:
         assert [s for s, _ in sqlite_msgs[topic]] == [s for s, _ in mcap_msgs[topic]]
-    topic = "/CAM_FRONT/image_rect_compressed"
+    topic = "/CAM_FRONT/image_rect/compressed"
     front = zip(sqlite_msgs[topic], mcap_msgs[topic], strict=True)
     assert all(bytes(a.data) == bytes(b.data) for (_, a), (_, b) in front)
     with BagReader(bag) as reader:

@@ -85,8 +85,27 @@ def test_missing_camera_topic_names_bag_and_topic(bag, tiny, tmp_path):
             if c.id in conns:
                 dst.write(conns[c.id], stamp, data)
     shutil.copy(bag / "calibration.yaml", broken / "calibration.yaml")
-    with pytest.raises(BagError, match=r"broken.*/CAM_BACK/image_rect_compressed"):
+    with pytest.raises(BagError, match=r"broken.*/CAM_BACK/image_rect/compressed"):
         list(bag_frames(broken, tiny))
+
+
+def test_a_bag_with_the_older_compressed_topic_names_gives_the_same_frames(bag, frames, tiny, tmp_path):
+    old = tmp_path / "old_names"
+    with Reader(bag) as src, Writer(old, version=8) as dst:
+        conns = {
+            c.id: dst.add_connection(c.topic.replace("/image_rect/compressed", "/image_rect_compressed"), c.msgtype,
+                                     typestore=TYPESTORE)
+            for c in src.connections
+        }  # fmt: skip
+        for c, stamp, data in src.messages():
+            dst.write(conns[c.id], stamp, data)
+    shutil.copy(bag / "calibration.yaml", old / "calibration.yaml")
+    with Reader(old) as reader:
+        assert "/CAM_BACK/image_rect_compressed" in {c.topic for c in reader.connections}
+    again = list(bag_frames(old, tiny))
+    assert [f.frame.stamp_ns for f in again] == [f.frame.stamp_ns for f in frames]
+    for got, want in zip(again, frames, strict=True):
+        np.testing.assert_array_equal(got.frame.images, want.frame.images)
 
 
 def test_frames_equal_what_the_occupancy_node_builds(bag, frames):

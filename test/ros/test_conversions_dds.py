@@ -42,10 +42,10 @@ def test_pointcloud_and_compressed_image_survive_a_dds_round_trip():
         talker = rclpy.create_node("roundtrip_talker")
         listener = rclpy.create_node("roundtrip_listener")
         pub_cloud = talker.create_publisher(PointCloud2, "/LIDAR_TOP", qos)
-        pub_image = talker.create_publisher(CompressedImage, "/CAM_FRONT/image_rect_compressed", qos)
+        pub_image = talker.create_publisher(CompressedImage, "/CAM_FRONT/image_rect/compressed", qos)
         listener.create_subscription(PointCloud2, "/LIDAR_TOP", lambda m: received.setdefault("cloud", m), qos)
         listener.create_subscription(
-            CompressedImage, "/CAM_FRONT/image_rect_compressed", lambda m: received.setdefault("image", m), qos
+            CompressedImage, "/CAM_FRONT/image_rect/compressed", lambda m: received.setdefault("image", m), qos
         )
         executor = SingleThreadedExecutor()
         executor.add_node(talker)

@@ -84,7 +84,7 @@ def test_decode_for_network_resizes_raw_like_the_transform(encoding, pad, big):
 @pytest.mark.parametrize(
     ("mutate", "pattern"),
     [
-        (lambda m: setattr(m, "encoding", "yuv422"), r"cam: unsupported image encoding 'yuv422'; supported: rgb8"),
+        (lambda m: setattr(m, "encoding", "32FC1"), r"cam: unsupported image encoding '32FC1'; supported: rgb8"),
         (lambda m: setattr(m, "step", 20), r"cam: step 20 < width 7 x 3 bytes per pixel"),
         (lambda m: setattr(m, "data", bytes(m.data)[:-1]), r"cam: data holds 104 bytes.*needs 105; truncated"),
         (lambda m: setattr(m, "height", 0), r"cam: empty 7x0 image"),
@@ -187,3 +187,102 @@ def test_decode_for_network_rejects_other_types():
 def test_numpy_path_matches_cv_bridge(encoding, pad, big):
     msg = raw_message(encoding, pad, big)
     np.testing.assert_array_equal(numpy_image_to_rgb(msg), images._CvBridge().imgmsg_to_cv2(msg, "rgb8"))
+
+
+def smooth_rgb(height: int = 48, width: int = 64) -> np.ndarray:
+    """A known image with smooth colour gradients (what demosaicing and chroma subsampling reproduce well)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 128 + 100 * np.sin(x / 9.0)
+    g = 128 + 100 * np.cos(y / 7.0)
+    b = 40 + 3 * x + 1.5 * y
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
+
+
+BAYER_CODES = {
+    "rggb": cv2.COLOR_BayerRGGB2RGB,
+    "bggr": cv2.COLOR_BayerBGGR2RGB,
+    "gbrg": cv2.COLOR_BayerGBRG2RGB,
+    "grbg": cv2.COLOR_BayerGRBG2RGB,
+}
+
+
+def mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """The Bayer mosaic a sensor with `pattern` (colours of the top-left 2x2 block, row by row) records."""
+    out = np.empty(rgb.shape[:2], rgb.dtype)
+    for i, colour in enumerate(pattern):
+        dy, dx = divmod(i, 2)
+        out[dy::2, dx::2] = rgb[dy::2, dx::2, "rgb".index(colour)]
+    return out
+
+
+def laid_out(pixels: np.ndarray, encoding: str, pad: int = 0, big: bool = False) -> Image:
+    """An Image message of `pixels` ((H, W) or (H, W, C), uint8 or uint16) with `pad` bytes after each row."""
+    height, width = pixels.shape[:2]
+    data = pixels.astype(">u2" if big else "<u2") if pixels.dtype == np.uint16 else pixels
+    rows = data.reshape(height, -1).view(np.uint8).reshape(height, -1)
+    rows = np.concatenate([rows, np.full((height, pad), 0xEE, np.uint8)], axis=1)
+    return Image(
+        height=height, width=width, encoding=encoding, is_bigendian=big, step=rows.shape[1], data=rows.tobytes()
+    )
+
+
+@pytest.mark.parametrize("pattern", list(BAYER_CODES))
+@pytest.mark.parametrize(("bits", "pad", "big"), [(8, 0, False), (8, 5, False), (16, 0, False), (16, 4, True)])
+def test_bayer_images_decode_as_opencv_demosaics_them_and_give_back_the_known_image(pattern, bits, pad, big):
+    known = smooth_rgb()
+    raw = mosaic(known, pattern)
+    if bits == 16:
+        raw = raw.astype(np.uint16) * 257  # full 16-bit range; the high byte is the 8-bit value
+    msg = laid_out(raw, f"bayer_{pattern}{bits}", pad, big)
+    images.check_image(msg, "camera")
+    got = image_to_rgb(msg, "camera")
+    opencv = cv2.cvtColor(raw, BAYER_CODES[pattern])
+    np.testing.assert_array_equal(got, (opencv >> 8).astype(np.uint8) if bits == 16 else opencv)
+    inner = (slice(2, -2), slice(2, -2))  # demosaicing guesses at the border
+    error = np.abs(got[inner].astype(int) - known[inner]).mean()
+    swapped = np.abs(got[inner].astype(int) - known[inner][..., ::-1]).mean()
+    assert error < 4 and swapped > 20, (error, swapped)  # red and blue where they belong
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode", "decode"),
+    [
+        ("yuv422", cv2.COLOR_RGB2YUV_UYVY, cv2.COLOR_YUV2RGB_UYVY),
+        ("uyvy", cv2.COLOR_RGB2YUV_UYVY, cv2.COLOR_YUV2RGB_UYVY),
+        ("yuv422_yuy2", cv2.COLOR_RGB2YUV_YUY2, cv2.COLOR_YUV2RGB_YUY2),
+        ("yuyv", cv2.COLOR_RGB2YUV_YUY2, cv2.COLOR_YUV2RGB_YUY2),
+    ],
+)
+@pytest.mark.parametrize("pad", [0, 6])
+def test_yuv422_images_decode_as_opencv_converts_them_and_give_back_the_known_image(encoding, encode, decode, pad):
+    known = smooth_rgb()
+    packed = cv2.cvtColor(known, encode)  # (H, W, 2): two bytes per pixel, U and V shared by a pixel pair
+    assert packed.shape == (*known.shape[:2], 2)
+    msg = laid_out(packed, encoding, pad)
+    images.check_image(msg, "usb camera")
+    got = image_to_rgb(msg, "usb camera")
+    np.testing.assert_array_equal(got, cv2.cvtColor(packed, decode))
+    error = np.abs(got.astype(int) - known).mean()
+    assert error < 4, error
+    other = "yuv422_yuy2" if encoding in ("yuv422", "uyvy") else "yuv422"  # the other byte order is far off
+    assert np.abs(image_to_rgb(laid_out(packed, other, pad)).astype(int) - known).mean() > 20
+
+
+def test_yuv422_with_an_odd_width_is_refused():
+    msg = laid_out(np.zeros((4, 5, 2), np.uint8), "yuv422_yuy2")
+    with pytest.raises(ImageDecodeError, match="yuv422_yuy2 needs an even width"):
+        image_to_rgb(msg, "usb camera")
+
+
+@pytest.mark.parametrize("encoding", ["bayer_grbg8", "bayer_bggr16", "yuv422", "yuv422_yuy2"])
+def test_decode_for_network_demosaics_before_it_resizes(encoding):
+    known = smooth_rgb()
+    if encoding.startswith("bayer"):
+        raw = mosaic(known, encoding[6:10])
+        raw = raw.astype(np.uint16) * 257 if encoding.endswith("16") else raw
+    else:
+        raw = cv2.cvtColor(known, cv2.COLOR_RGB2YUV_UYVY if encoding == "yuv422" else cv2.COLOR_RGB2YUV_YUY2)
+    msg = laid_out(raw, encoding)
+    got, transform = decode_for_network(msg, (24, 40))
+    np.testing.assert_array_equal(got, transform.apply_to_image(image_to_rgb(msg)))
+    assert np.abs(got.astype(int) - transform.apply_to_image(known)).mean() < 4

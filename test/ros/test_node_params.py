@@ -59,4 +59,4 @@ def test_camera_inputs_convert_offsets_to_nanoseconds():
     values = {name: spec.default for name, spec in specs.items()}
     values["cameras.CAM_FRONT.offset_s"] = -0.0125
     (cam,) = camera_inputs(values, ("CAM_FRONT",))
-    assert cam.offset_ns == -12_500_000 and cam.image_topic == "/CAM_FRONT/image_rect_compressed"
+    assert cam.offset_ns == -12_500_000 and cam.image_topic == "/CAM_FRONT/image_rect/compressed"

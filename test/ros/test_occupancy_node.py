@@ -31,6 +31,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
+from tacocc_core.bags.topics import camera_topics  # noqa: E402
 from tacocc_core.checkpoint import save_checkpoint  # noqa: E402
 from tacocc_core.config import load_preset  # noqa: E402
 from tacocc_core.data.nuscenes_reader import read_pcd_bin  # noqa: E402
@@ -185,9 +186,9 @@ class Player:
         )
         n = self.node
         self.pub_images = {
-            c: n.create_publisher(
-                Image if c == RAW_CAMERA else CompressedImage, f"/{c}/image_rect_compressed", reliable
-            )
+            c: n.create_publisher(Image, f"/{c}/image_rect", reliable)
+            if c == RAW_CAMERA
+            else n.create_publisher(CompressedImage, camera_topics(c)[0], reliable)
             for c in config.cameras.names
         }
         self.pub_infos = {c: n.create_publisher(CameraInfo, f"/{c}/camera_info", latched) for c in config.cameras.names}
@@ -275,11 +276,11 @@ def session(synthetic_dataset, tmp_path_factory):
         "calibration": str(folder / "calibration.yaml"),
         "extrinsics": "calibration",
         "sensor_reliability": "reliable",
-        "latency_from": "arrival",
         "diagnostics_period_s": 0.3,
         "odom_wait_s": 10.0,
         "slop_s": 0.03,
         f"cameras.{RAW_CAMERA}.transport": "raw",
+        f"cameras.{RAW_CAMERA}.image_topic": f"/{RAW_CAMERA}/image_rect",
     }
     (folder / "params.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     log = (folder / "node.log").open("w")

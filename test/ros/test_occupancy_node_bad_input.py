@@ -15,6 +15,7 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
+from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_array  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
 from tacocc_ros.tooling import faults  # noqa: E402
 from tacocc_ros.tooling.drive_source import frame_from_fixture  # noqa: E402
@@ -117,3 +118,50 @@ def test_each_fault_is_counted_under_its_key_and_the_next_good_frame_is_publishe
     snap = node.stats.snapshot(0)
     assert len(snap["failed"]) + len(snap["dropped"]) + len(snap["events"]) < 40  # fixed reasons only
     assert node.worker.failed == 0
+
+
+def scaled_cloud(node, factor: float):
+    """The fixture's cloud with its intensities multiplied by `factor` (a driver on another scale)."""
+    m = node.messages
+    points = cloud_to_array(m.cloud).copy()
+    points["intensity"] *= factor
+    return array_to_cloud(points, m.cloud.header, is_dense=True)
+
+
+def test_intensities_on_another_scale_warn_once_and_the_scale_parameter_brings_them_back(node):
+    fixture = node.messages.frame.points["intensity"].astype(np.float32)
+    assert 10 < fixture.max() <= 255  # nuScenes' scale, what the checkpoint was trained on
+    seen = {}
+    predict = node.predictor.predict
+
+    def recording(frame):  # the intensities the network is given (this sweep's points come first)
+        seen[frame.stamp_ns] = frame.points[: len(fixture), 3].copy()
+        return predict(frame)
+
+    def network_input(stamp_ns: int) -> np.ndarray:
+        deadline = time.monotonic() + 60
+        while stamp_ns not in seen:
+            assert time.monotonic() < deadline, f"sweep {stamp_ns} never reached the network: {node.stats.snapshot(0)}"
+            time.sleep(0.05)
+        return seen[stamp_ns]
+
+    node.predictor.predict = recording
+    try:
+        stamp = 1_800_000_000 * S
+        loud = scaled_cloud(node, 40.0)  # a driver sending 0-10200
+        for i in range(2):
+            publish_frame(node, stamp + i * S, cloud=loud)
+            network_input(stamp + i * S)
+        assert counts(node).get("intensity off the training scale") == 1  # once, not per sweep
+        assert "intensity scale" in node._warned
+        np.testing.assert_allclose(seen[stamp + S], fixture * 40.0, rtol=1e-6)
+
+        result = node.set_parameters([Parameter("lidar_intensity_scale", value=1 / 40)])[0]
+        assert result.successful, result.reason
+        publish_frame(node, stamp + 5 * S, cloud=loud)
+        np.testing.assert_allclose(network_input(stamp + 5 * S), fixture, rtol=1e-5)
+        refused = node.set_parameters([Parameter("lidar_intensity_scale", value=0.0)])[0]
+        assert not refused.successful and "lidar_intensity_scale: must be > 0" in refused.reason
+    finally:
+        node.predictor.predict = predict
+        node.set_parameters([Parameter("lidar_intensity_scale", value=1.0)])

@@ -1,4 +1,4 @@
-"""Where the occupancy node runs its network: a child process (default) against the in-process reference twin.
+"""The occupancy node's network process against a `Predictor` the test runs on the same frames.
 
 Real in-process OccupancyNodes (no DDS in between: the fixture frame goes straight into their callbacks, as
 test_occupancy_node_bad_input.py does), `checkpoints/demo.pt`, one torch thread in either place.
@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
+from tacocc_core.config import load_preset  # noqa: E402
+from tacocc_core.predictor import Predictor, PredictorOptions  # noqa: E402
 from tacocc_ros.node.inference import InferenceProcess  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
 from tacocc_ros.node.outputs import build_diagnostics  # noqa: E402
@@ -27,9 +30,9 @@ S = 1_000_000_000
 STAMP = 1_700_000_000 * S
 
 
-def start_node(repo_root: Path, frame, calibration: Path, inference: str, domain_offset: int):
+def start_node(repo_root: Path, frame, calibration: Path, domain_offset: int):
     params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions())
-    params.update(inference=inference, inference_threads=1)
+    params.update(inference_threads=1)
     context = Context()
     rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + domain_offset) % 101)
     node = OccupancyNode(
@@ -44,6 +47,14 @@ def start_node(repo_root: Path, frame, calibration: Path, inference: str, domain
         publish(labels, lidar)
 
     node._publish = keep
+    node.frames_in = []
+    predict = node.predictor.predict
+
+    def recording(frame):  # the frames the network process is given, for the reference run
+        node.frames_in.append(frame)
+        return predict(frame)
+
+    node.predictor.predict = recording
     return node, context
 
 
@@ -77,28 +88,31 @@ def fixture(repo_root, nuscenes_frame_dir, tmp_path_factory):
     return frame, frame.write_calibration(tmp_path_factory.mktemp("calib") / "calibration.yaml")
 
 
-def grids_of(repo_root, fixture, inference: str, offset: int) -> list:
-    node, context = start_node(repo_root, *fixture, inference, offset)
+def test_the_network_process_publishes_what_a_predictor_makes_of_the_same_frames(repo_root, fixture):
+    node, context = start_node(repo_root, *fixture, 60)
     try:
         for i in range(3):  # one after the other: the temporal state carries over
             feed(node, STAMP + i * S // 2)
             wait_grids(node, i + 1)
-        return node.grids
+        grids, frames = node.grids, node.frames_in
     finally:
         stop_node(node, context)
-
-
-def test_the_child_process_and_the_thread_publish_the_same_grids(repo_root, fixture):
-    thread = grids_of(repo_root, fixture, "thread", 60)
-    process = grids_of(repo_root, fixture, "process", 61)
-    assert [s for s, _ in process] == [s for s, _ in thread]
-    for (_, want), (_, got) in zip(thread, process, strict=True):
-        np.testing.assert_array_equal(got, want)
-    assert ((thread[-1][1] > 0) & (thread[-1][1] < 17)).sum() > 1000  # a real scene
+    assert len(frames) == len(grids) == 3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        options = PredictorOptions(device="cpu", precision="fp32", timings=False)
+        reference = Predictor.from_checkpoint(repo_root / "checkpoints" / "demo.pt", load_preset("demo"), options)
+        want = [reference.predict(frame).labels for frame in frames]
+    finally:
+        torch.set_num_threads(threads)
+    for (_, got), expected in zip(grids, want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert ((grids[-1][1] > 0) & (grids[-1][1] < 17)).sum() > 1000  # a real scene
 
 
 def test_a_dead_inference_process_is_reported_restarted_and_serves_again(repo_root, fixture):
-    node, context = start_node(repo_root, *fixture, "process", 62)
+    node, context = start_node(repo_root, *fixture, 62)
     try:
         assert isinstance(node.predictor, InferenceProcess)
         feed(node, STAMP)

@@ -27,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2  # noqa: E4
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from tacocc_core.bags.cloud_layout import LIDAR_DTYPE  # noqa: E402
+from tacocc_core.bags.topics import camera_topics  # noqa: E402
 from tacocc_core.data.nuscenes_reader import read_pcd_bin  # noqa: E402
 from tacocc_ros.messages.pointcloud import array_to_cloud  # noqa: E402
 from tacocc_ros.messages.stamps import make_header, stamp_to_ns  # noqa: E402
@@ -91,7 +92,7 @@ class FramePlayer:
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
         n, cams = self.node, list(self.calib["cameras"])
-        self.images = {c: n.create_publisher(CompressedImage, f"/{c}/image_rect_compressed", reliable) for c in cams}
+        self.images = {c: n.create_publisher(CompressedImage, camera_topics(c)[0], reliable) for c in cams}
         self.infos = {c: n.create_publisher(CameraInfo, f"/{c}/camera_info", latched) for c in cams}
         self.lidar = n.create_publisher(PointCloud2, "/LIDAR_TOP", reliable)
         self.odom = n.create_publisher(Odometry, "/odom", reliable)

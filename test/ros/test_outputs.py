@@ -117,7 +117,7 @@ def test_occupied_voxels_rejects_a_grid_of_another_shape():
 
 def stats(new_dropped=0, new_failed=0):
     return {
-        "rates_hz": {"/LIDAR_TOP": 20.0, "/CAM_FRONT/image_rect_compressed": 12.0},
+        "rates_hz": {"/LIDAR_TOP": 20.0, "/CAM_FRONT/image_rect/compressed": 12.0},
         "latency_ms": {"p50": 41.25, "p99": None, "max": 60.0},
         "published": 17,
         "dropped": {"incomplete:CAM_BACK": 2},
@@ -135,7 +135,7 @@ def test_diagnostics_values_and_levels():
     assert status.level == DiagnosticStatus.OK and status.hardware_id == "car1"
     values = {kv.key: kv.value for kv in status.values}
     assert values == {
-        "rate /CAM_FRONT/image_rect_compressed (Hz)": "12.00",
+        "rate /CAM_FRONT/image_rect/compressed (Hz)": "12.00",
         "rate /LIDAR_TOP (Hz)": "20.00",
         "latency p50 (ms)": "41.2",
         "latency p99 (ms)": "n/a",

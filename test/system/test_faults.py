@@ -75,7 +75,7 @@ def test_bad_compressed_images_are_refused_by_the_header_check(messages, rng, fa
     bad = faults.bad_compressed(fault, good, rng)
     assert isinstance(bad, CompressedImage)
     with pytest.raises(ImageDecodeError, match=match):
-        check_image(bad, "/CAM_FRONT/image_rect_compressed")
+        check_image(bad, "/CAM_FRONT/image_rect/compressed")
 
 
 def test_a_raw_image_with_a_short_step_is_refused(messages):

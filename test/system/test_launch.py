@@ -53,13 +53,33 @@ def test_launch_file_runs_the_installed_node_with_the_params_file():
     )
     assert f"{executable} = tacocc_ros.node.occupancy_node:main" in scripts
     declared = {ast.literal_eval(c.args[0]): keywords(c) for c in calls(tree, "DeclareLaunchArgument")}
-    assert set(declared) == {"params_file", "rviz", "bag"}
+    assert set(declared) == {"params_file", "rviz", "bag", "lifecycle"}
     default = declared["params_file"]["default_value"]
     parts = [ast.literal_eval(e) for e in default.args[0].elts[1:]]
     assert parts == ["config", "occupancy_node.yaml"] and (REPO.joinpath(*parts)).is_file()
     assert "rviz2" in nodes and "tacocc.rviz" in ast.unparse(nodes["rviz2"]["arguments"])
     assert 'glob("config/*.yaml")' in (REPO / "setup.py").read_text()
     assert 'glob("launch/*.py")' in (REPO / "setup.py").read_text()
+
+
+def test_launch_file_can_drive_the_lifecycle_instead_of_autostart():
+    """`lifecycle:=true`: the same node as a LifecycleNode with autostart off, configured, then activated."""
+    tree = ast.parse(LAUNCH.read_text())
+    (managed,) = [keywords(c) for c in calls(tree, "LifecycleNode")]
+    assert ast.literal_eval(managed["package"]) == "tacocc_ros"
+    assert ast.literal_eval(managed["executable"]) == "occupancy_node"
+    overrides = managed["parameters"].elts[1]
+    values = {ast.literal_eval(k): v for k, v in zip(overrides.keys, overrides.values, strict=True)}
+    assert values["autostart"].value is False
+    assert "autostart" in all_params(("CAM_FRONT",))
+    transitions = [ast.unparse(keywords(c)["transition_id"]) for c in calls(tree, "ChangeState")]
+    assert sorted(transitions) == ["Transition.TRANSITION_ACTIVATE", "Transition.TRANSITION_CONFIGURE"]
+    (handler,) = [keywords(c) for c in calls(tree, "OnStateTransition")]
+    assert ast.literal_eval(handler["goal_state"]) == "inactive"  # activate once configure has succeeded
+    plain = next(keywords(c) for c in calls(tree, "Node") if ast.literal_eval(keywords(c)["package"]) == "tacocc_ros")
+    assert ast.unparse(plain["condition"]) == "UnlessCondition(LaunchConfiguration('lifecycle'))"
+    assert "managed = IfCondition(LaunchConfiguration('lifecycle'))" in ast.unparse(tree)
+    assert ast.unparse(managed["condition"]) == "managed"
 
 
 def test_launch_file_does_not_rename_the_outputs():
@@ -103,6 +123,6 @@ def test_launch_description_loads_where_ros_launch_is_installed():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     arguments = [e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)]
-    assert arguments == ["params_file", "rviz", "bag"]
+    assert arguments == ["params_file", "rviz", "bag", "lifecycle"]
     nodes = [e for e in description.entities if isinstance(e, Node)]
     assert nodes[0].node_package == "tacocc_ros" and nodes[0].node_executable == "occupancy_node"

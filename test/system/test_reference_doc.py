@@ -62,8 +62,9 @@ def test_launch_arguments_are_read_from_the_source(path, doc_text):
 
 def test_tacocc_launch_arguments_match_the_file():
     found = dict(launch_arguments(LAUNCH_FILES[0]))
-    assert set(found) == {"params_file", "rviz", "bag"}
+    assert set(found) == {"params_file", "rviz", "bag", "lifecycle"}
     assert found["rviz"][0] == "false"
+    assert found["lifecycle"][0] == "false"
     assert found["params_file"][0] == "<share>/config/occupancy_node.yaml"
 
 

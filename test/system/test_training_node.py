@@ -169,7 +169,7 @@ def test_without_resume_an_existing_run_is_refused(bag, tmp_path):
 
 @pytest.mark.parametrize(
     ("prefix", "expected"),
-    [("/CAM_FRONT_LEFT/", "/CAM_FRONT_LEFT/image_rect_compressed"), ("/occupancy/gt", "/occupancy/gt")],
+    [("/CAM_FRONT_LEFT/", "/CAM_FRONT_LEFT/image_rect/compressed"), ("/occupancy/gt", "/occupancy/gt")],
 )
 def test_bad_bag_names_bag_and_topic_and_leaves_nothing(bag, tmp_path, prefix, expected):
     broken = copy_without(bag, tmp_path / "broken", prefix)

@@ -11,7 +11,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
 from tacocc_core.bags.messages import TYPESTORE
-from tacocc_core.bags.reading import BagError, BagReader, require_sensor_topics, sensor_topic_problems
+from tacocc_core.bags.reading import BagError, BagReader, image_topics, require_sensor_topics, sensor_topic_problems
 from tacocc_core.config import NUSCENES_CAMERAS
 
 CUSTOM_TYPE = "tacocc_test_msgs/msg/Blob"
@@ -27,11 +27,15 @@ def bag(synthetic_dataset, tmp_path_factory) -> Path:
     return path
 
 
-def rewrite(src: Path, dst: Path, drop=(), mangle: str | None = None, custom: bool = False) -> Path:
-    """Copy a bag with rosbags, leaving out topics, truncating the payloads of one topic, or adding a custom type."""
+def rewrite(
+    src: Path, dst: Path, drop=(), mangle: str | None = None, custom: bool = False, rename: dict | None = None
+) -> Path:
+    """Copy a bag with rosbags, leaving out topics, truncating the payloads of one topic, adding a custom type
+    or renaming topics ({old: new})."""
+    rename = rename or {}
     with BagReader(src) as reader, Writer(dst, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {
-            t: writer.add_connection(t, info.msgtype, typestore=TYPESTORE)
+            t: writer.add_connection(rename.get(t, t), info.msgtype, typestore=TYPESTORE)
             for t, info in reader.topics.items()
             if t not in drop
         }
@@ -115,13 +119,23 @@ def test_unknown_message_type_is_named(bag, tmp_path):
 
 
 def test_missing_camera_and_camera_info_topics_are_listed(bag, tmp_path):
-    lacking = rewrite(bag, tmp_path / "lacking", drop=("/CAM_BACK/camera_info", "/CAM_FRONT/image_rect_compressed"))
+    lacking = rewrite(bag, tmp_path / "lacking", drop=("/CAM_BACK/camera_info", "/CAM_FRONT/image_rect/compressed"))
     with BagReader(lacking) as reader:
         problems = sensor_topic_problems(reader.topics, NUSCENES_CAMERAS)
         assert problems == [
-            "no topic /CAM_FRONT/image_rect_compressed (sensor_msgs/msg/CompressedImage)",
+            "no topic /CAM_FRONT/image_rect/compressed (sensor_msgs/msg/CompressedImage)",
             "no topic /CAM_BACK/camera_info (sensor_msgs/msg/CameraInfo)",
         ]
-        with pytest.raises(BagError, match=f"{lacking}: no topic /CAM_FRONT/image_rect_compressed"):
+        with pytest.raises(BagError, match=f"{lacking}: no topic /CAM_FRONT/image_rect/compressed"):
             require_sensor_topics(reader, NUSCENES_CAMERAS)
         assert sensor_topic_problems(reader.topics, ["CAM_FRONT_LEFT"]) == []
+
+
+def test_a_bag_with_the_older_compressed_names_still_has_every_sensor_topic(bag, tmp_path):
+    old = {f"/{c}/image_rect/compressed": f"/{c}/image_rect_compressed" for c in NUSCENES_CAMERAS}
+    renamed = rewrite(bag, tmp_path / "old_names", rename=old)
+    with BagReader(renamed) as reader:
+        assert "/CAM_BACK/image_rect_compressed" in reader.topics
+        assert sensor_topic_problems(reader.topics, NUSCENES_CAMERAS) == []
+        require_sensor_topics(reader, NUSCENES_CAMERAS)
+        assert image_topics(reader.topics, NUSCENES_CAMERAS)["CAM_BACK"] == "/CAM_BACK/image_rect_compressed"
