@@ -72,8 +72,15 @@ class Motion:
     grid: GridSpec
 
 
-def window_frames(t: int, steps: int, neighbours: int) -> list[int]:
-    """Frames t - neighbours .. t + neighbours that exist in a window of `steps` frames, t first."""
+def window_frames(t: int, steps: int, neighbours: int | None) -> list[int]:
+    """Frames t - neighbours .. t + neighbours that exist in a window of `steps` frames, t first.
+
+    `neighbours` None: every frame of the window (t first).
+    """
+    if neighbours is None:
+        neighbours = steps
+    if neighbours < 0:
+        raise ValueError(f"window_frames: neighbours must be >= 0 or None, got {neighbours}")
     return [t] + [s for s in range(t - neighbours, t + neighbours + 1) if s != t and 0 <= s < steps]
 
 
@@ -81,7 +88,7 @@ def window_targets(
     batch: dict[str, torch.Tensor],
     b: int,
     t: int,
-    neighbours: int,
+    neighbours: int | None,
     render_scale: float,
     sky: torch.Tensor | None = None,
 ) -> RenderTargets:
@@ -91,7 +98,8 @@ def window_targets(
         batch: the batch layout of `tacocc_core.batch`.
         b: sequence index.
         t: frame index in the window.
-        neighbours: frames before and after t also rendered (config.renderer.neighbour_frames).
+        neighbours: frames before and after t also rendered (config.renderer.neighbour_frames); None: every
+            frame of the window.
         render_scale: render size / network image size (config.renderer.render_scale).
         sky: optional (B, T, V, H, W) bool, True on sky pixels (masked out of L_rgb).
     """
