@@ -115,13 +115,18 @@ def window_targets(
     frames = window_frames(t, steps, neighbours)
     poses = batch["lidar2global"][b].to(torch.float64)
     stamps = batch["stamps_ns"][b]
-    rgb, valid, c2l, k, times = [], [], [], [], []
+    rgb: list[torch.Tensor] = []
+    valid: list[torch.Tensor] = []
+    c2l: list[torch.Tensor] = []
+    k: list[torch.Tensor] = []
+    times: list[float] = []
     for s in frames:
         mask = batch["camera_valid"][b, s][:, None, None].expand(views, height, width)
         if sky is not None:
             mask = mask & ~sky[b, s]
         target, target_valid = resize_target(images[b, s], mask, out_h, out_w)
         rgb.append(target)
+        assert target_valid is not None  # a mask in, a mask out
         valid.append(target_valid)
         s2t = relative_pose(poses[s], poses[t])  # LiDAR of s -> LiDAR of t
         c2l.append((s2t @ batch["cam2lidar"][b, s].to(torch.float64)).to(torch.float32))

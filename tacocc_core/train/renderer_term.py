@@ -68,6 +68,7 @@ def renderer_loss(
     if with_views and shown is not None:
         (b, t), res = shown
         r = renderer.settings
+        assert res.images is not None  # `shown` has images
         views = _views_image(res.images[0], window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky).images)
     if not done:
         return RendererTerm(window.l_pc, window.l_rgb, {"rendered": 0.0, "skipped": float(skipped)}, views)
