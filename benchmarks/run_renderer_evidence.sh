@@ -9,7 +9,7 @@
 #   DATA=data/synth10_objects RUNS=runs/renderer_evidence STEPS=1000 SEEDS="0 1 2" DEVICE=cuda JOBS=9 \
 #     benchmarks/run_renderer_evidence.sh
 # JOBS runs train at once; a run whose eval report exists is not trained again. Smoke test of the script:
-#   STEPS=2 SEEDS=0 WARMUP=1 VAL_MAX_FRAMES=1 EVAL_MAX_FRAMES=2 EXTRA="--set model.renderer.inner_steps=2"
+#   STEPS=2 SEEDS=0 WARMUP=1 VAL_MAX_FRAMES=1 EVAL_MAX_FRAMES=2 EXTRA="--set model.renderer.inner_steps=2" (5 min, CPU)
 set -euo pipefail
 DATA=${DATA:-data/synth10_objects}
 RUNS=${RUNS:-runs/renderer_evidence}
