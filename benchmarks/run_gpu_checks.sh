@@ -88,7 +88,7 @@ fi
 wait "$build"
 if ! skipped render; then
   for preset in demo nuscenes_r50_256x704; do
-    capped 60 $PY benchmarks/bench_render_step.py --preset "$preset" --device cuda --backend gsplat --repeats 5 \
+    capped 90 $PY benchmarks/bench_render_step.py --preset "$preset" --device cuda --backend gsplat --repeats 2 \
       > "$OUT_DIR/render_step_$preset.txt" 2>&1
     log "render step $preset (data generation running beside it): exit $?"
   done
