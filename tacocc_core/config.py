@@ -282,7 +282,7 @@ class RendererConfig:
     inner_lr_sh: PositiveFloat = 2.5e-3
     inner_lr_mu_t: PositiveFloat = 1.6e-4
     inner_lr_log_sigma_t: PositiveFloat = 5e-3
-    inner_tolerance: UnitFloat = 0.01
+    inner_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
     inner_window: PositiveInt = 50
     pc_reduction: Literal["sum", "mean"] = "sum"
     neighbour_frames: NonNegativeInt | None = None

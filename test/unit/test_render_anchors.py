@@ -173,3 +173,13 @@ def test_anchors_of_occupied_voxels_land_on_surfaces_where_feature_norm_anchors_
     # The dense volume's top-norm voxels are about as often occupied as any voxel.
     assert abs(shares["feature_norm"] - shares["base"]) < 0.1, shares
     assert shares["predicted"] > shares["feature_norm"] + 0.25, shares
+
+
+def test_the_config_offers_the_papers_voxel_source_and_the_measured_best_only():
+    from tacocc_core.config import RendererConfig
+
+    assert RendererConfig().voxel_anchor_source == "predicted"
+    assert RendererConfig(voxel_anchor_source="feature_norm").voxel_anchor_source == "feature_norm"
+    for moved in ("lidar", "predicted_or_lidar"):  # measured in benchmarks/measure_renderer.py only
+        with pytest.raises(ValueError, match="voxel_anchor_source"):
+            RendererConfig(voxel_anchor_source=moved)
