@@ -318,7 +318,8 @@ def measure_fit(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     backend = "auto" if device.type == "cuda" else "torch"
     net, renderer = net.to(device), renderer.to(device)
-    reader, found = val_windows(config, args.data, args.version, args.windows)
+    reader, found = val_windows(config, args.data, args.version, args.first + args.windows)
+    found = found[args.first :]
     rows = []
     for tokens in found:
         batch = frames_to_batch([[reader.frame(tok) for tok in tokens]], config.grid.spec().shape)
@@ -332,6 +333,7 @@ def measure_fit(args: argparse.Namespace) -> None:
             return photometric_loss(rgb, images, valid, r.dssim_lambda)
 
         schedule = renderer.schedule(targets)
+        print("window tokens:", tokens, flush=True)
         start = time.perf_counter()
         fit = optimise_gaussians(theta0, l_rgb, schedule)
         if device.type == "cuda":
@@ -405,6 +407,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=0, help="fit: convergence window (default: the preset's)")
     parser.add_argument("--fixed", action="store_true", help="fit: also from network-independent Gaussians")
     parser.add_argument("--device", default="cpu", help="fit: cpu, or cuda (then gsplat renders)")
+    parser.add_argument("--first", type=int, default=0, help="fit: skip this many windows")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
     {
