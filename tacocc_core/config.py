@@ -219,7 +219,8 @@ class RendererConfig:
         enabled: False trains without photometric supervision (ablation).
         dssim_lambda: lambda of L_rgb = (1 - lambda) L1 + lambda D-SSIM.
         pc_lambda: lambda of the total (1 - lambda) L_occ + lambda L_pc.
-        inner_steps: Gaussian-only optimisation steps on L_rgb.
+        inner_steps: cap on the Gaussian-only optimisation steps on L_rgb (the fit stops earlier once it
+            converges, see inner_tolerance).
         max_gaussians: cap on Gaussians per frame (LiDAR + voxel anchors).
         lidar_anchors: LiDAR points subsampled as anchors.
         sh_degree: spherical-harmonics degree of the colours.
@@ -231,21 +232,35 @@ class RendererConfig:
         lidar_offset_max: bound (metres, per axis) of the predicted offset of a LiDAR-anchored Gaussian.
         voxel_offset_max: bound (metres, per axis) of the predicted offset of a voxel-anchored Gaussian.
         voxel_anchor_source: which coarse voxels of F~_IL count as "non-zero" and hold a voxel anchor:
-            "predicted" (the coarse head calls them occupied), "predicted_or_lidar" (or the LiDAR volume F_L
-            is non-zero there), "lidar", or "feature_norm" (max |feature| above voxel_threshold; on the dense
-            ConvLSTM output that is every voxel, the highest-norm ones kept). Capped voxels are ranked by
-            1 - p(empty) of the coarse head (by feature norm for "feature_norm").
+            "feature_norm" (the paper's words: max |feature| above voxel_threshold; on the dense ConvLSTM
+            output that is every voxel, the highest-norm ones kept) or "predicted" (the coarse head calls
+            them occupied, ranked by 1 - p(empty) when capped).
         voxel_threshold: with voxel_anchor_source "feature_norm", a voxel is non-zero when max |feature|
             exceeds this.
-        inner_lr: Adam learning rate of the Gaussian-only inner loop (same for every parameter group).
+        inner_lr: Adam learning rate of every parameter group when inner_lr_schedule is "uniform".
+        inner_lr_schedule: "3dgs": one Adam learning rate per parameter group, the inner_lr_* values
+            below (3D Gaussian splatting's); "uniform": inner_lr for every group.
+        inner_lr_means: learning rate of the means per metre of scene extent (the grid's half diagonal).
+        inner_lr_quats: learning rate of the (unnormalised) rotation quaternions.
+        inner_lr_log_scales: learning rate of the log standard deviations.
+        inner_lr_opacities: learning rate of the opacity logits.
+        inner_lr_sh: learning rate of the SH colour DC term; higher-order terms get a twentieth of it.
+        inner_lr_mu_t: learning rate of the temporal centres per second of window duration.
+        inner_lr_log_sigma_t: learning rate of the log temporal bandwidths.
+        inner_tolerance: the fit has converged when L_rgb fell by less than this fraction over the last
+            inner_window steps; 0 runs every one of inner_steps.
+        inner_window: steps over which inner_tolerance compares L_rgb.
+        pc_reduction: "sum": L_pc = sum_i ||Theta_i^final - Theta_i^0||_1 as the paper writes it; "mean":
+            the same divided by the number of Gaussians N.
         neighbour_frames: the Gaussians of frame t are also rendered into the cameras of this many frames
-            before and after t in the window (at their times); 0 renders frame t's cameras only.
+            before and after t in the window (at their times); 0 renders frame t's cameras only; None
+            renders into every frame of the temporal window (the paper's T-frame window).
     """
 
     enabled: bool = True
     dssim_lambda: UnitFloat = 0.2
     pc_lambda: UnitFloat = 0.2
-    inner_steps: NonNegativeInt = 3
+    inner_steps: NonNegativeInt = 1000
     max_gaussians: PositiveInt = 200000
     lidar_anchors: NonNegativeInt = 60000
     sh_degree: Literal[0, 1, 2, 3] = 1
@@ -256,10 +271,21 @@ class RendererConfig:
     head_channels: PositiveInt = 32
     lidar_offset_max: PositiveFloat = 0.1
     voxel_offset_max: PositiveFloat = 0.5
-    voxel_anchor_source: Literal["predicted", "predicted_or_lidar", "lidar", "feature_norm"] = "predicted"
+    voxel_anchor_source: Literal["predicted", "feature_norm"] = "predicted"
     voxel_threshold: NonNegativeFloat = 0.0
     inner_lr: PositiveFloat = 0.05
-    neighbour_frames: NonNegativeInt = 1
+    inner_lr_schedule: Literal["3dgs", "uniform"] = "3dgs"
+    inner_lr_means: PositiveFloat = 1.6e-4
+    inner_lr_quats: PositiveFloat = 1e-3
+    inner_lr_log_scales: PositiveFloat = 5e-3
+    inner_lr_opacities: PositiveFloat = 0.05
+    inner_lr_sh: PositiveFloat = 2.5e-3
+    inner_lr_mu_t: PositiveFloat = 1.6e-4
+    inner_lr_log_sigma_t: PositiveFloat = 5e-3
+    inner_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    inner_window: PositiveInt = 50
+    pc_reduction: Literal["sum", "mean"] = "sum"
+    neighbour_frames: NonNegativeInt | None = None
 
 
 @dataclass(config=STRICT)

@@ -4,12 +4,18 @@
 #   2. the CUDA tests (gsplat against our rasteriser, CUDA KNN and traversal against the CPU ones, bf16 encoder)
 #   3. one renderer training step per preset on CUDA (benchmarks.speed.bench_render step, gsplat)
 #   4. the label-efficiency comparison (bash benchmarks/experiments/run_label_efficiency.sh, every run at once on the GPU)
+#   5. the renderer's inner fit on 3 held-out frames with gsplat (benchmarks.studies.measure_renderer fit: L_rgb
+#      before / after, steps to convergence, seconds per step, L_pc, the fit from network-independent
+#      Gaussians beside it), then the renderer evidence (benchmarks/experiments/run_renderer_evidence.sh: off /
+#      converged / today's loop, RE_SEEDS x RE_STEPS from scratch, every run at once, cut at the budget)
 # Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
 #   bash ../shared/device/prepare-gpu.sh && bash benchmarks/experiments/prepare_gpu_extra.sh
 # then, on the GPU machine (the device tool's run, carry [".gpu"]):
 #   source .gpu/activate.sh; BUDGET_S=540 bash benchmarks/experiments/run_gpu_checks.sh OUT_DIR
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
-# LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; SKIP="bench tests le render" leaves steps out.
+# LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; RE_STEPS / RE_SEEDS / RE_JOBS size step 5 (the renderer
+# evidence alone, with the whole budget: SKIP="bench tests le render"); SKIP="... fit evidence" leaves
+# steps out.
 [[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0 OUT_DIR"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -uo pipefail
 OUT_DIR=${1:?usage: run_gpu_checks.sh OUT_DIR}
@@ -19,6 +25,9 @@ LE_STEPS=${LE_STEPS:-300}
 LE_VARIANTS=${LE_VARIANTS:-full_render_off full_render_on l10_sup l10_geo l10_photo l10_geo_photo}
 LE_SEEDS=${LE_SEEDS:-0 1 2}
 LE_DEADLINE_S=${LE_DEADLINE_S:-}      # default: what is left of the budget minus 90 s for scoring
+RE_STEPS=${RE_STEPS:-1000}
+RE_SEEDS=${RE_SEEDS:-0 1 2}
+RE_JOBS=${RE_JOBS:-9}
 SKIP=${SKIP:-}
 PY=${PYTHON:-python3}
 START=$(date +%s)
@@ -80,7 +89,7 @@ fi
 wait "$build"
 if ! skipped render; then
   for preset in demo nuscenes_r50_256x704; do
-    capped 60 $PY -m benchmarks.speed.bench_render step --preset "$preset" --device cuda --backend gsplat --repeats 5 \
+    capped 90 $PY -m benchmarks.speed.bench_render step --preset "$preset" --device cuda --backend gsplat --repeats 2 \
       > "$OUT_DIR/render_step_$preset.txt" 2>&1
     log "render step $preset (data generation running beside it): exit $?"
   done
@@ -103,6 +112,22 @@ if ! skipped le; then
   log "label efficiency: exit $?"
 fi
 [ -n "${tests:-}" ] && wait "$tests"
+
+if ! skipped fit; then
+  capped 150 $PY -m benchmarks.studies.measure_renderer fit --data "$DATA" --checkpoint checkpoints/demo.pt --windows 3 \
+    --fixed --device cuda > "$OUT_DIR/renderer_fit_cuda.txt" 2>&1
+  log "renderer fit (gsplat): exit $?"
+fi
+if ! skipped evidence; then
+  deadline=$(( $(left) - 60 ))
+  log "renderer evidence: $RE_STEPS steps, seeds $RE_SEEDS, deadline $deadline s"
+  DATA=$DATA RUNS=runs/renderer_evidence_gpu CONFIG=demo DEVICE=cuda JOBS=$RE_JOBS STEPS=$RE_STEPS \
+    SEEDS="$RE_SEEDS" DEADLINE_S=$deadline PYTHON=$PY \
+    capped $(( deadline + 55 )) bash benchmarks/experiments/run_renderer_evidence.sh > "$OUT_DIR/renderer_evidence.txt" 2>&1
+  log "renderer evidence: exit $?"
+  find runs/renderer_evidence_gpu -name "*.log" -o -name "eval_val.json" 2>/dev/null \
+    | tar czf "$OUT_DIR/renderer_evidence_gpu.tgz" -T -
+fi
 
 
 # What came back of the training runs: logs, eval reports, the list of kept steps, and the scored

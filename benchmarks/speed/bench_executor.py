@@ -24,7 +24,7 @@ from tacocc_ros.tooling.load_driver import DriveOptions  # noqa: E402
 
 # (module run with `python -m`, node parameters): the node's own executor, or this benchmark's multi-threaded one
 VARIANTS = {
-    "multi, 2 torch threads": ("benchmarks.executor_node", {"inference_threads": 2}),
+    "multi, 2 torch threads": ("benchmarks.speed.executor_node", {"inference_threads": 2}),
     "single, 2 torch threads": ("tacocc_ros.node.occupancy_node", {"inference_threads": 2}),
     "single, 1 torch thread": ("tacocc_ros.node.occupancy_node", {"inference_threads": 1}),
 }

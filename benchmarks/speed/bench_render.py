@@ -14,7 +14,8 @@ step: what `SequentialRenderer.forward` + backward does for one frame: LiDAR and
 parameter net, `renderer.inner_steps` Gaussian-only steps (render + L_rgb + backward each), the render of
 Theta^final, then L_pc + L_rgb backward into the net. Inputs: a dense random F~_IL (the ConvLSTM output is
 dense, so every voxel is an anchor candidate), a random 30k-point cloud in the grid (none within 3 m of the
-LiDAR), the same camera ring in (1 + 2 * renderer.neighbour_frames) frames, random target images.
+LiDAR), the same camera ring in (1 + 2 * renderer.neighbour_frames) frames (the temporal window when null),
+random target images.
 
 Prints the median and the spread of the repeats; a CPU timing depends on the load of the machine it runs on.
 """
@@ -125,14 +126,15 @@ def time_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     h, w = config.cameras.image_size
     height, width = round(h * config.renderer.render_scale), round(w * config.renderer.render_scale)
     views = len(config.cameras.names)
-    frames = 1 + 2 * config.renderer.neighbour_frames
+    neighbours = config.renderer.neighbour_frames
+    frames = config.temporal.window if neighbours is None else 1 + 2 * neighbours
     c2l, k = camera_ring(views, width, height)
     targets = RenderTargets(
         images=torch.rand(frames, views, height, width, 3),
         valid=torch.ones(frames, views, height, width, dtype=torch.bool),
         cam2lidar=c2l[None].repeat(frames, 1, 1, 1),
         cam2img=k[None].repeat(frames, 1, 1, 1),
-        times=torch.linspace(-0.5, 0.5, frames) if frames > 1 else torch.zeros(1),
+        times=0.5 * (torch.arange(frames, dtype=torch.float32) - frames // 2),  # 0.5 s frames, t in the middle
     )
     grid = renderer.grid
     lower, upper = torch.tensor(grid.lower), torch.tensor(grid.upper)
@@ -160,15 +162,17 @@ def time_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     res = runs[-1][2]
     print(
         f"{args.preset}: {frames} frame(s) x {views} views x {width}x{height}, {res.num_gaussians} Gaussians "
-        f"({res.num_lidar} LiDAR + {res.num_voxel} voxel anchors), {config.renderer.inner_steps} inner steps "
-        f"at lr {config.renderer.inner_lr}, "
+        f"({res.num_lidar} LiDAR + {res.num_voxel} voxel anchors), inner fit {config.renderer.inner_lr_schedule} "
+        f"(cap {config.renderer.inner_steps}, tolerance {config.renderer.inner_tolerance} over "
+        f"{config.renderer.inner_window} steps), "
         f"device {args.device}, backend {args.backend}, torch threads {torch.get_num_threads()}"
     )
     print(
         f"renderer training step (anchors + head + inner loop + final render + backward): median "
         f"{1000 * statistics.median(times):.0f} ms (min {1000 * min(times):.0f}, max {1000 * max(times):.0f}, "
         f"{args.repeats} repeats); process CPU time median {1000 * statistics.median(cpu):.0f} ms; "
-        f"L_rgb per step {[round(v, 4) for v in res.rgb_steps]}"
+        f"inner steps taken {res.inner_steps} (converged: {res.converged}), L_rgb {res.rgb_steps[0]:.4f} -> "
+        f"{res.rgb_steps[-1]:.4f}"
     )
     if cuda:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

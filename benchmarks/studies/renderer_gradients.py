@@ -8,7 +8,12 @@ weights (the renderer's own parameter net and beta excluded). Printed per module
 windows: ||(1 - lambda) g_occ||, ||g_render||, their ratio, and the cosine between the two.
 
     python -m benchmarks.studies.renderer_gradients --checkpoint checkpoints/demo.pt \
-        --data data/synth10_objects --step 1000 --windows 3
+        --data data/synth10_objects --step 1000 --windows 3 [--renderer-from demo] [--set inner_steps=20]
+
+--renderer-from PRESET takes the renderer settings of a preset instead of the checkpoint's; --set KEY=VALUE
+(repeatable) overrides one of them. L_pc is an L1 distance, so its gradient into Theta^0 is the sign of
+each coordinate's move: once the fit has moved every coordinate, a capped fit and a converged one send
+gradients of the same size.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import argparse
 import dataclasses
 
 import torch
+import yaml
 
 from benchmarks.studies import gradient_windows
+from tacocc_core.config import load_preset
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.train.objective import TrainingObjective
 from tacocc_core.train.train_config import TrainConfig
@@ -62,10 +69,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     gradient_windows.add_arguments(parser, windows=3)
     parser.add_argument("--pc-lambda", type=float, default=None, help="lambda of Eq. 5 (default: the config's)")
+    parser.add_argument("--renderer-from", default=None, help="take the renderer settings of this preset")
+    parser.add_argument("--set", action="append", default=[], help="renderer KEY=VALUE override (repeatable)")
     args = parser.parse_args()
 
     state, config = gradient_windows.weights(args)
-    renderer = dataclasses.replace(config.renderer, enabled=True)
+    renderer = load_preset(args.renderer_from).renderer if args.renderer_from else config.renderer
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    renderer = dataclasses.replace(renderer, enabled=True, **overrides)
     if args.pc_lambda is not None:
         renderer = dataclasses.replace(renderer, pc_lambda=args.pc_lambda)
     config = dataclasses.replace(config, renderer=renderer)
@@ -90,7 +101,9 @@ def main() -> None:
         cosines.append(cosine(g_occ, g_render))
     print(
         f"{gradient_windows.source(args)}, step {args.step}, {args.windows} windows of {args.data} ({args.split}), "
-        f"lambda {1 - keep:g}"
+        f"lambda {1 - keep:g}; renderer: inner_lr_schedule {renderer.inner_lr_schedule}, inner_steps "
+        f"{renderer.inner_steps}, tolerance {renderer.inner_tolerance}, pc_reduction {renderer.pc_reduction}, "
+        f"neighbour_frames {renderer.neighbour_frames}"
     )
     print("| module group | (1 - lambda) L_occ | lambda L_pc + L_rgb | ratio |")
     print("|---|---:|---:|---:|")

@@ -5,13 +5,12 @@ Two sources, both in the LiDAR frame of the frame being rendered:
   carry precise geometry, so the parameter net bounds their offsets tightly.
 - voxel anchors: the centroids of the "non-zero" voxels of the temporally smoothed volume F~_IL. They fill
   what the sparse LiDAR misses. F~_IL out of the ConvLSTM is dense (every voxel carries some value), so
-  "non-zero" needs a reading: `occupied_voxel_mask` takes the voxels that the coarse occupancy head calls
-  occupied (argmax != empty) and/or those that the LiDAR volume F_L marks non-zero (config
-  `renderer.voxel_anchor_source`); when more qualify than `max_count`, those with the highest occupancy
-  score 1 - p(empty) are kept (`masked_voxel_anchors`). The literal reading, max_c |F~_IL[c]| above a
-  threshold ranked by feature norm (`voxel_anchors`), is kept as the "feature_norm" source: on a dense
-  volume it selects every voxel and keeps the highest-norm ones, free space included. For a cubic voxel
-  the centroid is the voxel centre.
+  "non-zero" needs a reading (config `renderer.voxel_anchor_source`). The paper's words, max_c |F~_IL[c]|
+  above a threshold ranked by feature norm (`voxel_anchors`), are the "feature_norm" source: on a dense
+  volume it selects every voxel and keeps the highest-norm ones, free space included. The "predicted"
+  source (`predicted_voxel_mask`) takes the voxels that the coarse occupancy head calls occupied (argmax !=
+  empty); when more qualify than `max_count`, those with the highest occupancy score 1 - p(empty) are kept
+  (`masked_voxel_anchors`). For a cubic voxel the centroid is the voxel centre.
 
 `sample_volume` reads the volume's features at arbitrary anchor positions (trilinear, through
 `torch.nn.functional.grid_sample`); its slow per-point twin lives in the tests.
@@ -129,42 +128,23 @@ def voxel_anchors(
     return masked_voxel_anchors(candidates, norms, grid, max_count)
 
 
-def occupied_voxel_mask(
-    source: str,
-    coarse_logits: torch.Tensor | None,
-    lidar_occupied: torch.Tensor | None,
-    empty_class: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate voxels and their ranking score for the "predicted", "lidar" and "predicted_or_lidar" sources.
+def predicted_voxel_mask(coarse_logits: torch.Tensor | None, empty_class: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate voxels and their ranking score for the "predicted" source: the coarse head's occupied voxels.
 
     Args:
-        source: "predicted" (coarse head argmax != empty), "lidar" (F_L non-zero) or "predicted_or_lidar".
-        coarse_logits: (K, X, Y, Z) coarse-head logits of the frame (needed by every source: they rank).
-        lidar_occupied: (X, Y, Z) bool non-zero voxels of F_L (needed by the sources naming LiDAR).
+        coarse_logits: (K, X, Y, Z) coarse-head logits of the frame.
         empty_class: index of the empty class in the logits.
 
     Returns:
-        candidates: (X, Y, Z) bool; score: (X, Y, Z) float, 1 - p(empty).
+        candidates: (X, Y, Z) bool, argmax != empty; score: (X, Y, Z) float, 1 - p(empty).
     """
-    if source not in ("predicted", "lidar", "predicted_or_lidar"):
-        raise ValueError(f"occupied_voxel_mask: unknown voxel anchor source {source!r}")
     if coarse_logits is None or coarse_logits.ndim != 4:
         shape = None if coarse_logits is None else tuple(coarse_logits.shape)
-        raise ValueError(f"occupied_voxel_mask: source {source!r} needs (K, X, Y, Z) coarse logits, got {shape}")
+        raise ValueError(f"predicted_voxel_mask: needs (K, X, Y, Z) coarse logits, got {shape}")
     with torch.no_grad():
         logits = coarse_logits.detach().float()
         score = 1.0 - torch.softmax(logits, dim=0)[empty_class]
-        predicted = logits.argmax(dim=0) != empty_class
-        if source == "predicted":
-            return predicted, score
-        if lidar_occupied is None or tuple(lidar_occupied.shape) != tuple(predicted.shape):
-            shape = None if lidar_occupied is None else tuple(lidar_occupied.shape)
-            raise ValueError(
-                f"occupied_voxel_mask: source {source!r} needs the LiDAR volume's non-zero voxels of shape "
-                f"{tuple(predicted.shape)}, got {shape}"
-            )
-        lidar = lidar_occupied.detach().bool().to(predicted.device)
-        return (lidar if source == "lidar" else predicted | lidar), score
+        return logits.argmax(dim=0) != empty_class, score
 
 
 def sample_volume(volume: torch.Tensor, points: torch.Tensor, grid: GridSpec) -> torch.Tensor:

@@ -10,9 +10,9 @@ Theta of N Gaussians is a dict of tensors (the parameterisation of 3DGS / gsplat
     log_sigma_t     (N,)   log of the temporal bandwidth in seconds
 Every real value is a valid Gaussian, so a plain optimiser (Adam) can work on it.
 
-Parameter consistency (paper Sec. III-C, after Fu et al. 2024): L_pc = sum_i ||Theta_i^final - Theta_i^0||_1.
-We divide the sum by N (the L1 norm of each Gaussian's full parameter vector, averaged over Gaussians), so
-that the loss does not grow with the anchor count. Quaternions are normalised on both sides first, since
+Parameter consistency (paper Sec. III-C, after Fu et al. 2024): L_pc = sum_i ||Theta_i^final - Theta_i^0||_1,
+the L1 norm of each Gaussian's full parameter vector summed over the N Gaussians, as the paper writes it
+(reduction "sum"); reduction "mean" divides it by N. Quaternions are normalised on both sides first, since
 their length does not matter.
 """
 
@@ -59,13 +59,18 @@ def detached_copy(theta: FreeParams) -> FreeParams:
     return {name: theta[name].detach().clone().requires_grad_(True) for name in FREE_FIELDS}
 
 
-def parameter_consistency(final: FreeParams, initial: FreeParams) -> torch.Tensor:
-    """Scalar L_pc = (1/N) sum_i ||Theta_i^final - Theta_i^0||_1; 0 (still connected) when N = 0.
+def parameter_consistency(final: FreeParams, initial: FreeParams, reduction: str = "sum") -> torch.Tensor:
+    """Scalar L_pc = sum_i ||Theta_i^final - Theta_i^0||_1 ("sum") or that over N ("mean").
+
+    0 (still connected) when N = 0.
 
     Args:
         final: the optimised Theta (treated as a target: detach it before calling for Eq. 5).
         initial: Theta^0 as the network predicted it (gradients flow into it).
+        reduction: "sum" (the paper's) or "mean" (config.renderer.pc_reduction).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"parameter_consistency: reduction must be 'sum' or 'mean', got {reduction!r}")
     n = check_free(initial)
     if check_free(final) != n:
         raise ValueError(f"parameter_consistency: {check_free(final)} optimised Gaussians, {n} initial ones")
@@ -76,4 +81,4 @@ def parameter_consistency(final: FreeParams, initial: FreeParams) -> torch.Tenso
             a = torch.nn.functional.normalize(a, dim=-1)
             b = torch.nn.functional.normalize(b, dim=-1)
         total = total + (a - b).abs().sum()
-    return total / max(n, 1)
+    return total / max(n, 1) if reduction == "mean" else total

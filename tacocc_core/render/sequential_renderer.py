@@ -2,16 +2,19 @@
 
 Per frame (b, t):
 1. anchors: LiDAR points of the keyframe sweep inside the grid (<= renderer.lidar_anchors) and the
-   centroids of the voxels of F~_IL that count as non-zero (renderer.voxel_anchor_source: the voxels the
-   coarse head calls occupied and/or the LiDAR volume marks; "feature_norm": max |F~_IL| above
-   renderer.voxel_threshold), together capped at renderer.max_gaussians (`anchors.py`);
+   centroids of the voxels of F~_IL that count as non-zero (renderer.voxel_anchor_source: "predicted", the
+   voxels the coarse head calls occupied; "feature_norm": max |F~_IL| above renderer.voxel_threshold),
+   together capped at renderer.max_gaussians (`anchors.py`);
 2. Theta^0 = GaussianHead(F~_IL, anchors) (`gaussian_head.py`);
 3. velocity gate (Eq. 4): each Gaussian's voxel speed against tau = beta / dt * E[||v||] widens sigma_t;
-4. inner loop: `renderer.inner_steps` Adam steps on a detached copy of Theta, on
-   L_rgb = (1 - l) L1 + l D-SSIM over the valid (non-sky) pixels of frame t's cameras and of its
-   `renderer.neighbour_frames` neighbours, each rendered at its own time (temporal weights of Eq. 3);
-5. L_pc = (1/N) sum_i ||Theta_i^final - Theta_i^0||_1 (`free_params.py`), back-propagated into the head
-   and F~_IL; the caller forms (1 - renderer.pc_lambda) L_occ + renderer.pc_lambda L_pc.
+4. inner fit (`inner_loop.py`): Adam with per-group learning rates on a detached copy of Theta until L_rgb
+   converges (renderer.inner_tolerance over renderer.inner_window steps) or renderer.inner_steps, on
+   L_rgb = (1 - l) L1 + l D-SSIM over the valid (non-sky) pixels of frame t's cameras and of the other
+   frames of the window (renderer.neighbour_frames; None: all of them), each rendered at its own time
+   (temporal weights of Eq. 3);
+5. L_pc = sum_i ||Theta_i^final - Theta_i^0||_1 (renderer.pc_reduction "sum"; "mean" divides by N,
+   `free_params.py`), back-propagated into the head and F~_IL; the caller forms
+   (1 - renderer.pc_lambda) L_occ + renderer.pc_lambda L_pc.
 
 The learnable beta of the velocity gate is a rendering parameter: the L_rgb of Theta^final is rendered once
 more with tau attached to beta and returned as `l_rgb`, whose only gradient path is beta. Adding it to the
@@ -34,11 +37,11 @@ from tacocc_core.config import ModelConfig, RendererConfig
 from tacocc_core.geometry import GridSpec
 from tacocc_core.losses.photometric import photometric_loss
 from tacocc_core.model.warp import scaled_grid
-from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, occupied_voxel_mask, voxel_anchors
+from tacocc_core.render.anchors import lidar_anchors, masked_voxel_anchors, predicted_voxel_mask, voxel_anchors
 from tacocc_core.render.free_params import FreeParams, free_to_gaussians, parameter_consistency
 from tacocc_core.render.gaussian_head import GaussianHead
 from tacocc_core.render.gaussians import Gaussians
-from tacocc_core.render.inner_loop import optimise_gaussians
+from tacocc_core.render.inner_loop import InnerSchedule, optimise_gaussians
 from tacocc_core.render.rasterize import Backend, render_views
 from tacocc_core.render.targets import Motion, RenderTargets, frame_interval, frame_motion, frame_points, window_targets
 from tacocc_core.render.temporal import VelocityGate, velocity_threshold, widen_bandwidth
@@ -54,8 +57,10 @@ class RenderResult:
     Args:
         l_pc: scalar L_pc (gradients into the head and F~_IL).
         l_rgb: scalar L_rgb of Theta^final (gradient into the velocity gate's beta only).
-        rgb_steps: L_rgb before each inner step, then of Theta^final (inner_steps + 1 values when no step
-            was cut short; empty when skipped).
+        rgb_steps: L_rgb of each Theta the inner fit evaluated (Theta^0 first), then of Theta^final;
+            empty when skipped.
+        inner_steps: parameter updates the inner fit made.
+        converged: True when the inner fit met its convergence rule (False: step cap or stopped).
         num_lidar: LiDAR-anchored Gaussians.
         num_voxel: voxel-anchored Gaussians.
         num_moving: Gaussians whose sigma_t the velocity gate widened.
@@ -69,6 +74,8 @@ class RenderResult:
     l_pc: torch.Tensor
     l_rgb: torch.Tensor
     rgb_steps: list[float] = field(default_factory=list)
+    inner_steps: int = 0
+    converged: bool = False
     num_lidar: int = 0
     num_voxel: int = 0
     num_moving: int = 0
@@ -161,6 +168,7 @@ class SequentialRenderer(nn.Module):
         generator: torch.Generator | None = None,
         return_images: bool = False,
         voxel_candidates: tuple[torch.Tensor, torch.Tensor] | None = None,
+        schedule: InnerSchedule | None = None,
     ) -> RenderResult:
         """The renderer step of one frame.
 
@@ -173,7 +181,8 @@ class SequentialRenderer(nn.Module):
             generator: random source of the LiDAR subsample.
             return_images: keep the final RGB and depth renders in the result.
             voxel_candidates: ((X, Y, Z) bool voxels that may hold a voxel anchor, (X, Y, Z) ranking score),
-                from `occupied_voxel_mask`; None: the "feature_norm" reading of `features` itself.
+                from `predicted_voxel_mask`; None: the "feature_norm" reading of `features` itself.
+            schedule: the inner fit; None: `self.schedule(targets)`.
         """
         if features.ndim != 4 or tuple(features.shape[1:]) != tuple(self.grid.shape):
             raise ValueError(
@@ -216,9 +225,9 @@ class SequentialRenderer(nn.Module):
             rgb, depth = render_into_targets(gaussians, targets, self.backend)
             return photometric_loss(rgb, images, valid, r.dssim_lambda), rgb, depth
 
-        inner = optimise_gaussians(theta0, lambda th: l_rgb_of(th, tau.detach())[0], r.inner_steps, r.inner_lr)
+        inner = optimise_gaussians(theta0, lambda th: l_rgb_of(th, tau.detach())[0], schedule or self.schedule(targets))
         l_rgb, rgb, depth = l_rgb_of(inner.theta, tau)
-        l_pc = parameter_consistency(inner.theta, theta0)
+        l_pc = parameter_consistency(inner.theta, theta0, r.pc_reduction)
         # Host sync: a non-finite loss must not be back-propagated into the weights.
         if not bool(torch.isfinite(l_pc) & torch.isfinite(l_rgb)):
             return self._skip(features, f"non-finite loss (L_pc={l_pc.item()}, L_rgb={l_rgb.item()})")
@@ -229,6 +238,8 @@ class SequentialRenderer(nn.Module):
             l_pc=l_pc,
             l_rgb=l_rgb,
             rgb_steps=inner.losses + [l_rgb.item()],
+            inner_steps=inner.steps,
+            converged=inner.converged,
             num_lidar=int(lidar.shape[0]),
             num_voxel=int(voxel.shape[0]),
             num_moving=num_moving,
@@ -237,6 +248,21 @@ class SequentialRenderer(nn.Module):
             stopped=inner.stopped,
             images=(rgb.detach(), depth.detach()) if return_images else None,
         )
+
+    def schedule(self, targets: RenderTargets) -> InnerSchedule:
+        """The inner fit of config.renderer for these targets.
+
+        Scene extent: the grid's half diagonal; duration: the span of the targets' times.
+        """
+        times = targets.times
+        duration = float(times.max() - times.min()) if times.numel() else 0.0
+        return InnerSchedule.from_config(self.settings, self.extent_m, duration)
+
+    @property
+    def extent_m(self) -> float:
+        """Half the diagonal of the grid's box, metres (the scene extent of the means' learning rate)."""
+        size = [n * v for n, v in zip(self.grid.shape, self.grid.voxel_size, strict=True)]
+        return 0.5 * float(sum(s * s for s in size)) ** 0.5
 
     def _motion(
         self, anchors: torch.Tensor, motion: Motion | None, like: torch.Tensor
@@ -274,7 +300,6 @@ def render_window(
     generator: torch.Generator | None = None,
     return_images: bool = False,
     coarse_logits: torch.Tensor | None = None,
-    lidar_occupied: torch.Tensor | None = None,
 ) -> WindowResult:
     """Run the renderer step on frames of a training batch.
 
@@ -286,9 +311,8 @@ def render_window(
         sky: optional (B, T, V, H, W) bool sky masks (True on sky) at the network image size.
         generator: random source of the LiDAR subsample.
         return_images: keep the rendered images of the first frame that is rendered (not skipped).
-        coarse_logits: (B, T, K, X, Y, Z) coarse-head logits, needed unless renderer.voxel_anchor_source is
-            "feature_norm" (they choose and rank the voxel anchors).
-        lidar_occupied: (B, T, X, Y, Z) bool non-zero voxels of F_L, needed by the sources naming LiDAR.
+        coarse_logits: (B, T, K, X, Y, Z) coarse-head logits, needed when renderer.voxel_anchor_source is
+            "predicted" (they choose and rank the voxel anchors).
     """
     if features.ndim != 6 or tuple(features.shape[:2]) != tuple(batch["stamps_ns"].shape):
         raise ValueError(
@@ -305,12 +329,8 @@ def render_window(
         targets = window_targets(batch, b, t, r.neighbour_frames, r.render_scale, sky)
         want_images = return_images and not have_images
         candidates = None
-        if r.voxel_anchor_source != "feature_norm":
-            candidates = occupied_voxel_mask(
-                r.voxel_anchor_source,
-                None if coarse_logits is None else coarse_logits[b, t],
-                None if lidar_occupied is None else lidar_occupied[b, t],
-            )
+        if r.voxel_anchor_source == "predicted":
+            candidates = predicted_voxel_mask(None if coarse_logits is None else coarse_logits[b, t])
         result = renderer(
             features[b, t],
             frame_points(batch, b, t),

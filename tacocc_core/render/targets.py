@@ -72,8 +72,15 @@ class Motion:
     grid: GridSpec
 
 
-def window_frames(t: int, steps: int, neighbours: int) -> list[int]:
-    """Frames t - neighbours .. t + neighbours that exist in a window of `steps` frames, t first."""
+def window_frames(t: int, steps: int, neighbours: int | None) -> list[int]:
+    """Frames t - neighbours .. t + neighbours that exist in a window of `steps` frames, t first.
+
+    `neighbours` None: every frame of the window (t first).
+    """
+    if neighbours is None:
+        neighbours = steps
+    if neighbours < 0:
+        raise ValueError(f"window_frames: neighbours must be >= 0 or None, got {neighbours}")
     return [t] + [s for s in range(t - neighbours, t + neighbours + 1) if s != t and 0 <= s < steps]
 
 
@@ -81,7 +88,7 @@ def window_targets(
     batch: dict[str, torch.Tensor],
     b: int,
     t: int,
-    neighbours: int,
+    neighbours: int | None,
     render_scale: float,
     sky: torch.Tensor | None = None,
 ) -> RenderTargets:
@@ -91,7 +98,8 @@ def window_targets(
         batch: the batch layout of `tacocc_core.batch`.
         b: sequence index.
         t: frame index in the window.
-        neighbours: frames before and after t also rendered (config.renderer.neighbour_frames).
+        neighbours: frames before and after t also rendered (config.renderer.neighbour_frames); None: every
+            frame of the window.
         render_scale: render size / network image size (config.renderer.render_scale).
         sky: optional (B, T, V, H, W) bool, True on sky pixels (masked out of L_rgb).
     """
@@ -107,7 +115,11 @@ def window_targets(
     frames = window_frames(t, steps, neighbours)
     poses = batch["lidar2global"][b].to(torch.float64)
     stamps = batch["stamps_ns"][b]
-    rgb, valid, c2l, k, times = [], [], [], [], []
+    rgb: list[torch.Tensor] = []
+    valid: list[torch.Tensor] = []
+    c2l: list[torch.Tensor] = []
+    k: list[torch.Tensor] = []
+    times: list[float] = []
     for s in frames:
         mask = batch["camera_valid"][b, s][:, None, None].expand(views, height, width)
         if sky is not None:
@@ -115,6 +127,7 @@ def window_targets(
         target, target_valid = resize_target(images[b, s], mask, out_h, out_w)
         assert target_valid is not None  # a mask in gives a mask out
         rgb.append(target)
+        assert target_valid is not None  # a mask in, a mask out
         valid.append(target_valid)
         s2t = relative_pose(poses[s], poses[t])  # LiDAR of s -> LiDAR of t
         c2l.append((s2t @ batch["cam2lidar"][b, s].to(torch.float64)).to(torch.float32))

@@ -60,10 +60,7 @@ def renderer_loss(
         return RendererTerm(zero, zero.clone(), {"rendered": 0.0, "skipped": 0.0})
     sky = torch.stack([e.sky_masks for e in seq.encoder], dim=1)  # (B, T, V, H, W)
     coarse = torch.stack([h.coarse_logits for h in seq.heads], dim=1)  # (B, T, K, X, Y, Z)
-    lidar = torch.stack([e.lidar_occupied for e in seq.encoder], dim=1)  # (B, T, X, Y, Z)
-    window = render_window(
-        renderer, features, batch, frames, sky, generator, with_views, coarse_logits=coarse, lidar_occupied=lidar
-    )
+    window = render_window(renderer, features, batch, frames, sky, generator, with_views, coarse_logits=coarse)
     done = [res for _, res in window.frames if res.skipped is None]
     skipped = len(window.frames) - len(done)
     views = None
@@ -82,6 +79,8 @@ def renderer_loss(
         "gaussians": float(np.mean([d.num_gaussians for d in done])),
         "rgb_first": float(np.mean([d.rgb_steps[0] for d in done])),
         "rgb_last": float(np.mean([d.rgb_steps[-1] for d in done])),
+        "inner_steps": float(np.mean([d.inner_steps for d in done])),
+        "converged": float(np.mean([d.converged for d in done])),
     }
     return RendererTerm(window.l_pc, window.l_rgb, logs, views)
 

@@ -54,10 +54,16 @@ def test_tiny_preset_is_small():
     assert h * w <= 64 * 176
 
 
-def test_demo_preset_is_tiny_with_a_shorter_trunk():
+def test_demo_preset_is_tiny_with_a_shorter_trunk_and_the_papers_inner_fit():
     changed = set(diff_configs(load_preset("tiny"), load_preset("demo")))
-    assert changed == {"name", "image_backbone.stages"}
+    renderer = {k for k in changed if k.startswith("renderer.")}
+    assert changed - renderer == {"name", "image_backbone.stages"}
     assert load_preset("demo").image_backbone.stages == 2
+    # tiny, the preset of the tests, keeps a cheap fixed 10-step loop; demo fits to convergence as the paper does.
+    fit = ("inner_steps", "inner_lr_schedule", "inner_tolerance", "pc_reduction", "neighbour_frames")
+    assert renderer == {f"renderer.{k}" for k in fit}
+    demo = load_preset("demo").renderer
+    assert (demo.inner_lr_schedule, demo.pc_reduction, demo.neighbour_frames) == ("3dgs", "sum", None)
 
 
 def test_defaults_equal_nuscenes_preset():

@@ -16,7 +16,7 @@ from tacocc_core.render.anchors import (
     inside_grid,
     lidar_anchors,
     masked_voxel_anchors,
-    occupied_voxel_mask,
+    predicted_voxel_mask,
     sample_volume,
     voxel_anchors,
 )
@@ -124,23 +124,17 @@ def test_masked_voxel_anchors_keep_candidates_highest_score_first_when_capped():
         masked_voxel_anchors(candidates[:4], score, GRID, 2)
 
 
-def test_occupied_voxel_mask_reads_the_head_and_the_lidar_volume():
+def test_predicted_voxel_mask_reads_the_coarse_head():
     logits = torch.zeros(17, *GRID.shape)
     logits[0] = 5.0  # empty everywhere ...
     logits[4, 2, 3, 1] = 9.0  # ... but a car here
-    lidar = torch.zeros(GRID.shape, dtype=torch.bool)
-    lidar[6, 6, 0] = True
-    predicted, score = occupied_voxel_mask("predicted", logits, lidar)
+    predicted, score = predicted_voxel_mask(logits)
     assert predicted.nonzero().tolist() == [[2, 3, 1]]
     assert score[2, 3, 1] > 0.9 and score[0, 0, 0] < 0.1
-    assert occupied_voxel_mask("lidar", logits, lidar)[0].nonzero().tolist() == [[6, 6, 0]]
-    assert occupied_voxel_mask("predicted_or_lidar", logits, lidar)[0].sum() == 2
-    with pytest.raises(ValueError, match="needs the LiDAR volume's non-zero voxels"):
-        occupied_voxel_mask("lidar", logits, None)
     with pytest.raises(ValueError, match=r"needs \(K, X, Y, Z\) coarse logits"):
-        occupied_voxel_mask("predicted", None, lidar)
-    with pytest.raises(ValueError, match="unknown voxel anchor source"):
-        occupied_voxel_mask("everything", logits, lidar)
+        predicted_voxel_mask(None)
+    with pytest.raises(ValueError, match=r"needs \(K, X, Y, Z\) coarse logits"):
+        predicted_voxel_mask(logits[0])
 
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "demo.pt"
@@ -159,16 +153,15 @@ def anchor_shares(net, config, frames) -> dict[str, float]:
     shares = {"base": float(truth.float().mean())}
     _, index = voxel_anchors(seq.smoothed[0, t], grid, budget)
     shares["feature_norm"] = float(truth[tuple(index.T)].float().mean())
-    for source in ("predicted", "lidar"):
-        mask, score = occupied_voxel_mask(source, seq.heads[t].coarse_logits[0], seq.encoder[t].lidar_occupied[0])
-        _, index = masked_voxel_anchors(mask, score, grid, budget)
-        shares[source] = float(truth[tuple(index.T)].float().mean())
+    mask, score = predicted_voxel_mask(seq.heads[t].coarse_logits[0])
+    _, index = masked_voxel_anchors(mask, score, grid, budget)
+    shares["predicted"] = float(truth[tuple(index.T)].float().mean())
     return shares
 
 
 def test_anchors_of_occupied_voxels_land_on_surfaces_where_feature_norm_anchors_do_not(synthetic_dataset):
-    """A generated frame: anchors from the head's occupied voxels (trained demo network) and from the LiDAR
-    volume hit ground-truth-occupied voxels far more often than the top-norm voxels of the dense F~_IL."""
+    """A generated frame: anchors from the head's occupied voxels (trained demo network) hit
+    ground-truth-occupied voxels far more often than the top-norm voxels of the dense F~_IL."""
     payload = load_checkpoint(DEMO_CHECKPOINT)
     config = payload["config"]
     net = TACOcc(config)
@@ -180,4 +173,13 @@ def test_anchors_of_occupied_voxels_land_on_surfaces_where_feature_norm_anchors_
     # The dense volume's top-norm voxels are about as often occupied as any voxel.
     assert abs(shares["feature_norm"] - shares["base"]) < 0.1, shares
     assert shares["predicted"] > shares["feature_norm"] + 0.25, shares
-    assert shares["lidar"] > shares["feature_norm"] + 0.1, shares
+
+
+def test_the_config_offers_the_papers_voxel_source_and_the_measured_best_only():
+    from tacocc_core.config import RendererConfig
+
+    assert RendererConfig().voxel_anchor_source == "predicted"
+    assert RendererConfig(voxel_anchor_source="feature_norm").voxel_anchor_source == "feature_norm"
+    for moved in ("lidar", "predicted_or_lidar"):  # measured in benchmarks/measure_renderer.py only
+        with pytest.raises(ValueError, match="voxel_anchor_source"):
+            RendererConfig(voxel_anchor_source=moved)

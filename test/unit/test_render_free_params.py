@@ -37,14 +37,18 @@ def test_activations():
     gs.check_values()  # every real Theta is a valid Gaussian
 
 
-def test_parameter_consistency_is_mean_per_gaussian_l1():
+def test_parameter_consistency_is_the_papers_sum_over_gaussians_or_its_mean():
     a = theta(3)
     b = {name: value.clone() for name, value in a.items()}
     assert parameter_consistency(a, b).item() == 0.0
     b["means"][0, 1] += 0.3
     b["logit_opacities"][2] -= 0.6
     b["sh"][1, 0, 2] += 0.9
-    assert parameter_consistency(a, b).item() == pytest.approx((0.3 + 0.6 + 0.9) / 3)
+    assert parameter_consistency(a, b).item() == pytest.approx(0.3 + 0.6 + 0.9)
+    assert parameter_consistency(a, b, "sum").item() == pytest.approx(0.3 + 0.6 + 0.9)
+    assert parameter_consistency(a, b, "mean").item() == pytest.approx((0.3 + 0.6 + 0.9) / 3)
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean'"):
+        parameter_consistency(a, b, "max")
     # Quaternion length does not count; a rotation change does.
     c = {name: value.clone() for name, value in a.items()}
     c["quats"] = a["quats"] * 2.5
@@ -56,10 +60,13 @@ def test_parameter_consistency_is_mean_per_gaussian_l1():
 def test_parameter_consistency_gradient_reaches_only_the_initial_side():
     final = theta(5, seed=1)
     initial = {name: value.clone().requires_grad_(True) for name, value in theta(5, seed=2).items()}
-    parameter_consistency(final, initial).backward()
-    # d/dx |f - x| = -sign(f - x), divided by N
+    parameter_consistency(final, initial, "mean").backward()
+    # d/dx |f - x| = -sign(f - x), divided by N for the mean, N times that for the sum
     expected = -torch.sign(final["means"] - initial["means"].detach()) / 5
     assert torch.allclose(initial["means"].grad, expected)
+    initial["means"].grad = None
+    parameter_consistency(final, initial, "sum").backward()
+    assert torch.allclose(initial["means"].grad, 5 * expected)
     copy = detached_copy(initial)
     assert all(copy[n].is_leaf and copy[n].requires_grad and copy[n].grad_fn is None for n in FREE_FIELDS)
     copy["means"].data += 1.0

@@ -29,6 +29,9 @@ def small_config(**renderer):
             lidar_anchors=60,
             inner_steps=2,
             inner_lr=0.05,
+            inner_lr_schedule="uniform",  # a fixed number of steps at one rate: tests of the plumbing
+            inner_tolerance=0.0,
+            pc_reduction="mean",
             head_channels=8,
             neighbour_frames=0,
             render_scale=1.0,
@@ -134,6 +137,29 @@ def test_inner_loop_reduces_lrgb_on_a_synthetic_scene():
     short = make_renderer(inner_steps=1, inner_lr=0.1)
     res_short = short(sparse_features(short, pts), pts, scene_targets(pts), generator=torch.Generator().manual_seed(0))
     assert res.l_pc.item() > res_short.l_pc.item() > 0
+
+
+def test_the_converged_fit_lowers_lrgb_stops_by_its_rule_and_sums_lpc_over_gaussians():
+    """The paper's inner fit: 3DGS per-group rates, run until L_rgb stops falling; L_pc the sum over Gaussians."""
+    fit = dict(inner_lr_schedule="3dgs", inner_steps=400, inner_tolerance=0.05, inner_window=10, pc_reduction="sum")
+    renderer = make_renderer(**fit)
+    pts = wall_points()
+    res = renderer(sparse_features(renderer, pts), pts, scene_targets(pts), generator=torch.Generator().manual_seed(0))
+    assert res.skipped is None and res.stopped is None
+    assert res.converged and 10 < res.inner_steps < 400, res.inner_steps
+    assert res.rgb_steps[-1] < 0.9 * res.rgb_steps[0], res.rgb_steps[::20]
+    # The same (one-step) fit with L_pc as the sum and as the mean: the sum is N times the mean.
+    one = {**fit, "inner_steps": 1}
+    pcs = []
+    for reduction in ("sum", "mean"):
+        r = make_renderer(**{**one, "pc_reduction": reduction})
+        out = r(sparse_features(r, pts), pts, scene_targets(pts), generator=torch.Generator().manual_seed(0))
+        pcs.append(out.l_pc.item())
+    assert pcs[0] == pytest.approx(out.num_gaussians * pcs[1], rel=1e-4)
+    # The means move at 1.6e-4 per metre of scene extent (the grid's half diagonal).
+    size = [n * v for n, v in zip(renderer.grid.shape, renderer.grid.voxel_size, strict=True)]
+    assert renderer.extent_m == pytest.approx(0.5 * math.sqrt(sum(x * x for x in size)))
+    assert renderer.schedule(scene_targets(pts)).lrs["means"] == pytest.approx(1.6e-4 * renderer.extent_m)
 
 
 def test_no_lidar_points_gives_voxel_anchors_only():
@@ -271,6 +297,23 @@ def test_render_window_back_propagates_through_the_temporal_aggregator():
     assert all(p.grad is not None for p in aggregator.parameters())
     with pytest.raises(ValueError, match=r"features must be \(B, T, C, X, Y, Z\)"):
         render_window(renderer, smoothed[:, :1], batch)
+
+
+def test_by_default_each_frame_is_rendered_into_every_frame_of_the_window():
+    """neighbour_frames None (the default, the paper's T-frame window): frame 0 of 3 sees frames 0, 1 and 2."""
+    cfg = small_config(neighbour_frames=None, inner_steps=1)
+    torch.manual_seed(0)
+    renderer = SequentialRenderer.from_config(cfg, backend="torch")
+    batch = frames_to_batch([window_batch(3)], cfg.grid.spec().shape)
+    smoothed = torch.zeros(1, 3, renderer.head.in_channels, *renderer.grid.shape)
+    smoothed[..., 14:18, 8:16, 1:3] = 1.0
+    out = render_window(renderer, smoothed, batch, frames=[(0, 0)], return_images=True)
+    ((_, res),) = out.frames
+    assert res.skipped is None and res.images[0].shape[0] == 3 * 2  # 3 frames x 2 cameras
+    near = small_config(neighbour_frames=1, inner_steps=1)
+    renderer.settings = near.renderer
+    ((_, res),) = render_window(renderer, smoothed, batch, frames=[(0, 0)], return_images=True).frames
+    assert res.images[0].shape[0] == 2 * 2  # frames 0 and 1 only
 
 
 def test_presets_build_and_bad_input_is_named():

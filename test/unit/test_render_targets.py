@@ -70,6 +70,20 @@ def test_window_frames():
     assert window_frames(2, 5, 1) == [2, 1, 3]
     assert window_frames(4, 5, 2) == [4, 2, 3]
     assert window_frames(1, 3, 0) == [1]
+    # None: the whole temporal window (the paper's T = 5), the frame itself first.
+    assert window_frames(0, 5, None) == [0, 1, 2, 3, 4]
+    assert window_frames(2, 5, None) == [2, 0, 1, 3, 4]
+    with pytest.raises(ValueError, match="neighbours must be >= 0 or None"):
+        window_frames(2, 5, -1)
+
+
+def test_targets_span_the_whole_window_by_default():
+    from tacocc_core.config import RendererConfig
+
+    assert RendererConfig().neighbour_frames is None
+    batch = make_batch()
+    targets = window_targets(batch, 0, 0, neighbours=RendererConfig().neighbour_frames, render_scale=0.5)
+    assert targets.images.shape[0] == 3 and targets.times.tolist() == pytest.approx([0.0, 0.5, 1.0])
 
 
 def test_neighbour_cameras_are_moved_into_the_frame_of_the_gaussians():

@@ -6,7 +6,7 @@ participant publishes the fixture's CameraInfo on `/CAM_FRONT/camera_info` as fa
 profile, the messages published and the messages the node's callback got, and the subscription
 profile the node ended with.
 
-    python -m benchmarks.bench_node_qos --seconds 3
+    python -m benchmarks.speed.bench_node_qos --seconds 3
 """
 
 from __future__ import annotations

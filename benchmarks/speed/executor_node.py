@@ -3,7 +3,7 @@
 The node itself always uses one SingleThreadedExecutor (tacocc_ros/node/spin.py says why); this module
 is the benchmark's way of running the alternative:
 
-    python -m benchmarks.executor_node --ros-args --params-file params.yaml
+    python -m benchmarks.speed.executor_node --ros-args --params-file params.yaml
 """
 
 from __future__ import annotations
