@@ -4,12 +4,18 @@
 #   2. the CUDA tests (gsplat against our rasteriser, CUDA KNN and traversal against the CPU ones, bf16 encoder)
 #   3. one renderer training step per preset on CUDA (benchmarks/bench_render_step.py, gsplat)
 #   4. the label-efficiency comparison (benchmarks/run_label_efficiency.sh, every run at once on the GPU)
+#   5. the fuser comparison on data whose LiDAR intensity does not name the class (FUSER_DATA, generated
+#      when missing): Eq. 1 as printed (adaptive, fixed k=1, fixed k=3) against the earlier fuser with
+#      context terms (context_adaptive), FUSER_SEEDS x FUSER_STEPS from scratch, every run at once
+#      (benchmarks/run_ablations.sh with DEVICE=cuda). Size: 12 runs x 1000 steps of the demo preset; on
+#      the 2-core CPU machine that is about 12 x 1000 x 1.0-1.3 s = 3.3-4.3 core-hours, too long for it.
 # Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
 #   bash ../shared/device/prepare-gpu.sh && bash benchmarks/prepare_gpu_extra.sh
 # then, on the GPU machine (the device tool's run, carry [".gpu"]):
 #   source .gpu/activate.sh; BUDGET_S=540 benchmarks/run_gpu_checks.sh OUT_DIR
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
-# LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; SKIP="bench tests le render" leaves steps out.
+# LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; FUSER_STEPS / FUSER_SEEDS step 5;
+# SKIP="bench tests le render fuser" leaves steps out.
 set -uo pipefail
 OUT_DIR=${1:?usage: run_gpu_checks.sh OUT_DIR}
 BUDGET_S=${BUDGET_S:-540}
@@ -18,6 +24,9 @@ LE_STEPS=${LE_STEPS:-300}
 LE_VARIANTS=${LE_VARIANTS:-full_render_off full_render_on l10_sup l10_geo l10_photo l10_geo_photo}
 LE_SEEDS=${LE_SEEDS:-0 1 2}
 LE_DEADLINE_S=${LE_DEADLINE_S:-}      # default: what is left of the budget minus 90 s for scoring
+FUSER_DATA=${FUSER_DATA:-data/synth10_reflectance}
+FUSER_STEPS=${FUSER_STEPS:-1000}
+FUSER_SEEDS=${FUSER_SEEDS:-0 1 2}
 SKIP=${SKIP:-}
 PY=${PYTHON:-python3}
 START=$(date +%s)
@@ -102,6 +111,20 @@ if ! skipped le; then
   log "label efficiency: exit $?"
 fi
 [ -n "${tests:-}" ] && wait "$tests"
+
+if ! skipped fuser; then
+  if [ ! -d "$FUSER_DATA" ]; then
+    capped 200 $PY -m tacocc_core.cli generate-scenes --out "$FUSER_DATA" --scenes 10 --keyframes 16 --seed 0 \
+      --image-size 352x198 --workers 10 > "$OUT_DIR/generate_fuser.txt" 2>&1
+    log "generate $FUSER_DATA: exit $?"
+  fi
+  log "fuser comparison: $FUSER_STEPS steps, seeds $FUSER_SEEDS"
+  DATA=$FUSER_DATA RUNS=runs/fuser_gpu CONFIG=demo LR=0.003 WARMUP=30 DEVICE=cuda JOBS=12 STEPS=$FUSER_STEPS \
+    SEEDS="$FUSER_SEEDS" MODES="adaptive context_adaptive fixed_k1 fixed_k3" SKIP_BENCH=1 PYTHON=$PY \
+    capped "$(left)" bash benchmarks/run_ablations.sh > "$OUT_DIR/fuser_comparison.txt" 2>&1
+  log "fuser comparison: exit $?"
+  find runs/fuser_gpu -name "*.log" -o -name "eval_val.json" | tar czf "$OUT_DIR/fuser_gpu.tgz" -T - 2>/dev/null
+fi
 
 
 # What came back of the training runs: logs, eval reports, the list of kept steps, and the scored
