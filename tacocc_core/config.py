@@ -376,7 +376,7 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
-PRESETS = ("nuscenes_r50_256x704", "tiny", "demo")
+PRESETS = ("nuscenes_r50_256x704", "tiny", "demo", "nuscenes_r101_896x1600")
 
 
 def preset_path(name: str) -> Path:
