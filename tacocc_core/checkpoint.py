@@ -72,10 +72,23 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
     try:
-        payload["config"] = config_from_dict(payload["config"], source=f"{path} (embedded config)")
+        payload["config"] = config_from_dict(fuser_as_trained(payload["config"]), source=f"{path} (embedded config)")
     except ConfigError as err:
         raise CheckpointError(str(err)) from None
     return payload
+
+
+# The fuser of checkpoints written before these keys existed: context terms in F_IL, the query's own voxel
+# never retrieved, the Gumbel noise faded out over tau_anneal_steps.
+FUSER_BEFORE_EQ1 = {"context_terms": True, "exclude_own_voxel": True, "noise_fade": True}
+
+
+def fuser_as_trained(config: Any) -> Any:
+    """An embedded config dict with the fuser keys it lacks set to what the network was trained with."""
+    if not isinstance(config, dict) or not isinstance(config.get("fuser"), dict):
+        return config
+    missing = {key: value for key, value in FUSER_BEFORE_EQ1.items() if key not in config["fuser"]}
+    return {**config, "fuser": {**config["fuser"], **missing}} if missing else config
 
 
 # Keys that do not change the network's weights or outputs: a checkpoint may differ from the request there.

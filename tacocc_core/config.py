@@ -145,8 +145,13 @@ class FuserConfig:
             queries that this cube cannot settle get an exact KNN over all keys of their sample.
         gumbel_tau: (start, end) temperature of the selector's softmax, annealed over tau_anneal_steps;
             inference uses the end value.
-        tau_anneal_steps: training steps over which tau goes from start to end and the Gumbel noise fades
-            out (linearly to 0), so that training ends on the inference rule.
+        tau_anneal_steps: training steps over which tau goes from start to end.
+        noise_fade: False (the paper): the Gumbel noise keeps its full scale for the whole of training;
+            True: it fades linearly to 0 over tau_anneal_steps, so that training ends on the inference rule.
+        context_terms: False (Eq. 1 as printed): F_IL = Concat(F_I, F_L, F_I * w_I, F_L * w_L); True adds the
+            retrieved context, Concat(F_I, F_L, F_I * w_I + c_I, F_L * w_L + c_L).
+        exclude_own_voxel: False (the paper's reading): the key at the query's own voxel is retrievable
+            (k = 1 is that key when the other modality has one there); True: only other voxels are retrieved.
         channels: channels of the fused volume F_IL after its output conv.
     """
 
@@ -157,6 +162,9 @@ class FuserConfig:
     search_radius: PositiveInt = 2
     gumbel_tau: tuple[PositiveFloat, PositiveFloat] = (1.0, 0.1)
     tau_anneal_steps: NonNegativeInt = 10000
+    noise_fade: bool = False
+    context_terms: bool = False
+    exclude_own_voxel: bool = False
     channels: PositiveInt = 64
 
 
@@ -394,7 +402,7 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
-PRESETS = ("nuscenes_r50_256x704", "tiny", "demo")
+PRESETS = ("nuscenes_r50_256x704", "tiny", "demo", "nuscenes_r101_896x1600")
 
 
 def preset_path(name: str) -> Path:

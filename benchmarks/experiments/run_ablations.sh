@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The fuser ablation in the shape of the paper's Tables III/IV on generated data, CPU:
-#   none (no retrieval) | fixed k=1 | fixed k=3 | adaptive k in {1,2,3}
+# The fuser ablation in the shape of the paper's Tables III/IV on generated data (CPU, or DEVICE=cuda):
+#   none (no retrieval) | fixed k=1 | fixed k=3 | adaptive k in {1,2,3}, all with Eq. 1 as printed (the
+#   defaults), and context_adaptive: the earlier fuser (F * w + c, the own voxel excluded, noise faded)
 # each trained with every seed of SEEDS on the same data and schedule (renderer off), scored with
 # `tacocc eval` on the held-out scenes, and timed with `tacocc bench`. For one seed every mode starts from
 # the same initial weights (the fuser builds its shared modules from their own seeds). Prints mean +- std
 # over the seeds of IoU, mIoU, small-object mIoU (the five small classes present), the mIoU of each
 # distance band, the LiDAR accumulation baseline's IoU, and the median frame latency per mode.
 #   DATA=data/synth10_objects RUNS=runs/ablations STEPS=1000 SEEDS="0 1 2" JOBS=2 bash benchmarks/experiments/run_ablations.sh
+# MODES (default "none fixed_k1 fixed_k3 adaptive") picks the variants; SKIP_BENCH=1 leaves out the latency.
 # JOBS runs train at once (one torch thread each: JOBS=2 fills two cores). A run whose eval report exists is
 # not trained again.
 # Quick smoke of the script: STEPS=10 SEEDS="0 1" WARMUP=2 VAL_MAX_FRAMES=1 EVAL_MAX_FRAMES=8 BENCH_FRAMES=3
@@ -26,6 +28,8 @@ VAL_MAX_FRAMES=${VAL_MAX_FRAMES:-}    # validation frames during training (defau
 EVAL_MAX_FRAMES=${EVAL_MAX_FRAMES:-}  # frames scored by tacocc eval (default: all held-out frames)
 KEEP_EVERY=${KEEP_EVERY:-0}           # also keep step_NNNNNN.pt every this many steps (selector gradients over training)
 PY=${PYTHON:-python}
+DEVICE=${DEVICE:-cpu}
+SKIP_BENCH=${SKIP_BENCH:-}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread: faster than two fighting over shared cores
 
 if [ ! -d "$DATA" ]; then
@@ -38,19 +42,21 @@ declare -A MODE_ARGS=(
   [fixed_k1]="--set model.fuser.mode=fixed --set model.fuser.fixed_k=1"
   [fixed_k3]="--set model.fuser.mode=fixed --set model.fuser.fixed_k=3"
   [adaptive]="--set model.fuser.mode=adaptive"
+  [context_adaptive]="--set model.fuser.mode=adaptive --set model.fuser.context_terms=true
+    --set model.fuser.exclude_own_voxel=true --set model.fuser.noise_fade=true"
 )
-MODES=(none fixed_k1 fixed_k3 adaptive)
+read -r -a MODES <<< "${MODES:-none fixed_k1 fixed_k3 adaptive}"
 
 train_and_score() {  # seed mode
   local seed=$1 mode=$2 out="$RUNS/$2/seed$1"
   # shellcheck disable=SC2086  # MODE_ARGS holds several words on purpose
-  $PY -m tacocc_core.cli train --config "$CONFIG" --data "$DATA" --device cpu --out "$out" \
+  $PY -m tacocc_core.cli train --config "$CONFIG" --data "$DATA" --device "$DEVICE" --out "$out" \
     ${MODE_ARGS[$mode]} --set "train.seed=$seed" --set "train.steps=$STEPS" --set "train.warmup_steps=$WARMUP" \
     --set "train.lr=$LR" --set "train.val_every=$VAL_EVERY" --set train.ckpt_every=50 --set train.renderer=false \
     --set "train.keep_every=$KEEP_EVERY" \
     ${VAL_MAX_FRAMES:+--val-max-frames "$VAL_MAX_FRAMES"} $([ -f "$out/latest.pt" ] && echo --resume) \
     > "$out.train.log" 2>&1
-  $PY -m tacocc_core.cli eval --checkpoint "$out/latest.pt" --data "$DATA" --split val --device cpu \
+  $PY -m tacocc_core.cli eval --checkpoint "$out/latest.pt" --data "$DATA" --split val --device "$DEVICE" \
     --out "$out" ${EVAL_MAX_FRAMES:+--max-frames "$EVAL_MAX_FRAMES"} > /dev/null
   echo "trained and scored $mode seed $seed"
 }
@@ -71,7 +77,7 @@ while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
 mkdir -p "$RUNS/bench"
 first_seed=${SEEDS%% *}
 for mode in "${MODES[@]}"; do
-  if [ ! -f "$RUNS/bench/$mode.json" ]; then
+  if [ -z "$SKIP_BENCH" ] && [ ! -f "$RUNS/bench/$mode.json" ]; then
     $PY - "$CONFIG" "$mode" "$RUNS/bench/$mode.yaml" <<'PYEOF'
 import dataclasses, sys
 import yaml
@@ -79,7 +85,8 @@ from tacocc_core.config import config_to_dict, load_preset
 config, mode, out = sys.argv[1:]
 c = load_preset(config)
 fuser = {"none": dict(mode="none"), "fixed_k1": dict(mode="fixed", fixed_k=1),
-         "fixed_k3": dict(mode="fixed", fixed_k=3), "adaptive": dict(mode="adaptive")}[mode]
+         "fixed_k3": dict(mode="fixed", fixed_k=3), "adaptive": dict(mode="adaptive"),
+         "context_adaptive": dict(mode="adaptive", context_terms=True, exclude_own_voxel=True, noise_fade=True)}[mode]
 c = dataclasses.replace(c, name=f"{c.name}_{mode}", fuser=dataclasses.replace(c.fuser, **fuser))
 with open(out, "w") as f:
     yaml.safe_dump(config_to_dict(c), f, sort_keys=False)
@@ -132,6 +139,21 @@ for m in modes:
         f"{latency:.0f}",
     ]
     print(f"| {m} | " + " | ".join(cells) + " |")
+
+# Paired differences per seed (same initial weights): mIoU and IoU of each mode minus the adaptive mode's.
+if "adaptive" in reports:
+    print()
+    print("paired differences against adaptive (Eq. 1 as printed), per seed, percentage points")
+    print("| mode | " + " | ".join(f"seed {s} mIoU / IoU" for s in seeds) + " | mean +- std mIoU |")
+    print("|---|" + "---:|" * (len(seeds) + 1))
+    for m in modes:
+        if m == "adaptive":
+            continue
+        d_miou = [a["scores"]["all"]["miou"] - b["scores"]["all"]["miou"] for a, b in zip(reports[m], reports["adaptive"])]
+        d_iou = [a["scores"]["all"]["geometry_iou"] - b["scores"]["all"]["geometry_iou"]
+                 for a, b in zip(reports[m], reports["adaptive"])]
+        cells = [f"{100 * x:+.2f} / {100 * y:+.2f}" for x, y in zip(d_miou, d_iou)]
+        print(f"| {m} | " + " | ".join(cells) + f" | {stats(d_miou)} |")
 
 # Paper Table V: the adaptive runs' mean chosen k per size group of the query voxel, mean +- std over seeds.
 if "adaptive" in reports and all("k_by_class" in x for x in reports["adaptive"]):

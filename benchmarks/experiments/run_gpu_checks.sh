@@ -8,14 +8,19 @@
 #      before / after, steps to convergence, seconds per step, L_pc, the fit from network-independent
 #      Gaussians beside it), then the renderer evidence (benchmarks/experiments/run_renderer_evidence.sh: off /
 #      converged / today's loop, RE_SEEDS x RE_STEPS from scratch, every run at once, cut at the budget)
+#   6. the fuser comparison on data whose LiDAR intensity does not name the class (FUSER_DATA, generated
+#      when missing): Eq. 1 as printed (adaptive, fixed k=1, fixed k=3) against the earlier fuser with
+#      context terms (context_adaptive), FUSER_SEEDS x FUSER_STEPS from scratch, every run at once
+#      (benchmarks/experiments/run_ablations.sh with DEVICE=cuda). Size: 12 runs x 1000 steps of the demo preset; on
+#      the 2-core CPU machine that is about 12 x 1000 x 1.0-1.3 s = 3.3-4.3 core-hours, too long for it.
 # Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
 #   bash ../shared/device/prepare-gpu.sh && bash benchmarks/experiments/prepare_gpu_extra.sh
 # then, on the GPU machine (the device tool's run, carry [".gpu"]):
 #   source .gpu/activate.sh; BUDGET_S=540 bash benchmarks/experiments/run_gpu_checks.sh OUT_DIR
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
 # LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; RE_STEPS / RE_SEEDS / RE_JOBS size step 5 (the renderer
-# evidence alone, with the whole budget: SKIP="bench tests le render"); SKIP="... fit evidence" leaves
-# steps out.
+# evidence alone, with the whole budget: SKIP="bench tests le render fuser"); FUSER_STEPS / FUSER_SEEDS
+# size step 6; SKIP="... fit evidence fuser" leaves steps out.
 [[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0 OUT_DIR"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -uo pipefail
 OUT_DIR=${1:?usage: run_gpu_checks.sh OUT_DIR}
@@ -28,6 +33,9 @@ LE_DEADLINE_S=${LE_DEADLINE_S:-}      # default: what is left of the budget minu
 RE_STEPS=${RE_STEPS:-1000}
 RE_SEEDS=${RE_SEEDS:-0 1 2}
 RE_JOBS=${RE_JOBS:-9}
+FUSER_DATA=${FUSER_DATA:-$DATA}   # the generator writes material-based LiDAR intensity
+FUSER_STEPS=${FUSER_STEPS:-1000}
+FUSER_SEEDS=${FUSER_SEEDS:-0 1 2}
 SKIP=${SKIP:-}
 PY=${PYTHON:-python3}
 START=$(date +%s)
@@ -127,6 +135,19 @@ if ! skipped evidence; then
   log "renderer evidence: exit $?"
   find runs/renderer_evidence_gpu -name "*.log" -o -name "eval_val.json" 2>/dev/null \
     | tar czf "$OUT_DIR/renderer_evidence_gpu.tgz" -T -
+fi
+if ! skipped fuser; then
+  if [ ! -d "$FUSER_DATA" ]; then
+    capped 200 $PY -m tacocc_core.cli generate-scenes --out "$FUSER_DATA" --scenes 10 --keyframes 16 --seed 0 \
+      --image-size 352x198 --workers 10 > "$OUT_DIR/generate_fuser.txt" 2>&1
+    log "generate $FUSER_DATA: exit $?"
+  fi
+  log "fuser comparison: $FUSER_STEPS steps, seeds $FUSER_SEEDS"
+  DATA=$FUSER_DATA RUNS=runs/fuser_gpu CONFIG=demo LR=0.003 WARMUP=30 DEVICE=cuda JOBS=12 STEPS=$FUSER_STEPS \
+    SEEDS="$FUSER_SEEDS" MODES="adaptive context_adaptive fixed_k1 fixed_k3" SKIP_BENCH=1 PYTHON=$PY \
+    capped "$(left)" bash benchmarks/experiments/run_ablations.sh > "$OUT_DIR/fuser_comparison.txt" 2>&1
+  log "fuser comparison: exit $?"
+  find runs/fuser_gpu -name "*.log" -o -name "eval_val.json" | tar czf "$OUT_DIR/fuser_gpu.tgz" -T - 2>/dev/null
 fi
 
 

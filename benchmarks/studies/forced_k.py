@@ -1,10 +1,11 @@
 """Does k matter? A trained checkpoint evaluated with k forced for every query, and with retrieval off.
 
 Streams the held-out scenes (as `tacocc eval`) once with the selector's k, then with k forced to each of
---ks for every query, then with retrieval off (the gate and context 0, the same weights), and prints per
+--ks for every query, then with retrieval off (the weight and context 0, the same weights), and prints per
 variant: the relative change of the fused volume F_IL against the selector's run
 (||F - F_selector|| / ||F_selector|| over all frames), the share of grid voxels whose predicted class
-changed, IoU and mIoU.
+changed, IoU and mIoU. The fixed k is this harness's: the checkpoint's fuser is swapped for a fuser of
+mode "fixed" (k) or "none" (retrieval off) that holds the same weights (`fixed_k_fuser`).
 
     python -m benchmarks.studies.forced_k --checkpoint checkpoints/demo.pt --data data/synth10_objects
 """
@@ -12,26 +13,51 @@ changed, IoU and mIoU.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.metrics import OccupancyEvaluator
-from tacocc_core.model.fuser import forcing_k
+from tacocc_core.model.fuser import AdaptiveFuser
 from tacocc_core.predictor import Predictor, PredictorOptions
 from tacocc_core.train.evaluation import split_streams
 
 
+def fixed_k_fuser(trained: AdaptiveFuser, config, k: int) -> AdaptiveFuser:
+    """A fuser with the weights of `trained` that retrieves k keys for every query (k = 0: no retrieval)."""
+    fc = dataclasses.replace(config.fuser, mode="fixed" if k else "none", fixed_k=max(k, 1))
+    fixed = AdaptiveFuser(dataclasses.replace(config, fuser=fc))
+    missing, _ = fixed.load_state_dict(trained.state_dict(), strict=False)  # the selectors are left out
+    if missing:
+        raise SystemExit(f"forced_k: the trained fuser lacks {missing[:3]}")
+    return fixed.to(next(trained.parameters()).device).eval()
+
+
+@contextlib.contextmanager
+def fuser_swapped(predictor: Predictor, k: int | None) -> Iterator[AdaptiveFuser]:
+    """Inside the block the predictor's network runs a fixed-k copy of its fuser (None: its own fuser)."""
+    encoder = predictor.model.encoder
+    trained = encoder.fuser
+    if k is not None:
+        encoder.fuser = fixed_k_fuser(trained, predictor.config, k)
+    try:
+        yield encoder.fuser
+    finally:
+        encoder.fuser = trained
+
+
 def run_variant(predictor: Predictor, frames: list[list], k: int | None) -> tuple[list, list, OccupancyEvaluator]:
     """Fused volumes and predicted grids of every frame, and the scores, with k forced to `k`."""
-    fuser = predictor.model.encoder.fuser
     fused: list[torch.Tensor] = []
-    hook = fuser.register_forward_hook(lambda module, inputs, output: fused.append(output[0].detach().clone()))
     evaluator = OccupancyEvaluator(predictor.grid)
     labels = []
-    try:
-        with forcing_k(fuser, k):
+    with fuser_swapped(predictor, k) as fuser:
+        hook = fuser.register_forward_hook(lambda module, inputs, output: fused.append(output[0].detach().clone()))
+        try:
             for scene in frames:
                 predictor.reset()
                 for frame in scene:
@@ -41,8 +67,8 @@ def run_variant(predictor: Predictor, frames: list[list], k: int | None) -> tupl
                     labels.append(prediction.labels)
                     if frame.labels is not None:
                         evaluator.update(prediction.labels, frame.labels)
-    finally:
-        hook.remove()
+        finally:
+            hook.remove()
     return fused, labels, evaluator
 
 

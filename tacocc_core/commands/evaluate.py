@@ -23,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     p.add_argument("--max-frames", type=int, default=None, help="score only the first N frames (quick look)")
     p.add_argument("--random-weights", action="store_true", help="ignore the weights (the untrained baseline)")
+    p.add_argument(
+        "--intensity-scale",
+        type=float,
+        default=1.0,
+        help="multiply the LiDAR intensity by this (0: no intensity; what the network takes from it)",
+    )
     p.set_defaults(run=run)
 
 
@@ -42,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
         if args.random_weights:
             torch.manual_seed(0)
             predictor = Predictor(predictor.config, None, options)
-        reader = NuScenesReader.open(args.data, args.version, predictor.config, ReaderOptions(labels=args.labels))
+        reader = NuScenesReader.open(
+            args.data,
+            args.version,
+            predictor.config,
+            ReaderOptions(labels=args.labels, intensity_scale=args.intensity_scale),
+        )
         streams = split_streams(reader, args.split)
         result = evaluate_streams(predictor, reader, streams, max_frames=args.max_frames, baseline=True)
     except (CheckpointError, DataError, RuntimeError, ValueError) as err:
@@ -56,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "config": predictor.config.name,
         "data": str(args.data),
         "split": args.split,
+        "intensity_scale": args.intensity_scale,
         "seconds": round(time.perf_counter() - start, 1),
     }
     out = args.out if args.out is not None else args.checkpoint.parent

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train on a nuScenes-layout dataset (torchrun for several GPUs)")
-    p.add_argument("--config", required=True, help=f"model preset ({', '.join(PRESETS)}) or a .yaml path")
+    p.add_argument(
+        "--config", default=None, help=f"model preset ({', '.join(PRESETS)}) or a .yaml path (default: the recipe's)"
+    )
     p.add_argument("--data", required=True, type=Path, help="dataset folder (nuScenes layout)")
     p.add_argument("--version", default="v1.0-mini", help="nuScenes table version (default v1.0-mini)")
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, TensorBoard events")
@@ -30,6 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--train-config",
         default="train_tiny",
         help="training schedule: a name under config/ (default train_tiny) or a .yaml path",
+    )
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="a recipe (config/recipe_*.yaml name or path): model and schedule, steps from the epochs, the split "
+        "size, the processes (WORLD_SIZE) and the batch; replaces --train-config",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/latest.pt")
     p.add_argument("--label-fraction", type=float, default=None, help="keep labels of this fraction (0..1)")
@@ -56,11 +64,24 @@ def build_spec(args: argparse.Namespace) -> RunSpec:
 
     for text in args.overrides:
         parse_override(text)  # reject a malformed --set before reading anything
-    model_path = preset_path(args.config)
+    recipe = None
+    if args.recipe is not None:
+        from tacocc_core.train.recipe import load_recipe, world_size
+
+        recipe_path = preset_path(args.recipe)
+        recipe = load_recipe(recipe_path)
+    model = args.config if args.config is not None else (recipe.model if recipe is not None else None)
+    if model is None:
+        raise ValueError("give --config (a model preset or .yaml path) or --recipe")
+    model_path = preset_path(model)
     model_dict = apply_overrides(config_to_dict(load_config(model_path)), "model", args.overrides)
     config = config_from_dict(model_dict, source=f"{model_path} with --set")
-    train_path = preset_path(args.train_config)  # a name looked up like the model presets, or a path
-    tc = load_train_config(train_path)
+    if recipe is not None:
+        train_path = recipe_path
+        tc = recipe.train_config(world_size(), source=str(recipe_path))
+    else:
+        train_path = preset_path(args.train_config)  # a name looked up like the model presets, or a path
+        tc = load_train_config(train_path)
     tc = train_config_from_dict(
         apply_overrides(train_config_to_dict(tc), "train", args.overrides), source=f"{train_path} with --set"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,12 +49,15 @@ class ReaderOptions:
         missing_camera: "error" raises, "skip" drops the sample with a warning, "blank" gives a zero
             image with `camera_valid` False.
         min_distance: points closer than this to the LiDAR (metres) are dropped (the ego's roof).
+        intensity_scale: multiplies the LiDAR intensity of every point (0: a driver without intensity;
+            other values: a sensor of another gain), to measure what the network takes from it.
     """
 
     labels: LabelSource = "surroundocc"
     label_root: str | None = None
     missing_camera: Literal["error", "skip", "blank"] = "error"
     min_distance: float = 1.0
+    intensity_scale: float = 1.0
 
 
 def read_pcd_bin(path: str | os.PathLike[str]) -> np.ndarray:
@@ -163,7 +167,10 @@ class NuScenesReader:
         pc, times = LidarPointCloud.from_file_multisweep(
             self.nusc, sample, "LIDAR_TOP", "LIDAR_TOP", nsweeps=nsweeps, min_distance=self.options.min_distance
         )
-        return np.concatenate([pc.points.T, times.T], axis=1).astype(np.float32)
+        points = np.concatenate([pc.points.T, times.T], axis=1).astype(np.float32)
+        if self.options.intensity_scale != 1.0:
+            points[:, 3] *= np.float32(self.options.intensity_scale)
+        return points
 
     def labels(self, sample_token: str) -> np.ndarray | None:
         """The keyframe's labels on the config grid (uint8, LiDAR frame), or None when it has no label file."""
@@ -191,6 +198,34 @@ class NuScenesReader:
         cs = self.nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])
         lidar2ego = pose_to_transform(cs["translation"], cs["rotation"])
         return resample_labels(load_occ3d(path), OCC3D_GRID, self.grid, dst2src=lidar2ego)
+
+    def occ3d_ground_truth(self, sample_token: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The keyframe's Occ3D ground truth as the challenge scores it, or None (no file, or labels not Occ3D).
+
+        Returns:
+            semantics: (200, 200, 16) uint8 Occ3D labels (0 others, 1..16, 17 free) on OCC3D_GRID, ego frame.
+            mask_camera: (200, 200, 16) bool, the voxels scored.
+            lidar2ego: (4, 4) float64 of the keyframe's LiDAR.
+        """
+        if self.options.labels != "occ3d":
+            return None
+        try:
+            sample = self.nusc.get("sample", sample_token)
+        except KeyError:
+            raise DataError(f"unknown sample token {sample_token!r}") from None
+        lidar_sd = self.nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+        path = self.label_root / self.nusc.get("scene", sample["scene_token"])["name"] / sample_token / "labels.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                semantics, mask = data["semantics"], data["mask_camera"].astype(bool)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not an Occ3D labels.npz with semantics and mask_camera ({err})") from None
+        if semantics.shape != OCC3D_GRID.shape or mask.shape != OCC3D_GRID.shape:
+            raise DataError(f"{path}: Occ3D arrays must be {OCC3D_GRID.shape}, got {semantics.shape} and {mask.shape}")
+        cs = self.nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])
+        return semantics, mask, pose_to_transform(cs["translation"], cs["rotation"])
 
 
 def read_pcd_bin_check(path: Path) -> None:

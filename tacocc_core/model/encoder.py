@@ -142,7 +142,7 @@ class TacoccEncoder(nn.Module):
             image_volume, image_occupied, depth_logits = self.lift(feats, batch)
         fc = self.config.fuser
         tau = tau_at(step, fc.gumbel_tau, fc.tau_anneal_steps)
-        noise = noise_scale_at(step, fc.tau_anneal_steps)
+        noise = noise_scale_at(step, fc.tau_anneal_steps, fc.noise_fade)
         # The frames' stamps name them for the fuser's Gumbel noise (host sync; training only).
         keys = batch["stamps_ns"].tolist() if noise > 0 and self.training and "stamps_ns" in batch else None
         with timer.stage("fuser"):

@@ -2,20 +2,19 @@
 
 At each pyramid scale s (the coarse volume pooled by 2**s): every non-zero image voxel retrieves its
 k nearest non-zero LiDAR voxels and every non-zero LiDAR voxel its k nearest non-zero image voxels
-(retrieval.py: exact KNN, never the key at the query's own voxel, which already enters through the
-concatenation below), with k chosen per query by the selector (selector.py) or fixed. The retrieved keys
-are stacked with the query and their offsets and scored per channel; each key's value is weighted by
-the sigmoid of its score and the k of them are summed into a context c (a sum, not a mean: a larger
-neighbourhood brings more context, so the choice of k shows in F_IL and in the selector's gradient), and
-a gate w in (0, 1) per channel is computed from query and context.
-Gates and contexts of all scales are upsampled to the coarse grid and averaged, and
+(retrieval.py: exact KNN; the key at the query's own voxel is retrievable unless
+`fuser.exclude_own_voxel`), with k chosen per query by the selector (selector.py) or fixed. The retrieved
+keys are stacked with the query and their offsets and scored per channel; each key's value is weighted
+by the sigmoid of its score and the k of them are summed into a context c (a sum, not a mean: a larger
+neighbourhood brings more context), and a weight w in (0, 1) per channel is computed from query and
+context. Weights (and contexts) of all scales are upsampled to the coarse grid and averaged, and
 
-    F_IL = conv(Concat(F_I, F_L, F_I * w_I + c_I, F_L * w_L + c_L))
+    F_IL = conv(Concat(F_I, F_L, F_I * w_I, F_L * w_L))                    (Eq. 1, `context_terms: false`)
+    F_IL = conv(Concat(F_I, F_L, F_I * w_I + c_I, F_L * w_L + c_L))        (`context_terms: true`)
 
-with F_I, F_L the two volumes projected to `fuser.channels`. Eq. 1 has F_I * w_I; the context is added
-to that term so that the retrieved keys reach F_IL directly and not only through a saturating gate
-(with the gate alone the choice of k changed 0.1-0.6 % of the predicted voxels). Voxels that are no
-query have w = c = 0; so does a query when the other modality has no voxel at all in its sample.
+with F_I, F_L the two volumes projected to `fuser.channels`. With the context terms the retrieved keys
+reach F_IL directly and not only through the weight. Voxels that are no query have w = c = 0; so does a
+query when the other modality has no voxel at all in its sample.
 
 Training: the selector's hard k is used in the forward pass; every candidate k's gate and context are
 computed and mixed with the straight-through one-hot of the choice (`selector.KChoice.mix`), so the
@@ -23,16 +22,17 @@ occupancy loss reaches the selector with the difference the candidates make to F
 
 Modes: "adaptive" (selector), "fixed" (k = fixed_k for every query, the ablation of Table III/IV),
 "none" (the paper's Base: no retrieval, F_IL = conv(Concat(F_I, F_L, 0, 0)), computed without the
-zero half). Every module the modes share is built from its own seed drawn once from the global stream,
-so that for one seed all modes start from the same weights and leave the global stream in the same
-state for the modules built after the fuser. The Gumbel noise has generators of its own, one per sample,
+zero half). The modes share every module but the selectors, so a fixed-k or retrieval-off variant of a
+trained adaptive fuser is a fuser of that mode loaded with its weights (`load_state_dict(strict=False)`).
+Every module the modes share is built from its own seed drawn once from the global stream, so that
+for one seed all modes start from the same weights and leave the global stream in the same state for
+the modules built after the fuser. The Gumbel noise has generators of its own, one per sample,
 seeded from (`seed_noise`, the sample's key, scale and direction): a sample draws the same noise whatever
 batch or process it is in, so that DDP over N processes equals one process with an N times larger batch.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
@@ -132,9 +132,6 @@ class AdaptiveFuser(nn.Module):
 
     image_volume: (B, C_I, X, Y, Z); lidar_volume: (B, C_L, X, Y, Z); *_occupied: (B, X, Y, Z) bool,
     the non-zero voxels; coarse grid, LiDAR frame. F_IL: (B, fuser.channels, X, Y, Z).
-
-    `forced_k` (not part of the config, for ablations at inference): None uses the mode's k; an integer
-    k >= 1 makes every query retrieve k keys; 0 turns retrieval off (w = c = 0, the same weights).
     """
 
     k_values: torch.Tensor  # (K,) int64 buffer: the candidates
@@ -145,8 +142,9 @@ class AdaptiveFuser(nn.Module):
         self.mode = f.mode
         self.radius = f.search_radius
         self.num_scales = f.num_scales
+        self.context_terms = f.context_terms
+        self.skip_own_voxel = f.exclude_own_voxel
         self.shape = coarse_grid(config).shape
-        self.forced_k: int | None = None
         c = self.channels = f.channels
         if self.mode == "adaptive":
             candidates = f.k_candidates
@@ -204,7 +202,7 @@ class AdaptiveFuser(nn.Module):
         f_i = self.proj_image(image_volume) * image_occupied[:, None]
         f_l = self.proj_lidar(lidar_volume) * lidar_occupied[:, None]
         counts = torch.zeros(b, 2, self.num_scales if self.candidates else 0, len(self.candidates), dtype=torch.int64)
-        if self.mode == "none" or self.forced_k == 0:
+        if self.mode == "none":
             return self._output(torch.cat([f_i, f_l], dim=1)), KStats(self.candidates, counts)
 
         acc = [torch.zeros_like(f_i, dtype=torch.float32) for _ in range(4)]  # w_I, c_I, w_L, c_L
@@ -221,8 +219,11 @@ class AdaptiveFuser(nn.Module):
                 acc[2 * d] += F.interpolate(gate, size=self.shape, mode="nearest") / self.num_scales
                 acc[2 * d + 1] += F.interpolate(context, size=self.shape, mode="nearest") / self.num_scales
         w_i, c_i, w_l, c_l = (a.to(f_i.dtype) for a in acc)
-        term_i = (f_i * w_i + c_i) * image_occupied[:, None]
-        term_l = (f_l * w_l + c_l) * lidar_occupied[:, None]
+        if self.context_terms:
+            term_i = (f_i * w_i + c_i) * image_occupied[:, None]
+            term_l = (f_l * w_l + c_l) * lidar_occupied[:, None]
+        else:
+            term_i, term_l = f_i * w_i, f_l * w_l
         fused = torch.cat([f_i, f_l, term_i, term_l], dim=1)
         return self._output(fused), KStats(self.candidates, counts, maps)
 
@@ -238,8 +239,8 @@ class AdaptiveFuser(nn.Module):
     def _choose(
         self, query: torch.Tensor, sample: torch.Tensor, slot: int, tau: float, noise_scale: float, keys: list[int]
     ) -> KChoice | None:
-        """The selector's choice (adaptive mode, k not forced), else None. `sample`: (N,) batch index, sorted."""
-        if self.mode != "adaptive" or self.forced_k is not None:
+        """The selector's choice (adaptive mode), else None. `sample`: (N,) batch index, sorted."""
+        if self.mode != "adaptive":
             return None
         logits = self.selectors[slot](query)
         noise = None
@@ -278,9 +279,9 @@ class AdaptiveFuser(nn.Module):
         if choice is not None:
             k = choice.k
         else:
-            k = torch.full((n,), self.forced_k or self.candidates[0], dtype=torch.int64, device=query.device)
-        k_max = int(max(self.candidates + ((self.forced_k,) if self.forced_k else ())))
-        index, offset = knn(q_coords, k_coords, k_max, self.radius, tuple(k_occ.shape))
+            k = torch.full((n,), self.candidates[0], dtype=torch.int64, device=query.device)
+        k_max = max(self.candidates)
+        index, offset = knn(q_coords, k_coords, k_max, self.radius, tuple(k_occ.shape), self.skip_own_voxel)
         gathered = keys[index.clamp(min=0)] if len(keys) else query.new_zeros(n, k_max, c)
         offsets = (offset.float() / max(self.radius, 1)).clamp(-MAX_OFFSET_RADII, MAX_OFFSET_RADII)
         attention = self.attention[slot]
@@ -303,16 +304,3 @@ class AdaptiveFuser(nn.Module):
         hist = torch.zeros(b * n_cand, dtype=torch.int64, device=gate.device)
         hist.index_add_(0, q_coords[:, 0] * n_cand + index_k, torch.ones_like(index_k))
         return out[0].permute(0, 4, 1, 2, 3), out[1].permute(0, 4, 1, 2, 3), k_map, hist.view(b, n_cand)
-
-
-@contextlib.contextmanager
-def forcing_k(fuser: AdaptiveFuser, k: int | None):
-    """Run `fuser` with every query's k forced to `k` (0: retrieval off; None: as configured) inside the block."""
-    if k and fuser.mode == "none":
-        raise ValueError(f"forcing k={k}: the fuser of mode 'none' has no retrieval")
-    before = fuser.forced_k
-    fuser.forced_k = k
-    try:
-        yield fuser
-    finally:
-        fuser.forced_k = before

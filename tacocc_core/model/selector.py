@@ -4,8 +4,9 @@ An MLP maps a query's features to logits over the candidate k values. The paper'
 one integer k: probabilities p = softmax((logits + g) / tau), their expectation over the candidates
 E = sum_i p_i k_i, rounded to the nearest candidate. In training g is Gumbel noise scaled by
 `noise_scale` (drawn from a generator of the fuser's own, so that it never shifts the global random
-stream) and tau anneals; both reach their final values (noise 0, tau end) after `tau_anneal_steps`, from
-where training applies exactly the rule used at inference (noise 0, tau end).
+stream) and tau anneals to its end value over `tau_anneal_steps`. The noise keeps its full scale through
+training, as the paper has it (`fuser.noise_fade: false`); with `noise_fade: true` it fades linearly to 0
+over the same steps, from where training applies exactly the rule used at inference (noise 0, tau end).
 
 The forward pass always uses the hard, integer k. The relaxation: the fuser computes its output for every
 candidate k and mixes them with `KChoice.mix`, which is the one-hot of the chosen candidate in the
@@ -33,9 +34,16 @@ def tau_at(step: int | None, tau: tuple[float, float], anneal_steps: int) -> flo
     return float(start * (end / start) ** frac)
 
 
-def noise_scale_at(step: int | None, anneal_steps: int) -> float:
-    """Scale of the Gumbel noise at a training step: 1 at step 0, linearly to 0 at anneal_steps (0 at inference)."""
-    if step is None or anneal_steps <= 0 or step >= anneal_steps:
+def noise_scale_at(step: int | None, anneal_steps: int, fade: bool) -> float:
+    """Scale of the Gumbel noise at a training step; `step=None` (inference) gives 0.
+
+    fade False: 1 at every training step. fade True: 1 at step 0, linearly to 0 at anneal_steps.
+    """
+    if step is None:
+        return 0.0
+    if not fade:
+        return 1.0
+    if anneal_steps <= 0 or step >= anneal_steps:
         return 0.0
     return 1.0 - max(step, 0) / anneal_steps
 

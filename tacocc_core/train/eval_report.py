@@ -5,7 +5,10 @@
 - chosen-k histogram of the adaptive fuser (Table V): share of each k per modality and pyramid scale, and
   (when the evaluation counted them) per ground-truth class and size group of the query voxel;
 - when scored, the plain LiDAR accumulation baseline (geometry IoU only) beside the network's IoU.
-- flicker: share of static ground-truth voxels whose predicted label flips between consecutive frames.
+- flicker: share of static ground-truth voxels whose predicted label flips between consecutive frames;
+- on Occ3D labels, the Occ3D challenge metric (17 classes with "others", inside mask_camera) beside the mean
+  without "others". Every mIoU printed is named: this package's own is the mean over classes 1..16 with
+  voxels labelled ignore (Occ3D's "others" among them) left out.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from typing import Any
 import numpy as np
 
 from tacocc_core.labels import CLASS_NAMES, NUM_CLASSES
+from tacocc_core.occ3d_metric import OFFICIAL_NAME
 from tacocc_core.train.evaluation import EvalResult
 from tacocc_core.train.k_by_class import k_tables_markdown
+
+OWN_METRIC = "mean IoU of classes 1..16, voxels labelled ignore left out (not the Occ3D challenge metric)"
 
 
 def _pct(value: float) -> str:
@@ -52,6 +58,9 @@ def report_dict(result: EvalResult, meta: dict[str, Any]) -> dict[str, Any]:
         out["lidar_accumulation_iou"] = {
             name: _finite(s.geometry_iou) for name, s in result.lidar_baseline.results().items()
         }
+    out["miou_metric"] = OWN_METRIC
+    if result.occ3d is not None:
+        out["occ3d_challenge"] = result.occ3d.to_dict()
     if result.k_by_class is not None:
         out["k_by_class"] = {
             "candidates": list(result.k_by_class.candidates),
@@ -70,7 +79,14 @@ def report_markdown(result: EvalResult, meta: dict[str, Any]) -> str:
     scores = result.evaluator.results()
     lines = ["# Occupancy evaluation", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items()]
-    lines += [f"- frames scored: {result.frames} (run without labels: {result.unlabelled})", ""]
+    lines += [f"- frames scored: {result.frames} (run without labels: {result.unlabelled})"]
+    lines += [f"- mIoU below: {OWN_METRIC}", ""]
+    if result.occ3d is not None:
+        o = result.occ3d
+        lines += [f"## {OFFICIAL_NAME}", ""]
+        lines += ["| mIoU (challenge, 17 classes) | mIoU without others (16) | IoU (occupied vs free) | frames |"]
+        lines += ["|---:|---:|---:|---:|"]
+        lines += [f"| {_pct(o.miou())} | {_pct(o.miou_without_others())} | {_pct(o.geometry_iou())} | {o.frames} |", ""]
 
     lines += ["## Per-class IoU (%, all voxels)", ""]
     header = ["IoU", "mIoU", *CLASS_NAMES[1:NUM_CLASSES]]

@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tacocc_core.data.label_resample import nearest
 from tacocc_core.data.nuscenes_reader import NuScenesReader
 from tacocc_core.data.sequences import scene_samples, split_scenes
 from tacocc_core.flicker import FlickerCounts, FlickerMeter
+from tacocc_core.geometry import invert_transform
+from tacocc_core.labels import EMPTY, IGNORE, OCC3D_GRID
 from tacocc_core.lidar_baseline import lidar_accumulation
 from tacocc_core.metrics import OccupancyEvaluator
+from tacocc_core.occ3d_metric import Occ3DMetric, to_occ3d_labels
 from tacocc_core.predictor import Predictor
 from tacocc_core.train.distributed import DistContext, all_reduce_sum
 from tacocc_core.train.k_by_class import KByClass
@@ -39,6 +43,8 @@ class EvalResult:
             tacocc_core.lidar_baseline), summed over ranks; None when not asked for.
         k_by_class: chosen k per ground-truth class of the query voxel, over the labelled frames this rank
             ran; None when not asked for.
+        occ3d: the Occ3D challenge metric (occ3d_metric.py) of the same frames, the prediction carried onto
+            the Occ3D grid (ego frame); None unless the reader's labels are Occ3D.
     """
 
     evaluator: OccupancyEvaluator
@@ -48,6 +54,17 @@ class EvalResult:
     flicker: FlickerCounts = field(default_factory=FlickerCounts)
     lidar_baseline: OccupancyEvaluator | None = None
     k_by_class: KByClass | None = None
+    occ3d: Occ3DMetric | None = None
+
+
+def occ3d_prediction(labels: np.ndarray, predictor_grid, lidar2ego: np.ndarray) -> np.ndarray:
+    """A prediction on the network's grid (LiDAR frame) -> Occ3D labels (0..17) on OCC3D_GRID (ego frame).
+
+    Each Occ3D voxel takes the prediction under its centre; voxels outside the network's grid read as free.
+    """
+    ego = nearest(labels, predictor_grid, OCC3D_GRID, dst2src=invert_transform(lidar2ego))
+    ego[ego == IGNORE] = EMPTY
+    return to_occ3d_labels(ego)
 
 
 def split_streams(reader: NuScenesReader, split: str) -> list[list[str]]:
@@ -94,6 +111,7 @@ def evaluate_streams(
     lidar = OccupancyEvaluator(predictor.grid) if baseline else None
     fuser = predictor.model.encoder.fuser
     k_by_class = KByClass(fuser.candidates) if baseline and fuser.candidates else None
+    occ3d = Occ3DMetric() if reader.options.labels == "occ3d" else None
     counts = [0, 0]
     done = 0
     for scene in streams[ctx.rank :: ctx.world_size]:
@@ -116,6 +134,10 @@ def evaluate_streams(
                     lidar.update(lidar_accumulation(frame.points, predictor.config), frame.labels)
                 if k_by_class is not None and prediction.k_maps is not None:
                     k_by_class.update(prediction.k_maps, frame.labels)
+                truth = reader.occ3d_ground_truth(token) if occ3d is not None else None
+                if occ3d is not None and truth is not None:
+                    semantics, mask, lidar2ego = truth
+                    occ3d.update(occ3d_prediction(prediction.labels, predictor.grid, lidar2ego), semantics, mask)
                 counts[0] += 1
             done += 1
             if on_frame is not None:
@@ -129,4 +151,7 @@ def evaluate_streams(
     flips = FlickerCounts.from_array(all_reduce_sum(flicker.counts.as_array(), ctx))
     if lidar is not None:
         lidar.frames = scored
-    return EvalResult(evaluator, histogram, scored, unlabelled, flips, lidar, k_by_class)
+    if occ3d is not None:
+        occ3d.matrix = all_reduce_sum(occ3d.matrix, ctx)
+        occ3d.frames = int(all_reduce_sum(np.asarray([occ3d.frames], dtype=np.int64), ctx)[0])
+    return EvalResult(evaluator, histogram, scored, unlabelled, flips, lidar, k_by_class, occ3d)

@@ -102,8 +102,8 @@ def test_fine_tuning_starts_from_a_checkpoint_trained_with_another_loss_and_rend
 
 def test_a_fine_tune_continues_the_fuser_schedule_of_its_initial_checkpoint(bag, tmp_path):
     """A checkpoint written at step 800 fine-tunes at model steps 800, 801, ...: the adaptive fuser keeps the
-    inference rule (no Gumbel noise, final tau) it was trained into, across a resume too; random weights
-    start at 0."""
+    final tau it was trained into (and the Gumbel noise of training, faded out only under noise_fade), across
+    a resume too; random weights start at 0."""
     import torch
 
     from tacocc_core.checkpoint import save_checkpoint
@@ -129,7 +129,7 @@ def test_a_fine_tune_continues_the_fuser_schedule_of_its_initial_checkpoint(bag,
     assert seen == [800] * window + [801] * window
     fc = config.fuser
     assert fc.tau_anneal_steps <= 800
-    assert noise_scale_at(seen[0], fc.tau_anneal_steps) == 0.0
+    assert noise_scale_at(seen[0], fc.tau_anneal_steps, fc.noise_fade) == (0.0 if fc.noise_fade else 1.0)
     assert tau_at(seen[0], fc.gumbel_tau, fc.tau_anneal_steps) == fc.gumbel_tau[1]
 
     resumed = FineTuner(spec(bag, tmp_path / "run", steps=3, resume=True))

@@ -134,3 +134,21 @@ def test_export_refuses_bad_sources_and_overwriting_its_source(tmp_path, tiny):
     assert torch.equal(
         read_checkpoint(tmp_path / "b.pt")["model"]["weight"], read_checkpoint(tmp_path / "a.pt")["model"]["weight"]
     )
+
+
+def test_a_checkpoint_from_before_the_eq1_keys_keeps_the_fuser_it_was_trained_with(tmp_path, tiny):
+    """Written without fuser.context_terms / exclude_own_voxel / noise_fade: it was trained with context terms,
+    the own voxel excluded and the noise faded, and reads back so; a current checkpoint keeps its values."""
+    from tacocc_core.config import config_to_dict
+
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, {}, tiny)
+    payload = torch.load(path, weights_only=True)
+    for key in ("context_terms", "exclude_own_voxel", "noise_fade"):
+        del payload["config"]["fuser"][key]
+    torch.save(payload, path)
+    fuser = read_checkpoint(path)["config"].fuser
+    assert fuser.context_terms and fuser.exclude_own_voxel and fuser.noise_fade
+    save_checkpoint(path, {}, tiny)
+    current = read_checkpoint(path)["config"]
+    assert config_to_dict(current) == config_to_dict(tiny) and not current.fuser.context_terms

@@ -67,6 +67,8 @@ def test_eval_command_scores_every_labelled_val_frame(synthetic_dataset, tmp_pat
     shares = data["k_histogram"]["share"]
     assert shares and all(abs(sum(s.values()) - 1) < 1e-9 for m in shares.values() for s in m.values())
     assert "Distance bands" in (tmp_path / "rep" / "eval_val.md").read_text()
+    assert "not the Occ3D challenge metric" in data["miou_metric"] and data["intensity_scale"] == 1.0
+    assert "occ3d_challenge" not in data  # SurroundOcc labels
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(synthetic_dataset)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
 
@@ -95,3 +97,18 @@ def test_lidar_baseline_and_k_by_class_sections():
     data = report_dict(result, {})
     assert data["lidar_accumulation_iou"]["all"] == 0.5
     assert data["k_by_class"]["by_class"]["image s0"]["barrier"] == [0, 0, 1]
+
+
+def test_occ3d_section_names_both_means():
+    from tacocc_core.occ3d_metric import Occ3DMetric
+
+    result = _result()
+    result.occ3d = Occ3DMetric()
+    truth = np.array([0, 4, 17], np.uint8).reshape(1, 1, 3)  # others, car, free
+    result.occ3d.update(np.array([17, 4, 17], np.uint8).reshape(1, 1, 3), truth, np.ones((1, 1, 3), bool))
+    md = report_markdown(result, {"checkpoint": "x.pt"})
+    assert "Occ3D challenge mIoU (17 classes with 'others', inside mask_camera)" in md
+    # others IoU 0, car 1 -> challenge 50.00; without others 100.00
+    assert "| 50.00 | 100.00 |" in md
+    data = report_dict(result, {})
+    assert data["occ3d_challenge"]["miou"] == pytest.approx(0.5) and data["occ3d_challenge"]["frames"] == 1

@@ -6,7 +6,7 @@ import torch
 import tacocc_core.model.fuser as fuser_module
 import tacocc_core.model.retrieval as retrieval
 from tacocc_core.config import load_preset
-from tacocc_core.model.fuser import AdaptiveFuser, forcing_k, masked_pool
+from tacocc_core.model.fuser import AdaptiveFuser, masked_pool
 from tacocc_core.model.tacocc import TACOcc
 
 TINY = load_preset("tiny")
@@ -129,31 +129,82 @@ def test_tree_search_gives_the_fused_volume_of_the_cube_then_exact_search(monkey
     assert all(torch.equal(a, b) for a, b in zip(maps_a, maps_b, strict=True))
 
 
-@pytest.mark.parametrize("mode", ["adaptive", "fixed"])
-def test_forced_k_changes_the_fused_volume(mode):
+def with_weights_of(trained: AdaptiveFuser, mode: str, fixed_k: int = 3) -> AdaptiveFuser:
+    """A fuser of `mode` holding the weights of `trained` (the selectors left out)."""
+    other = AdaptiveFuser(config(mode, fixed_k)).eval()
+    missing, unexpected = other.load_state_dict(trained.state_dict(), strict=False)
+    dropped = ("selectors.", "attention.") if mode == "none" else ("selectors.",)
+    assert not missing and all(key.startswith(dropped) for key in unexpected)
+    return other
+
+
+def test_a_fixed_k_changes_the_fused_volume_with_the_same_weights():
     torch.manual_seed(0)
-    fuser = AdaptiveFuser(config(mode)).eval()
+    trained = AdaptiveFuser(config("adaptive")).eval()
     f_i, occ_i, f_l, occ_l = volumes()
     outputs = {}
     with torch.no_grad():
-        for k in (0, 1, 2, 3):
-            with forcing_k(fuser, k):
-                outputs[k] = fuser(f_i, occ_i, f_l, occ_l)[0]
-    assert fuser.forced_k is None
+        for k in (1, 2, 3):
+            outputs[k] = with_weights_of(trained, "fixed", k)(f_i, occ_i, f_l, occ_l)[0]
+        outputs[0] = with_weights_of(trained, "none")(f_i, occ_i, f_l, occ_l)[0]
     for a, b in ((0, 1), (1, 2), (2, 3), (1, 3)):
         assert (outputs[a] - outputs[b]).abs().max() > 1e-3, (a, b)
+    assert not hasattr(trained, "forced_k")
 
 
-def test_retrieval_off_is_mode_none_with_the_same_weights():
-    torch.manual_seed(3)
-    adaptive = AdaptiveFuser(config("adaptive")).eval()
-    torch.manual_seed(3)
-    none = AdaptiveFuser(config("none")).eval()
+def test_eq1_as_printed_has_no_context_in_the_weighted_halves():
+    """Eq. 1: the last two blocks of Concat are F_I * w_I and F_L * w_L, exactly (zero where F is zero)."""
+    torch.manual_seed(0)
     f_i, occ_i, f_l, occ_l = volumes()
-    with torch.no_grad(), forcing_k(adaptive, 0):
-        assert torch.equal(adaptive(f_i, occ_i, f_l, occ_l)[0], none(f_i, occ_i, f_l, occ_l)[0])
-    with pytest.raises(ValueError, match="mode 'none' has no retrieval"), forcing_k(none, 2):
-        pass
+    captured = {}
+    for context in (False, True):
+        cfg = config()
+        cfg = dataclasses.replace(cfg, fuser=dataclasses.replace(cfg.fuser, context_terms=context))
+        torch.manual_seed(0)
+        fuser = AdaptiveFuser(cfg).eval()
+        hook = fuser.out[0].register_forward_pre_hook(lambda _m, args, c=context: captured.__setitem__(c, args[0]))
+        with torch.no_grad():
+            fuser(f_i, occ_i, f_l, occ_l)
+        hook.remove()
+    c = TINY.fuser.channels
+    plain, with_context = captured[False], captured[True]
+    f_i_proj, f_l_proj = plain[:, :c], plain[:, c : 2 * c]
+    assert torch.equal(plain[:, : 2 * c], with_context[:, : 2 * c])
+    # Where the projected image volume is zero, its weighted block is zero in Eq. 1 ...
+    assert torch.equal(plain[:, 2 * c : 3 * c][f_i_proj == 0], torch.zeros_like(plain[:, 2 * c : 3 * c][f_i_proj == 0]))
+    # ... it is F * w with w in [0, 1] (same sign, not larger) ...
+    for block, f in ((plain[:, 2 * c : 3 * c], f_i_proj), (plain[:, 3 * c :], f_l_proj)):
+        assert bool((block * f >= 0).all()) and bool((block.abs() <= f.abs() + 1e-6).all())
+    # ... while the context terms make it differ at the queries.
+    assert (with_context[:, 2 * c :] - plain[:, 2 * c :]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_own_voxel_is_retrievable_unless_excluded(monkeypatch, exclude):
+    seen = []
+    real = fuser_module.knn
+
+    def spy(*args, **kwargs):
+        index, offset = real(*args, **kwargs)
+        seen.append(offset)
+        return index, offset
+
+    monkeypatch.setattr(fuser_module, "knn", spy)
+    cfg = config("fixed", 1, num_scales=1)
+    cfg = dataclasses.replace(cfg, fuser=dataclasses.replace(cfg.fuser, exclude_own_voxel=exclude))
+    torch.manual_seed(0)
+    fuser = AdaptiveFuser(cfg).eval()
+    f_i, occ_i, f_l, occ_l = volumes(fill_i=0.5, fill_l=0.5)
+    with torch.no_grad():
+        fuser(f_i, occ_i, f_l, occ_l)
+    # Image queries at voxels that also hold a LiDAR key: their nearest key is that voxel (offset 0) unless excluded.
+    both = (occ_i & occ_l)[occ_i]
+    at_own = (seen[0][:, 0] == 0).all(dim=-1)
+    assert bool(both.any())
+    if exclude:
+        assert not bool(at_own.any())
+    else:
+        assert torch.equal(at_own, both)
 
 
 def test_training_forward_is_the_hard_k_of_inference():

@@ -60,7 +60,9 @@ def child(config):
 
 
 def shared_blocks() -> set[str]:
-    return {p.name for p in Path("/dev/shm").iterdir()} if Path("/dev/shm").is_dir() else set()
+    """Python's shared-memory blocks (psm_*): other processes' segments (Fast DDS, ...) come and go meanwhile."""
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.iterdir() if p.name.startswith("psm_")} if shm.is_dir() else set()
 
 
 def test_the_child_gives_the_in_process_grids_frame_by_frame(config, frames, child):

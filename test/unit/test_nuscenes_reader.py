@@ -153,3 +153,16 @@ def test_real_fixture_calibration_chain(nuscenes_frame_dir):
         assert np.linalg.norm(lidar2cam[:3, 3] - np.array(cam["lidar2cam"])[:3, 3]) < 0.5
     pts = read_pcd_bin(nuscenes_frame_dir / calib["lidar"]["file"])
     assert pts.shape == (34688, 5)
+
+
+def test_intensity_scale_multiplies_the_intensity_only(synthetic_dataset):
+    cfg = load_preset("tiny")
+    plain = NuScenesReader.open(synthetic_dataset, "v1.0-mini", cfg)
+    token = plain.nusc.sample[0]["token"]
+    base = plain.frame(token).points
+    for scale in (0.0, 10.0):
+        scaled = NuScenesReader.open(synthetic_dataset, "v1.0-mini", cfg, ReaderOptions(intensity_scale=scale))
+        points = scaled.frame(token).points
+        np.testing.assert_array_equal(points[:, [0, 1, 2, 4]], base[:, [0, 1, 2, 4]])
+        np.testing.assert_allclose(points[:, 3], base[:, 3] * scale, rtol=1e-6)
+    assert base[:, 3].std() > 0

@@ -17,10 +17,24 @@ def test_tau_schedule():
     assert all(a > b for a, b in zip(taus, taus[1:], strict=False))
 
 
-def test_noise_fades_out_with_the_temperature():
-    assert noise_scale_at(0, 100) == 1.0
-    assert noise_scale_at(50, 100) == pytest.approx(0.5)
-    assert noise_scale_at(100, 100) == 0.0 and noise_scale_at(None, 100) == 0.0 and noise_scale_at(3, 0) == 0.0
+def test_noise_keeps_its_scale_through_training_as_the_paper_has_it():
+    assert [noise_scale_at(s, 100, fade=False) for s in (0, 50, 100, 10**6)] == [1.0] * 4
+    assert noise_scale_at(None, 100, fade=False) == 0.0  # inference
+
+
+def test_noise_fades_out_with_the_temperature_when_asked():
+    assert noise_scale_at(0, 100, fade=True) == 1.0
+    assert noise_scale_at(50, 100, fade=True) == pytest.approx(0.5)
+    assert noise_scale_at(100, 100, fade=True) == 0.0 and noise_scale_at(None, 100, fade=True) == 0.0
+    assert noise_scale_at(3, 0, fade=True) == 0.0
+
+
+def test_the_default_config_keeps_the_noise():
+    from tacocc_core.config import FuserConfig
+
+    fc = FuserConfig()
+    assert not fc.noise_fade and not fc.context_terms and not fc.exclude_own_voxel
+    assert noise_scale_at(fc.tau_anneal_steps * 2, fc.tau_anneal_steps, fc.noise_fade) == 1.0
 
 
 def test_k_is_the_candidate_nearest_the_expectation():

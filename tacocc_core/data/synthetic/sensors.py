@@ -3,13 +3,16 @@
 Appearance: each class has its own base colour (distinct hue or brightness) modulated by Lambert shading
 and a brightness-only texture (windows, paving, noise), so that colour tells the class and the
 network has a visual cue to learn; the sky is a blue gradient. The LiDAR is modelled on the nuScenes
-Velodyne HDL-32E: 32 beams from +10.67 to -30.67 degrees (1.33 degree steps), 20 Hz.
+Velodyne HDL-32E: 32 beams from +10.67 to -30.67 degrees (1.33 degree steps), 20 Hz; its intensity comes
+from the hit material's reflectance with range and incidence falloff, noise and the unit's gain
+(intensity.py), so that it hints at the class without naming it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tacocc_core.data.synthetic.intensity import lidar_intensity, material_reflectance
 from tacocc_core.data.synthetic.primitives import inside_part
 from tacocc_core.data.synthetic.raycast import Hits, PinholeGrid, SpinningGrid, cast
 from tacocc_core.data.synthetic.street import Street, ground_label
@@ -36,24 +39,6 @@ for _name, _rgb in {
     "traffic_cone": (255, 120, 0),
 }.items():
     APPEARANCE[CLASS_IDS[_name]] = _rgb
-
-# LiDAR intensity (0..255 as nuScenes stores it) of each class at normal incidence.
-INTENSITY = np.full(NUM_CLASSES, 20.0)
-for _name, _value in {
-    "driveable_surface": 6,
-    "sidewalk": 14,
-    "terrain": 18,
-    "manmade": 30,
-    "vegetation": 24,
-    "car": 45,
-    "truck": 50,
-    "bus": 55,
-    "pedestrian": 12,
-    "bicycle": 35,
-    "barrier": 70,
-    "traffic_cone": 100,
-}.items():
-    INTENSITY[CLASS_IDS[_name]] = _value
 
 _SUN = np.array([0.4, 0.3, 0.86]) / np.linalg.norm([0.4, 0.3, 0.86])
 
@@ -99,11 +84,19 @@ def render_camera(
 
 
 def lidar_sweep(
-    street: Street, t: float, lidar2ego: np.ndarray, azimuths: int, rng: np.random.Generator
+    street: Street,
+    t: float,
+    lidar2ego: np.ndarray,
+    azimuths: int,
+    rng: np.random.Generator,
+    gain: float = 1.0,
+    material_seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One revolution at time t -> ((N, 5) float32 [x, y, z, intensity, ring] in the LiDAR frame, (N,) instance).
 
-    Returns every ray that hits something within LIDAR_MAX_RANGE, with 1 cm range noise.
+    Returns every ray that hits something within LIDAR_MAX_RANGE, with 1 cm range noise. `gain` is the
+    sensor unit's intensity scale, `material_seed` picks the street's materials (the same in every sweep
+    of one recording); `rng` draws the range and intensity noise.
     """
     lidar2street = street.ego2street(t) @ lidar2ego
     grid = SpinningGrid(np.deg2rad(LIDAR_ELEVATIONS_DEG), azimuths, lidar2street)
@@ -113,7 +106,8 @@ def lidar_sweep(
     rng_t = hits.t[keep] + rng.normal(0.0, 0.01, keep.sum())
     xyz = local * rng_t[:, None]
     cos_inc = np.abs(np.einsum("ij,ij->i", hits.normal[keep], grid.dirs.reshape(-1, 3)[keep]))
-    intensity = INTENSITY[hits.label[keep]] * (0.5 + 0.5 * cos_inc)
+    rho = material_reflectance(hits.label[keep], hits.part[keep], hits.point[keep], material_seed)
+    intensity = lidar_intensity(rho, rng_t, cos_inc, gain, rng)
     ring = np.broadcast_to(np.arange(grid.shape[0])[:, None], grid.shape).reshape(-1)[keep]
     points = np.concatenate([xyz, intensity[:, None], ring[:, None]], axis=1).astype(np.float32)
     return points, hits.instance[keep]

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from tacocc_core.data.synthetic.intensity import sensor_gain
 from tacocc_core.data.synthetic.rig import Rig, load_rig
 from tacocc_core.data.synthetic.sensors import lidar_sweep, render_camera, voxelize
 from tacocc_core.data.synthetic.street import CATEGORY, SIDEWALK_OUTER, Street, build_street
@@ -183,6 +184,7 @@ def _scene_tables(root: Path, opts: GenerateOptions, rig: Rig, scene_idx: int) -
         )
 
     lidar_rng = np.random.default_rng([seed, scene_idx, 1])
+    gain = sensor_gain(np.random.default_rng([seed, scene_idx, 2]))  # the scene's LiDAR unit
     instance_pts: list[np.ndarray] = []
     for k in range(opts.keyframes):
         key_us = base_us + k * KEYFRAME_US
@@ -190,7 +192,15 @@ def _scene_tables(root: Path, opts: GenerateOptions, rig: Rig, scene_idx: int) -
             stamp = key_us - j * SWEEP_US
             folder = "samples" if j == 0 else "sweeps"
             filename = f"{folder}/LIDAR_TOP/{log_name}__LIDAR_TOP__{stamp}.pcd.bin"
-            points, inst = lidar_sweep(street, (stamp - base_us) / 1e6, rig.lidar2ego, opts.lidar_azimuths, lidar_rng)
+            points, inst = lidar_sweep(
+                street,
+                (stamp - base_us) / 1e6,
+                rig.lidar2ego,
+                opts.lidar_azimuths,
+                lidar_rng,
+                gain,
+                seed * 1000 + scene_idx,
+            )
             points.tofile(root / filename)
             add_sample_data("LIDAR_TOP", stamp, j == 0, sample_tokens[k], filename, (0, 0))
             if j == 0:
