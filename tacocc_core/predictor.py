@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from tacocc_core.batch import batch_at, frames_to_batch
-from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
 from tacocc_core.config import ModelConfig
 from tacocc_core.frame import Frame
 from tacocc_core.geometry import ImageTransform
@@ -155,8 +155,8 @@ class Predictor:
     def reload(self, path: str | Path) -> None:
         """Swap in the weights of another checkpoint of the same network, keeping the device and options.
 
-        Raises CheckpointError (and keeps the current weights) when the file is unreadable or does not fit;
-        with backend onnxruntime and `onnx_dir`, OnnxModelError when the ONNX files hold other weights.
+        Raises CheckpointError (and keeps the current weights) when the file is unreadable or does not fit,
+        also when with backend onnxruntime the ONNX files of `onnx_dir` hold other weights than the file.
         """
         payload = load_checkpoint(path, expected=self.config, ignore=INFERENCE_IRRELEVANT)
         weights = {k: v.to(self.device) for k, v in payload["model"].items()}
@@ -164,7 +164,12 @@ class Predictor:
             model = TACOcc(self.config)
             model.load_state_dict(weights)
             model.to(self.device).eval()
-            network = self._inference_network(model)
+            from tacocc_core.deploy.onnx_files import OnnxModelError
+
+            try:
+                network = self._inference_network(model)
+            except OnnxModelError as err:
+                raise CheckpointError(f"{path}: does not fit the ONNX files: {err}") from None
             with self._lock:
                 self.model, self._network = model, network
                 self.checkpoint_path = Path(path)

@@ -23,15 +23,24 @@ Inference = Predictor | InferenceProcess
 
 
 def make_inference(
-    kind: str, config: ModelConfig, checkpoint: str, device: str, precision: str, threads: int
+    kind: str,
+    config: ModelConfig,
+    checkpoint: str,
+    device: str,
+    precision: str,
+    threads: int,
+    backend: str = "torch",
+    onnx_dir: str = "",
 ) -> tuple[Inference, str]:
     """The network for `kind` ("process" or "thread") and a line for the log saying how it runs.
 
-    `checkpoint` "" keeps random weights; `threads` 0 = every core. Raises CheckpointError for a checkpoint
-    that does not fit, InferenceProcessError when the child does not start.
+    `checkpoint` "" keeps random weights; `threads` 0 = every core; `backend` torch or onnxruntime, `onnx_dir`
+    a `tacocc export --onnx` folder ("" = export in memory). Raises CheckpointError for a checkpoint that does
+    not fit, InferenceProcessError when the child does not start, OnnxModelError (a thread) for ONNX files
+    that do not fit.
     """
     if kind == "process":
-        options = InferenceProcessOptions(threads=threads)
+        options = InferenceProcessOptions(threads=threads, backend=backend, onnx_dir=onnx_dir)
         inference = InferenceProcess(config, checkpoint or None, device, precision, options)
         malloc = return_large_blocks()
         return inference, (
@@ -40,7 +49,13 @@ def make_inference(
         )
     malloc = keep_freed_memory()  # before the first frame's tensors
     count = set_inference_threads(threads)
-    options = PredictorOptions(device=device, precision=precision, timings=False)
+    options = PredictorOptions(
+        device=device,
+        precision=precision,
+        timings=False,
+        backend=backend,  # type: ignore[arg-type]
+        onnx_dir=onnx_dir or None,
+    )
     if checkpoint:
         predictor = Predictor.from_checkpoint(checkpoint, config, options)
     else:

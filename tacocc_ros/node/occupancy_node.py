@@ -221,7 +221,14 @@ class OccupancyNode(Node):
             )
         v = self.values
         predictor, self.inference_line = make_inference(
-            v["inference"], self.config, checkpoint, device, precision, v["inference_threads"]
+            v["inference"],
+            self.config,
+            checkpoint,
+            device,
+            precision,
+            v["inference_threads"],
+            v["backend"],
+            v["onnx_dir"],
         )
         return predictor
 

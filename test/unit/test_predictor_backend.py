@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs onnxruntime")
 pytest.importorskip("onnx", reason="the in-memory export needs the onnx package")
 
-from tacocc_core.checkpoint import demo_checkpoint_path, load_checkpoint, save_checkpoint  # noqa: E402
+from tacocc_core.checkpoint import CheckpointError, demo_checkpoint_path, load_checkpoint, save_checkpoint  # noqa: E402
 from tacocc_core.config import load_preset  # noqa: E402
 from tacocc_core.data.nuscenes_reader import NuScenesReader  # noqa: E402
 from tacocc_core.deploy.onnx_files import OnnxModelError, export_onnx  # noqa: E402
@@ -94,9 +94,24 @@ def test_an_export_folder_runs_its_weights_and_refuses_others(tmp_path, frames):
     assert first.error is None
     torch.manual_seed(5)
     save_checkpoint(tmp_path / "other.pt", TACOcc(payload["config"]).state_dict(), payload["config"])
-    with pytest.raises(OnnxModelError, match="exported from other weights"):
+    with pytest.raises(CheckpointError, match="other.pt: does not fit the ONNX files: .*exported from other weights"):
         predictor.reload(tmp_path / "other.pt")
     predictor.reset()
     assert np.array_equal(predictor.predict(frames[0]).labels, first.labels)  # the running network was kept
     with pytest.raises(OnnxModelError, match="exported from other weights"):
         Predictor.from_checkpoint(tmp_path / "other.pt", options=options)
+
+
+def test_the_node_s_inference_process_runs_the_backend(onnx_predictor, frames, demo):
+    """The occupancy node's default way to run the network (a child process) takes the backend option."""
+    from tacocc_core.inference_process import InferenceProcess, InferenceProcessOptions
+
+    options = InferenceProcessOptions(threads=1, backend="onnxruntime")
+    process = InferenceProcess(demo, str(demo_checkpoint_path()), "cpu", "fp32", options)
+    try:
+        onnx_predictor.reset()
+        for frame in frames[:2]:
+            got, expected = process.predict(frame), onnx_predictor.predict(frame)
+            assert got.error is None and np.array_equal(got.labels, expected.labels)
+    finally:
+        process.close()
