@@ -4,12 +4,16 @@
 #   2. the CUDA tests (gsplat against our rasteriser, CUDA KNN and traversal against the CPU ones, bf16 encoder)
 #   3. one renderer training step per preset on CUDA (benchmarks/bench_render_step.py, gsplat)
 #   4. the label-efficiency comparison (benchmarks/run_label_efficiency.sh, every run at once on the GPU)
+#   5. the exported parts on the GPU: TensorRT engines built and cached (test_tensorrt_cache.py -m gpu), and
+#      `tacocc bench --backend both` (eager PyTorch and onnxruntime, TensorRT first) per preset. It needs
+#      onnxruntime-gpu and the tensorrt package on the GPU machine; without them the test says why it skipped.
 # Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
 #   bash ../shared/device/prepare-gpu.sh && bash benchmarks/prepare_gpu_extra.sh
 # then, on the GPU machine (the device tool's run, carry [".gpu"]):
 #   source .gpu/activate.sh; BUDGET_S=540 benchmarks/run_gpu_checks.sh OUT_DIR
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
-# LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; SKIP="bench tests le render" leaves steps out.
+# LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; SKIP="bench tests le render onnx" leaves steps out.
+# ENGINE_CACHE (default .gpu/tensorrt) keeps step 5's TensorRT engines between runs.
 set -uo pipefail
 OUT_DIR=${1:?usage: run_gpu_checks.sh OUT_DIR}
 BUDGET_S=${BUDGET_S:-540}
@@ -18,6 +22,7 @@ LE_STEPS=${LE_STEPS:-300}
 LE_VARIANTS=${LE_VARIANTS:-full_render_off full_render_on l10_sup l10_geo l10_photo l10_geo_photo}
 LE_SEEDS=${LE_SEEDS:-0 1 2}
 LE_DEADLINE_S=${LE_DEADLINE_S:-}      # default: what is left of the budget minus 90 s for scoring
+ENGINE_CACHE=${ENGINE_CACHE:-.gpu/tensorrt}
 SKIP=${SKIP:-}
 PY=${PYTHON:-python3}
 START=$(date +%s)
@@ -85,6 +90,20 @@ if ! skipped render; then
   done
 fi
 [ -n "${generate:-}" ] && wait "$generate"
+
+if ! skipped onnx; then
+  $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" \
+    > "$OUT_DIR/onnxruntime.txt" 2>&1
+  capped 300 $PY -m pytest -q -p no:cacheprovider -o addopts="" -rs test/unit/test_tensorrt_cache.py \
+    > "$OUT_DIR/pytest_tensorrt.txt" 2>&1
+  log "TensorRT engine cache tests: exit $? ($(tail -1 "$OUT_DIR/pytest_tensorrt.txt"))"
+  for preset in demo nuscenes_r50_256x704; do
+    name="bench_${preset}_cuda_fp32_backends"
+    XDG_CACHE_HOME=$ENGINE_CACHE capped 240 $PY -m tacocc_core.cli bench --config "$preset" --device cuda \
+      --dtype fp32 --backend both --frames 20 --warmup 5 --out "$OUT_DIR/$name.json" > "$OUT_DIR/$name.txt" 2>&1
+    log "$name: exit $?"
+  done
+fi
 
 if ! skipped tests; then
   ( capped 240 $PY -m pytest -q -p no:cacheprovider -o addopts="" test/unit/test_render_rasterize.py test/unit/test_retrieval.py \

@@ -39,7 +39,7 @@ PARTS = (IMAGE_PART, HEAD_PART)
 WEIGHTS_FILE = "weights.pt"
 MANIFEST_FILE = "export.json"
 
-IMAGE_INPUTS = ("images", "sky_masks", "camera_valid", "kept", "flat")
+IMAGE_INPUTS = ("images", "sky_masks", "camera_valid", "voxel_index")
 IMAGE_OUTPUTS = ("image_volume", "image_occupied", "depth_logits")
 HEAD_INPUTS_TEMPORAL = ("fused", "hidden", "cell")
 HEAD_OUTPUTS_TEMPORAL = ("hidden_out", "cell_out", "coarse_logits", "fine_logits", "refined")
@@ -152,7 +152,7 @@ def check_metadata(found: PartMetadata, expected: PartMetadata, where: str) -> N
 
 def example_inputs(model: TACOcc, part: str) -> tuple[torch.Tensor, ...]:
     """Inputs that trace `part`: a frame of the synthetic camera rig (B = 1)."""
-    from tacocc_core.deploy.parts import feature_size, frustum_voxel_indices
+    from tacocc_core.deploy.parts import feature_size, frustum_voxel_index
     from tacocc_core.synthetic_batch import camera_rig
 
     config = model.config
@@ -162,9 +162,9 @@ def example_inputs(model: TACOcc, part: str) -> tuple[torch.Tensor, ...]:
         cam2img, cam2lidar = camera_rig(config)
         cam2img, cam2lidar = cam2img.expand(1, v, 3, 3), cam2lidar.expand(1, v, 4, 4)
         feat_hw = feature_size((h, w), config.image_backbone.feature_stride)
-        kept, flat = frustum_voxel_indices(model.encoder.view_transform, cam2img, cam2lidar, feat_hw, (h, w))
+        index = frustum_voxel_index(model.encoder.view_transform, cam2img, cam2lidar, feat_hw, (h, w))
         images = torch.zeros(1, v, 3, h, w, dtype=torch.uint8)
-        return images, torch.zeros(1, v, h, w, dtype=torch.bool), torch.ones(1, v), kept, flat
+        return images, torch.zeros(1, v, h, w, dtype=torch.bool), torch.ones(1, v), index
     grid = model.temporal.grid.shape
     fused = torch.zeros(1, config.fuser.channels, *grid)
     if model.temporal.cell is None:
@@ -184,11 +184,9 @@ def export_part_bytes(model: TACOcc, part: str) -> tuple[bytes, PartMetadata]:
     temporal = model.temporal.cell is not None
     if part == IMAGE_PART:
         names, outputs = IMAGE_INPUTS, IMAGE_OUTPUTS
-        dynamic = {"kept": {0: "frustum_points"}, "flat": {0: "frustum_points"}}
     else:
         names = HEAD_INPUTS_TEMPORAL if temporal else HEAD_INPUTS
         outputs = HEAD_OUTPUTS_TEMPORAL if temporal else HEAD_OUTPUTS
-        dynamic = {}
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer's notes on shapes it records as constants (the parts are traced at B = 1, one grid) and
@@ -203,7 +201,6 @@ def export_part_bytes(model: TACOcc, part: str) -> tuple[bytes, PartMetadata]:
             opset_version=OPSET,
             input_names=list(names),
             output_names=list(outputs),
-            dynamic_axes=dynamic,
         )
     proto = onnx.load_from_string(buffer.getvalue())
     for key, value in metadata.as_props().items():

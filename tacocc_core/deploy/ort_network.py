@@ -32,7 +32,7 @@ from tacocc_core.deploy.onnx_files import (
     part_modules,
     read_part_file,
 )
-from tacocc_core.deploy.parts import feature_size, frustum_voxel_indices
+from tacocc_core.deploy.parts import feature_size, frustum_voxel_index
 from tacocc_core.model.encoder import EncoderOutput, _check_step_batch
 from tacocc_core.model.occupancy_head import HeadOutput
 from tacocc_core.model.selector import noise_scale_at, tau_at
@@ -106,7 +106,7 @@ class OrtNetwork:
             check_metadata(found, expected, where)
             self.sessions[part] = session
             self.providers[part] = list(session.get_providers())
-        self._frustum: tuple | None = None  # (cam2img, cam2lidar, kept, flat) of the last calibration
+        self._frustum: tuple | None = None  # (cam2img, cam2lidar, voxel_index) of the last calibration
 
     def _check_precision(self) -> None:
         if self.precision == "fp32":
@@ -166,18 +166,18 @@ class OrtNetwork:
         providers.append(("CUDAExecutionProvider", {"device_id": str(index)}))
         return providers, folder
 
-    def _frustum_voxels(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        """`kept`, `flat` of the batch's calibration as int64 arrays, kept while the calibration stays equal."""
+    def _voxel_index(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """`frustum_voxel_index` of the batch's calibration (int64), kept while the calibration stays equal."""
         cam2img, cam2lidar = batch["cam2img"].cpu(), batch["cam2lidar"].cpu()
         cached = self._frustum
         if cached is not None and torch.equal(cached[0], cam2img) and torch.equal(cached[1], cam2lidar):
-            return cached[2], cached[3]
+            return cached[2]
         image_hw = tuple(self.config.cameras.image_size)
         feat_hw = feature_size(image_hw, self.config.image_backbone.feature_stride)  # type: ignore[arg-type]
         view_transform = self.model.encoder.view_transform
-        kept, flat = frustum_voxel_indices(view_transform, cam2img, cam2lidar, feat_hw, image_hw)  # type: ignore[arg-type]
-        self._frustum = (cam2img.clone(), cam2lidar.clone(), kept.numpy(), flat.numpy())
-        return self._frustum[2], self._frustum[3]
+        index = frustum_voxel_index(view_transform, cam2img, cam2lidar, feat_hw, image_hw)  # type: ignore[arg-type]
+        self._frustum = (cam2img.clone(), cam2lidar.clone(), index.numpy())
+        return self._frustum[2]
 
     def _run(self, part: str, feed: dict[str, torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
         arrays = {k: v if isinstance(v, np.ndarray) else v.detach().contiguous().cpu().numpy() for k, v in feed.items()}
@@ -207,15 +207,14 @@ class OrtNetwork:
         with timer.stage("lidar_branch"):
             lidar_volume, lidar_occupied = encoder.encode_lidar(points, points_batch, 1)
         with timer.stage("image_to_volume"):
-            kept, flat = self._frustum_voxels(step_batch)
+            voxel_index = self._voxel_index(step_batch)
             image_volume, image_occupied, depth_logits = self._run(
                 IMAGE_PART,
                 {
                     "images": step_batch["images"],
                     "sky_masks": masks,
                     "camera_valid": step_batch["camera_valid"].float(),
-                    "kept": kept,
-                    "flat": flat,
+                    "voxel_index": voxel_index,
                 },
             )
         fc = self.config.fuser

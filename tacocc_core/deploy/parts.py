@@ -16,6 +16,8 @@ on the calibration only, and the PyTorch side keeps them cached).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,17 +36,17 @@ def feature_size(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
     return h, w
 
 
-def frustum_voxel_indices(
+def frustum_voxel_index(
     view_transform: LSSViewTransform,
     cam2img: torch.Tensor,
     cam2lidar: torch.Tensor,
     feat_hw: tuple[int, int],
     image_hw: tuple[int, int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `kept`, `flat` inputs of `ImageToVolume` for a calibration.
+) -> torch.Tensor:
+    """The `voxel_index` input of `ImageToVolume` for a calibration.
 
-    cam2img (B, V, 3, 3), cam2lidar (B, V, 4, 4) -> kept (K,) int64: the frustum points, in (B, V, D, h, w)
-    order, inside the grid; flat (K,) int64: their voxel in (B, X, Y, Z) order.
+    cam2img (B, V, 3, 3), cam2lidar (B, V, 4, 4) -> (B V D h w,) int64: for each frustum point, in (B, V, D, h, w)
+    order, its voxel in (B, X, Y, Z) order, or B X Y Z (one row past the grid) when it falls outside the grid.
     """
     b, v = cam2img.shape[:2]
     d = len(view_transform.depths)
@@ -52,7 +54,11 @@ def frustum_voxel_indices(
     depths = view_transform.depths.to(cam2img.device)
     xyz = frustum_points(cam2img, cam2lidar, feature_pixels(feat_hw, image_hw), depths)
     batch = torch.arange(b, device=cam2img.device).view(b, 1, 1, 1, 1).expand(b, v, d, h, w)
-    return voxel_indices(xyz.reshape(-1, 3), batch.reshape(-1), view_transform.grid)
+    kept, flat = voxel_indices(xyz.reshape(-1, 3), batch.reshape(-1), view_transform.grid)
+    outside = b * math.prod(view_transform.grid.shape)
+    index = torch.full((b * v * d * h * w,), outside, dtype=torch.int64, device=cam2img.device)
+    index[kept] = flat
+    return index
 
 
 class _ScatterAddRows(torch.autograd.Function):
@@ -79,11 +85,11 @@ class ImageToVolume(nn.Module):
     """Image branch + LSS view transform of a TACOcc network (shares its weights; eval mode).
 
     forward(images (B, V, 3, H, W) uint8, sky_masks (B, V, H, W) bool, camera_valid (B, V) float32,
-    kept (K,) int64, flat (K,) int64) -> (image_volume (B, C, X, Y, Z) float32 on the coarse grid, LiDAR frame;
+    voxel_index (B V D h w,) int64) -> (image_volume (B, C, X, Y, Z) float32 on the coarse grid, LiDAR frame;
     image_occupied (B, X, Y, Z) bool; depth_logits (B, V, D, h, w)).
 
-    `kept` and `flat` are `LSSViewTransform._frustum_voxels` of the calibration: the frustum points (in
-    (B, V, D, h, w) order) that fall inside the grid and their flat voxel index in (B, X, Y, Z) order.
+    `voxel_index` is `frustum_voxel_index` of the calibration: each frustum point's voxel, or one row past
+    the grid for the points outside it (summed into a row that is dropped: no gather of the points inside).
     """
 
     def __init__(self, model: TACOcc) -> None:
@@ -100,8 +106,7 @@ class ImageToVolume(nn.Module):
         images: torch.Tensor,
         sky_masks: torch.Tensor,
         camera_valid: torch.Tensor,
-        kept: torch.Tensor,
-        flat: torch.Tensor,
+        voxel_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, v, _, h, w = images.shape
         x = images.reshape(b * v, 3, h, w).float() / 255.0
@@ -120,9 +125,9 @@ class ImageToVolume(nn.Module):
         weighted = prob[..., None] * context[:, :, None] * valid  # (B, V, D, h, w, C)
         rows = torch.cat([weighted, valid.expand(b, v, d, fh, fw, 1)], dim=-1).reshape(-1, c + 1)
         nx, ny, nz = self.grid_shape
-        pooled = rows.new_zeros(b * nx * ny * nz, c + 1)
-        pooled = scatter_add_rows(pooled, flat, rows.index_select(0, kept))
-        pooled = pooled.view(b, nx, ny, nz, c + 1).permute(0, 4, 1, 2, 3)
+        cells = b * nx * ny * nz
+        pooled = scatter_add_rows(rows.new_zeros(cells + 1, c + 1), voxel_index, rows)
+        pooled = pooled[:cells].view(b, nx, ny, nz, c + 1).permute(0, 4, 1, 2, 3)
         return pooled[:, :c], pooled[:, c] > 0, depth_logits
 
 

@@ -26,7 +26,7 @@ from tacocc_core.deploy.onnx_files import (  # noqa: E402
     export_part_bytes,
 )
 from tacocc_core.deploy.ort_network import OrtNetwork  # noqa: E402
-from tacocc_core.deploy.parts import ImageToVolume, VolumeToLogits, feature_size, frustum_voxel_indices  # noqa: E402
+from tacocc_core.deploy.parts import ImageToVolume, VolumeToLogits, feature_size, frustum_voxel_index  # noqa: E402
 from tacocc_core.frame import Frame  # noqa: E402
 from tacocc_core.model.tacocc import TACOcc  # noqa: E402
 from tacocc_core.predictor import Predictor, PredictorOptions  # noqa: E402
@@ -80,10 +80,10 @@ def test_the_parts_compute_what_the_eager_network_computes(demo_model):
         h, w = demo_model.config.cameras.image_size
         feat_hw = feature_size((h, w), demo_model.config.image_backbone.feature_stride)
         assert feat_hw == tuple(depth_logits.shape[-2:])
-        kept, flat = frustum_voxel_indices(
-            encoder.view_transform, batch["cam2img"], batch["cam2lidar"], feat_hw, (h, w)
-        )
-        got = ImageToVolume(demo_model)(batch["images"], masks, batch["camera_valid"].float(), kept, flat)
+        index = frustum_voxel_index(encoder.view_transform, batch["cam2img"], batch["cam2lidar"], feat_hw, (h, w))
+        outside = int(np.prod(occupied.shape))  # the row past the grid
+        assert 0.05 < float((index == outside).float().mean()) < 0.95  # points inside and outside the grid
+        got = ImageToVolume(demo_model)(batch["images"], masks, batch["camera_valid"].float(), index)
         torch.testing.assert_close(got[0], volume, atol=1e-5, rtol=1e-5)
         assert torch.equal(got[1], occupied) and occupied.any()
         torch.testing.assert_close(got[2], depth_logits)
