@@ -69,6 +69,8 @@ class PredictorOptions:
         onnx_dir: with backend onnxruntime, a folder written by `tacocc export --onnx` for these weights; None
             exports the parts in memory when the Predictor starts.
         engine_cache: the TensorRT engine cache folder (None: ~/.cache/tacocc/tensorrt).
+        onnx_parts: with backend onnxruntime, "all" (both exported parts) or "image" (the image branch and view
+            transform; the ConvLSTM cell and the head stay in PyTorch, folded).
     """
 
     device: str = "auto"
@@ -78,6 +80,7 @@ class PredictorOptions:
     backend: Backend = "torch"
     onnx_dir: str | None = None
     engine_cache: str | None = None
+    onnx_parts: Literal["all", "image"] = "all"
 
 
 @dataclass
@@ -187,14 +190,18 @@ class Predictor:
         `model` is the network that loads state dicts; backend onnxruntime runs `OrtNetwork(model)`.
         """
         if self.options.backend == "onnxruntime":
+            from tacocc_core.deploy.onnx_files import PARTS
             from tacocc_core.deploy.ort_network import OrtNetwork
 
+            if self.options.onnx_parts not in ("all", "image"):
+                raise ValueError(f"onnx_parts must be all or image, got {self.options.onnx_parts!r}")
             return OrtNetwork(
                 model,
                 self.options.onnx_dir,
                 self.device,
                 self.options.precision,
                 engine_cache=self.options.engine_cache,
+                parts=PARTS if self.options.onnx_parts == "all" else PARTS[:1],
             )
         return fold_for_inference(model) if self.options.fold else model
 

@@ -56,9 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fold", action="store_true", help="time the network unfolded, as it trains")
     p.add_argument(
         "--backend",
-        choices=("torch", "onnxruntime", "both"),
-        default="torch",
-        help="eager PyTorch, the exported parts in onnxruntime, or both alternating frame by frame (default torch)",
+        type=_backends,
+        default=("torch",),
+        help="comma-separated, timed frame by frame in turn: torch (eager), onnxruntime (both exported parts), "
+        "onnxruntime:image (the image part in onnxruntime, the ConvLSTM and head in PyTorch); both = "
+        "torch,onnxruntime (default torch)",
     )
     p.add_argument(
         "--onnx-dir", default=None, help="with onnxruntime: a `tacocc export --onnx` folder (default: export in memory)"
@@ -70,6 +72,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     p.set_defaults(run=run)
+
+
+BACKENDS = ("torch", "onnxruntime", "onnxruntime:image")
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    names = tuple(BACKENDS[:2] if text == "both" else (n.strip() for n in text.split(",")))
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected a list of {', '.join(BACKENDS)} (or both), got {text!r}")
+    return names
 
 
 STAGES = ("conditioning", "image_branch", "view_transform", "lidar_branch", "fuser", "temporal", "head")
@@ -106,7 +119,7 @@ def time_alternating(
     from tacocc_core.timing import StageTimer
 
     names = list(networks)
-    times = {n: {s: [] for s in (*networks[n][1], "total")} for n in names}
+    times: dict[str, dict[str, list[float]]] = {n: {s: [] for s in (*networks[n][1], "total")} for n in names}
     cpu_ms: dict[str, list[float]] = {n: [] for n in (*names, "reference")}
     refined: dict[str, list[float]] = {n: [] for n in names}
     ref_ms: list[float] = []
@@ -177,7 +190,14 @@ def stock_reference(config: ModelConfig, threads: int) -> tuple[object, str]:
     images = torch.rand(v, 3, h, w)
     buffer = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(net, (images,), buffer, dynamo=False, opset_version=17, input_names=["images"])
+        torch.onnx.export(
+            net,
+            (images,),
+            buffer,  # type: ignore[arg-type]  # a file object is accepted as well as a path
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -229,23 +249,29 @@ def run(args: argparse.Namespace) -> int:
         weights = checkpoint
     model = model.to(device).eval()
     networks: dict[str, tuple[object, tuple[str, ...], torch.dtype]] = {}
-    if args.backend in ("torch", "both"):
-        networks["torch"] = (model if args.no_fold else fold_for_inference(model), STAGES, dtype)
     ort_note = ""
-    if args.backend in ("onnxruntime", "both"):
-        from tacocc_core.deploy.onnx_files import OnnxModelError
+    providers = {}
+    for backend in args.backend:
+        if backend == "torch":
+            networks["torch"] = (model if args.no_fold else fold_for_inference(model), STAGES, dtype)
+            continue
+        from tacocc_core.deploy.onnx_files import PARTS, OnnxModelError
         from tacocc_core.deploy.ort_network import OrtNetwork
 
         ort_precision = dtype_name
         if device.type == "cpu" and dtype_name != "fp32":
             ort_precision, ort_note = "fp32", "onnxruntime runs fp32 on the CPU (no bf16 kernels)"
+        image_only = backend == "onnxruntime:image"
         try:
-            ort_network = OrtNetwork(model, args.onnx_dir, device, ort_precision)
+            parts = PARTS[:1] if image_only else PARTS
+            ort_network = OrtNetwork(model, args.onnx_dir, device, ort_precision, parts=parts)
         except (OnnxModelError, ValueError, ImportError) as err:
-            print(f"tacocc bench: error: backend onnxruntime: {err}", file=sys.stderr)
+            print(f"tacocc bench: error: backend {backend}: {err}", file=sys.stderr)
             return 2
         ort_dtype = torch.float32 if ort_precision == "fp32" else dtype
-        networks["onnxruntime"] = (ort_network, ORT_STAGES, ort_dtype)
+        stages = (*ORT_STAGES[:4], "temporal", "head") if image_only else ORT_STAGES
+        networks[backend] = (ort_network, stages, ort_dtype)
+        providers[backend] = ort_network.providers
     reference, reference_name = (None, "")
     if args.reference:
         reference, reference_name = stock_reference(config, torch.get_num_threads())
@@ -279,9 +305,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if len(networks) > 1 or reference is not None:
         report["backends"] = {name: {"stages": results[name][0], **results[name][1]} for name in networks}
-        if "onnxruntime" in networks:
-            report["backends"]["onnxruntime"]["dtype"] = "fp32" if ort_note else dtype_name
-            report["backends"]["onnxruntime"]["providers"] = ort_network.providers
+        for backend in providers:
+            report["backends"][backend]["dtype"] = "fp32" if ort_note else dtype_name
+            report["backends"][backend]["providers"] = providers[backend]
     if reference is not None:
         ref_table, ref_extra = results["reference"]
         report["reference"] = {"name": reference_name, "p50_ms": ref_table["total"]["p50_ms"], **ref_extra}
@@ -299,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     for name in networks:
         table, extra = results[name]
         if len(networks) > 1:
-            print(f"backend {name} (frames alternating with the other backend)")
+            print(f"backend {name} (frames alternating with the other backends)")
         print(f"{'stage':<18}{'p50 ms':>10}{'p99 ms':>10}")
         for stage, row in table.items():
             print(f"{stage:<18}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")

@@ -182,6 +182,8 @@ def export_part_bytes(model: TACOcc, part: str) -> tuple[bytes, PartMetadata]:
     module = part_modules(model)[part]
     metadata = expected_metadata(model, part, module)
     temporal = model.temporal.cell is not None
+    names: tuple[str, ...]
+    outputs: tuple[str, ...]
     if part == IMAGE_PART:
         names, outputs = IMAGE_INPUTS, IMAGE_OUTPUTS
     else:
@@ -196,7 +198,7 @@ def export_part_bytes(model: TACOcc, part: str) -> tuple[bytes, PartMetadata]:
         torch.onnx.export(
             module,
             example_inputs(model, part),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object is accepted as well as a path
             dynamo=False,
             opset_version=OPSET,
             input_names=list(names),

@@ -5,6 +5,10 @@ retrieval) and the ego-motion warp of the temporal state run in PyTorch from the
 `ImageToVolume` and `VolumeToLogits` run in onnxruntime sessions, from the files of `tacocc export --onnx`
 (checked against the network: part, config hash, weights hash) or exported in memory from the network.
 
+`parts` picks what onnxruntime runs: both parts, or the image part alone with the ConvLSTM cell and the head
+in PyTorch, rewritten by `fold_for_inference` (on a CPU, oneDNN's direct 3D convolutions can beat
+onnxruntime's, which unfold the input into a matrix first).
+
 Execution providers: the CPU one on a CPU device (float32; onnxruntime's CPU kernels have no bf16 or fp16
 convolutions); on CUDA the TensorRT one when onnxruntime has it (engines cached by `tensorrt_cache`, fp32,
 fp16 or bf16), then the CUDA one (float32).
@@ -34,6 +38,7 @@ from tacocc_core.deploy.onnx_files import (
 )
 from tacocc_core.deploy.parts import feature_size, frustum_voxel_index
 from tacocc_core.model.encoder import EncoderOutput, _check_step_batch
+from tacocc_core.model.inference_folding import fold_for_inference
 from tacocc_core.model.occupancy_head import HeadOutput
 from tacocc_core.model.selector import noise_scale_at, tau_at
 from tacocc_core.model.tacocc import StepOutput, TACOcc
@@ -66,6 +71,7 @@ class OrtNetwork:
         precision: "fp32"; on CUDA with TensorRT also "fp16" or "bf16".
         threads: onnxruntime intra-op threads (0: as many as torch uses).
         engine_cache: the TensorRT engine cache root (None: `default_engine_cache()`).
+        parts: the parts onnxruntime runs (`IMAGE_PART` must be one); the others run in PyTorch.
 
     Raises OnnxModelError naming the file for a missing, unreadable or foreign ONNX file, ValueError for a
     precision the providers cannot run, ImportError without onnxruntime.
@@ -79,9 +85,12 @@ class OrtNetwork:
         precision: str = "fp32",
         threads: int = 0,
         engine_cache: str | os.PathLike[str] | None = None,
+        parts: tuple[str, ...] = (IMAGE_PART, HEAD_PART),
     ) -> None:
         if model.training:
             raise ValueError("OrtNetwork: the network must be in eval mode")
+        if IMAGE_PART not in parts or not set(parts) <= {IMAGE_PART, HEAD_PART}:
+            raise ValueError(f"OrtNetwork: parts must be ({IMAGE_PART!r},) or both parts, got {parts}")
         self.ort = _import_onnxruntime()
         self.model = model
         self.config = model.config
@@ -93,7 +102,10 @@ class OrtNetwork:
         modules = part_modules(model)
         self.sessions: dict[str, Any] = {}
         self.providers: dict[str, list[str]] = {}
-        for part in (IMAGE_PART, HEAD_PART):
+        self.parts = tuple(parts)
+        # the PyTorch twin of the parts onnxruntime does not run (its temporal aggregator and head)
+        self.tail = fold_for_inference(model) if HEAD_PART not in parts else None
+        for part in self.parts:
             expected = expected_metadata(model, part, modules[part])
             if onnx_dir is None:
                 where = f"<{part} exported in memory>"
@@ -195,8 +207,8 @@ class OrtNetwork:
     ) -> StepOutput:
         """One frame (`batch_at` layout, B = 1) with the previous aggregator state, as `TACOcc.forward_step`.
 
-        Stages recorded by `timer`: conditioning, lidar_branch, image_to_volume (onnxruntime), fuser, warp,
-        volume_to_logits (onnxruntime).
+        Stages recorded by `timer`: conditioning, lidar_branch, image_to_volume (onnxruntime), fuser, then warp
+        and volume_to_logits (onnxruntime), or with the image part alone temporal and head (PyTorch).
         """
         _check_step_batch(step_batch, self.config)
         if step_batch["images"].shape[0] != 1:
@@ -240,6 +252,12 @@ class OrtNetwork:
             points=points,
             points_batch=points_batch,
         )
+        if self.tail is not None:
+            with timer.stage("temporal"):
+                aggregated = self.tail.temporal.step(fused, lidar2global, stamp_ns, stream_id, state)
+            with timer.stage("head"):
+                head = self.tail.head(aggregated.features)
+            return StepOutput(encoded, aggregated, head)
         temporal = self.model.temporal
         if temporal.cell is None:
             with timer.stage("volume_to_logits"):

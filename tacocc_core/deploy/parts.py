@@ -17,6 +17,7 @@ on the calibration only, and the PyTorch side keeps them cached).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +50,9 @@ def frustum_voxel_index(
     order, its voxel in (B, X, Y, Z) order, or B X Y Z (one row past the grid) when it falls outside the grid.
     """
     b, v = cam2img.shape[:2]
-    d = len(view_transform.depths)
+    depths = cast(torch.Tensor, view_transform.depths).to(cam2img.device)
+    d = len(depths)
     h, w = feat_hw
-    depths = view_transform.depths.to(cam2img.device)
     xyz = frustum_points(cam2img, cam2lidar, feature_pixels(feat_hw, image_hw), depths)
     batch = torch.arange(b, device=cam2img.device).view(b, 1, 1, 1, 1).expand(b, v, d, h, w)
     kept, flat = voxel_indices(xyz.reshape(-1, 3), batch.reshape(-1), view_transform.grid)
@@ -97,9 +98,9 @@ class ImageToVolume(nn.Module):
         encoder = model.encoder
         self.backbone = encoder.backbone
         self.view_transform = encoder.view_transform
-        self.register_buffer("pixel_mean", encoder.pixel_mean.clone(), persistent=False)
+        self.register_buffer("pixel_mean", cast(torch.Tensor, encoder.pixel_mean).clone(), persistent=False)
         self.grid_shape = tuple(self.view_transform.grid.shape)
-        self.depth_bins = len(self.view_transform.depths)
+        self.depth_bins = len(cast(torch.Tensor, self.view_transform.depths))
 
     def forward(
         self,
@@ -110,7 +111,7 @@ class ImageToVolume(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, v, _, h, w = images.shape
         x = images.reshape(b * v, 3, h, w).float() / 255.0
-        x = torch.where(sky_masks.reshape(b * v, 1, h, w), self.pixel_mean, x)
+        x = torch.where(sky_masks.reshape(b * v, 1, h, w), cast(torch.Tensor, self.pixel_mean), x)
         feats = self.backbone(x)
         vt = self.view_transform
         d, c = self.depth_bins, vt.channels
@@ -148,9 +149,8 @@ class VolumeToLogits(nn.Module):
         self.ratio = head.ratio
         self.coarse = head.coarse
         self.coarse_classifier = head.coarse_classifier
-        first, second = head.fine_mlp[0], head.fine_mlp[2]
-        self.first = first
-        self.second = second
+        self.first = cast(nn.Linear, head.fine_mlp[0])
+        self.second = cast(nn.Linear, head.fine_mlp[2])
         self.child_embedding = head.child_embedding
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:

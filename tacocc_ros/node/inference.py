@@ -40,8 +40,8 @@ def make_inference(
     that do not fit.
     """
     if kind == "process":
-        options = InferenceProcessOptions(threads=threads, backend=backend, onnx_dir=onnx_dir)
-        inference = InferenceProcess(config, checkpoint or None, device, precision, options)
+        process_options = InferenceProcessOptions(threads=threads, backend=backend, onnx_dir=onnx_dir)
+        inference = InferenceProcess(config, checkpoint or None, device, precision, process_options)
         malloc = return_large_blocks()
         return inference, (
             f"inference in process {inference.pid} ({inference.threads} torch threads; "
