@@ -234,3 +234,25 @@ def test_export_command_errors(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["export", str(demo_checkpoint_path()), "--onnx", "--out", str(tmp_path / "file")]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_nuscenes_preset_exports_and_matches_pytorch_on_the_real_frame(nuscenes_frame_dir, tmp_path):
+    """ResNet-50 preset (random weights): export through the command line's path, onnxruntime against PyTorch."""
+    config = load_preset("nuscenes_r50_256x704")
+    torch.manual_seed(0)
+    model = TACOcc(config).eval()
+    export_onnx(model, tmp_path / "r50")
+    options = PredictorOptions(device="cpu", timings=False)
+    eager = Predictor(config, model.state_dict(), options)
+    ort_options = dataclasses.replace(options, backend="onnxruntime", onnx_dir=str(tmp_path / "r50"))
+    onnx_predictor = Predictor(config, model.state_dict(), ort_options)
+    frame = _real_frame(nuscenes_frame_dir)
+    step = eager._to_step_batch(frame)
+    with torch.inference_mode():
+        a = eager._network.forward_step(step, frame.lidar2global, frame.stamp_ns, frame.stream_id)
+        b = onnx_predictor._network.forward_step(step, frame.lidar2global, frame.stamp_ns, frame.stream_id)
+    diff = float((a.head.fine_logits - b.head.fine_logits).abs().max())
+    agreement = _agreement(a.head.fine_logits, b.head.fine_logits)
+    print(f"nuScenes preset, real frame: max |logit difference| {diff:.2e}, class agreement {agreement:.5f}")
+    assert agreement >= 0.999 and diff < 1e-2
