@@ -49,7 +49,8 @@ def frames(synthetic_dataset, demo):
 
 @pytest.fixture(scope="module")
 def onnx_predictor():
-    return Predictor.from_checkpoint(demo_checkpoint_path(), options=PredictorOptions(backend="onnxruntime"))
+    options = PredictorOptions(backend="onnxruntime", onnx_parts="all")
+    return Predictor.from_checkpoint(demo_checkpoint_path(), options=options)
 
 
 def test_predict_gives_the_grids_of_the_torch_backend(onnx_predictor, frames):
@@ -90,8 +91,9 @@ def test_an_export_folder_runs_its_weights_and_refuses_others(tmp_path, frames):
     export_onnx(model.eval(), tmp_path / "deploy")
     options = PredictorOptions(backend="onnxruntime", onnx_dir=str(tmp_path / "deploy"))
     predictor = Predictor.from_checkpoint(tmp_path / "deploy" / "weights.pt", options=options)
+    assert predictor._network.parts == ("image_to_volume",)  # onnx_parts auto on a CPU: ConvLSTM + head in PyTorch
     first = predictor.predict(frames[0])
-    assert first.error is None
+    assert first.error is None and tuple(first.timings_ms)[-4:] == ("temporal", "head", "postprocess", "total")
     torch.manual_seed(5)
     save_checkpoint(tmp_path / "other.pt", TACOcc(payload["config"]).state_dict(), payload["config"])
     with pytest.raises(CheckpointError, match="other.pt: does not fit the ONNX files: .*exported from other weights"):
@@ -112,6 +114,6 @@ def test_the_node_s_inference_process_runs_the_backend(onnx_predictor, frames, d
         onnx_predictor.reset()
         for frame in frames[:2]:
             got, expected = process.predict(frame), onnx_predictor.predict(frame)
-            assert got.error is None and np.array_equal(got.labels, expected.labels)
+            assert got.error is None and (got.labels == expected.labels).mean() >= 0.999
     finally:
         process.close()
