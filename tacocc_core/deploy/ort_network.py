@@ -192,6 +192,7 @@ class OrtNetwork:
         return self._frustum[2]
 
     def _run(self, part: str, feed: dict[str, torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
+        """Run a part's session; inputs and outputs pass through host memory (numpy), also on CUDA."""
         arrays = {k: v if isinstance(v, np.ndarray) else v.detach().contiguous().cpu().numpy() for k, v in feed.items()}
         outputs = self.sessions[part].run(None, arrays)
         return [torch.from_numpy(o).to(self.device) for o in outputs]
