@@ -69,9 +69,9 @@ class PredictorOptions:
         onnx_dir: with backend onnxruntime, a folder written by `tacocc export --onnx` for these weights; None
             exports the parts in memory when the Predictor starts.
         engine_cache: the TensorRT engine cache folder (None: ~/.cache/tacocc/tensorrt).
-        onnx_parts: with backend onnxruntime, "all" (both exported parts), "image" (the image branch and view
-            transform; the ConvLSTM cell and the head stay in PyTorch, folded), or "auto": image on a CPU, where
-            oneDNN's 3D convolutions ran faster than onnxruntime's in `tacocc bench`, all on CUDA.
+        onnx_parts: with backend onnxruntime, "all" (both exported parts) or "image" (the image branch and view
+            transform; the ConvLSTM cell and the head stay in PyTorch, folded, where oneDNN's direct 3D
+            convolutions may beat onnxruntime's on a CPU).
     """
 
     device: str = "auto"
@@ -81,7 +81,7 @@ class PredictorOptions:
     backend: Backend = "torch"
     onnx_dir: str | None = None
     engine_cache: str | None = None
-    onnx_parts: Literal["auto", "all", "image"] = "auto"
+    onnx_parts: Literal["all", "image"] = "all"
 
 
 @dataclass
@@ -194,18 +194,15 @@ class Predictor:
             from tacocc_core.deploy.onnx_files import PARTS
             from tacocc_core.deploy.ort_network import OrtNetwork
 
-            if self.options.onnx_parts not in ("auto", "all", "image"):
-                raise ValueError(f"onnx_parts must be auto, all or image, got {self.options.onnx_parts!r}")
-            image_only = self.options.onnx_parts == "image" or (
-                self.options.onnx_parts == "auto" and self.device.type == "cpu"
-            )
+            if self.options.onnx_parts not in ("all", "image"):
+                raise ValueError(f"onnx_parts must be all or image, got {self.options.onnx_parts!r}")
             return OrtNetwork(
                 model,
                 self.options.onnx_dir,
                 self.device,
                 self.options.precision,
                 engine_cache=self.options.engine_cache,
-                parts=PARTS[:1] if image_only else PARTS,
+                parts=PARTS[:1] if self.options.onnx_parts == "image" else PARTS,
             )
         return fold_for_inference(model) if self.options.fold else model
 

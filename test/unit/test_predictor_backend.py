@@ -89,9 +89,9 @@ def test_an_export_folder_runs_its_weights_and_refuses_others(tmp_path, frames):
     model = TACOcc(payload["config"])
     model.load_state_dict(payload["model"])
     export_onnx(model.eval(), tmp_path / "deploy")
-    options = PredictorOptions(backend="onnxruntime", onnx_dir=str(tmp_path / "deploy"))
+    options = PredictorOptions(backend="onnxruntime", onnx_dir=str(tmp_path / "deploy"), onnx_parts="image")
     predictor = Predictor.from_checkpoint(tmp_path / "deploy" / "weights.pt", options=options)
-    assert predictor._network.parts == ("image_to_volume",)  # onnx_parts auto on a CPU: ConvLSTM + head in PyTorch
+    assert predictor._network.parts == ("image_to_volume",)  # the ConvLSTM + head in PyTorch
     first = predictor.predict(frames[0])
     assert first.error is None and tuple(first.timings_ms)[-4:] == ("temporal", "head", "postprocess", "total")
     torch.manual_seed(5)
