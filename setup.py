@@ -19,6 +19,8 @@ ROS_WHEELS = [
 ]
 
 
+ONNX = ["onnx>=1.16", "onnxruntime>=1.18", "ml_dtypes>=0.4,<0.6"]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -65,6 +67,10 @@ setup(
         "cu121": ["spconv-cu121>=2.3.6"],
         "cu124": ["spconv-cu124>=2.3.6"],
         "cu126": ["spconv-cu126>=2.3.6"],
+        # `tacocc export --onnx` (onnx) and the Predictor's onnxruntime backend; ml_dtypes (imported by onnx)
+        # from 0.6 on needs numpy 2, which nuscenes-devkit's numpy < 2 pin rules out. On a GPU use
+        # onnxruntime-gpu instead of onnxruntime (and the tensorrt package for its TensorRT provider).
+        "onnx": ONNX,
         "test": [
             "pytest>=7",
             "pytest-timeout>=2",
@@ -82,6 +88,7 @@ setup(
             "mcap>=1.1",
             "mcap-ros2-support>=0.5",
             "mcap-protobuf-support>=0.5",  # reads the Foxglove .mcap files back with their own schemas
+            *ONNX,
         ],
     },
     zip_safe=True,

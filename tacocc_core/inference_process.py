@@ -58,11 +58,14 @@ class InferenceProcessOptions:
         start_timeout_s: how long the child may take to load the network and say it is ready.
         keep_freed_memory: apply `tacocc_core.allocator.keep_freed_memory` in the child (the network's
             large tensors reuse freed heap instead of being mapped afresh each frame).
+        backend, onnx_dir: as `PredictorOptions` ("" = export the ONNX parts in memory).
     """
 
     threads: int = 0
     start_timeout_s: float = 300.0
     keep_freed_memory: bool = True
+    backend: str = "torch"
+    onnx_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class _Startup:
     precision: Precision
     threads: int
     keep_freed_memory: bool
+    backend: str = "torch"
+    onnx_dir: str = ""
 
 
 class InferenceProcess:
@@ -97,7 +102,9 @@ class InferenceProcess:
         options: InferenceProcessOptions = InferenceProcessOptions(),
     ) -> None:
         threads = options.threads or len(os.sched_getaffinity(0))
-        self._startup = _Startup(config, checkpoint, device, precision, threads, options.keep_freed_memory)
+        self._startup = _Startup(
+            config, checkpoint, device, precision, threads, options.keep_freed_memory, options.backend, options.onnx_dir
+        )
         self.config = config
         self.options = options
         self.threads = threads
@@ -290,7 +297,13 @@ def serve(conn, startup: _Startup) -> None:
     if startup.keep_freed_memory:
         keep_freed_memory()
     torch.set_num_threads(startup.threads)
-    options = PredictorOptions(device=startup.device, precision=startup.precision, timings=False)
+    options = PredictorOptions(
+        device=startup.device,
+        precision=startup.precision,
+        timings=False,
+        backend=startup.backend,  # type: ignore[arg-type]
+        onnx_dir=startup.onnx_dir or None,
+    )
     try:
         if startup.checkpoint:
             predictor = Predictor.from_checkpoint(startup.checkpoint, startup.config, options)

@@ -12,13 +12,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from tacocc_core.batch import batch_at, frames_to_batch
-from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
 from tacocc_core.config import ModelConfig
 from tacocc_core.frame import Frame
 from tacocc_core.geometry import ImageTransform
@@ -28,7 +28,12 @@ from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.model.temporal import StreamState
 from tacocc_core.timing import StageTimer
 
+if TYPE_CHECKING:
+    from tacocc_core.deploy.ort_network import OrtNetwork
+
 Precision = Literal["fp32", "bf16", "fp16"]
+Backend = Literal["torch", "onnxruntime"]
+BACKENDS = ("torch", "onnxruntime")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -56,12 +61,27 @@ class PredictorOptions:
         timings: measure per-stage times (synchronises CUDA at stage boundaries).
         fold: run the network rewritten by `fold_for_inference` (batch norms folded into the trunk's
             convolutions, channels-last trunk, oneDNN 3D convolutions); False runs it as it trains.
+            Backend torch only.
+        backend: "torch" (eager PyTorch) or "onnxruntime": the exported parts (image branch + view transform,
+            ConvLSTM cell + head) in onnxruntime, the LiDAR branch, fuser and warp in PyTorch
+            (`tacocc_core.deploy.ort_network`). onnxruntime runs fp32 on the CPU; on CUDA it uses TensorRT
+            when onnxruntime has it (fp32, fp16, bf16).
+        onnx_dir: with backend onnxruntime, a folder written by `tacocc export --onnx` for these weights; None
+            exports the parts in memory when the Predictor starts.
+        engine_cache: the TensorRT engine cache folder (None: ~/.cache/tacocc/tensorrt).
+        onnx_parts: with backend onnxruntime, "all" (both exported parts) or "image" (the image branch and view
+            transform; the ConvLSTM cell and the head stay in PyTorch, folded, where oneDNN's direct 3D
+            convolutions may beat onnxruntime's on a CPU).
     """
 
     device: str = "auto"
     precision: Precision = "fp32"
     timings: bool = True
     fold: bool = True
+    backend: Backend = "torch"
+    onnx_dir: str | None = None
+    engine_cache: str | None = None
+    onnx_parts: Literal["all", "image"] = "all"
 
 
 @dataclass
@@ -111,6 +131,8 @@ class Predictor:
     ) -> None:
         if options.precision not in ("fp32", *AUTOCAST_DTYPES):
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {options.precision!r}")
+        if options.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
         self.config = config
         self.options = options
         self.device = pick_device(options.device)
@@ -118,7 +140,7 @@ class Predictor:
         if weights is not None:
             self.model.load_state_dict(weights)
         self.model.to(self.device).eval()
-        self._network = self._inference_network()
+        self._network = self._inference_network(self.model)
         self.grid = config.grid.spec()
         self.checkpoint_path: Path | None = None
         self._state: StreamState | None = None
@@ -137,19 +159,52 @@ class Predictor:
     def reload(self, path: str | Path) -> None:
         """Swap in the weights of another checkpoint of the same network, keeping the device and options.
 
-        Raises CheckpointError (and keeps the current weights) when the file is unreadable or does not fit.
+        Raises CheckpointError (and keeps the current weights) when the file is unreadable or does not fit,
+        also when with backend onnxruntime the ONNX files of `onnx_dir` hold other weights than the file.
         """
         payload = load_checkpoint(path, expected=self.config, ignore=INFERENCE_IRRELEVANT)
         weights = {k: v.to(self.device) for k, v in payload["model"].items()}
+        if self.options.backend == "onnxruntime":  # new sessions first: a failure keeps the running network
+            model = TACOcc(self.config)
+            model.load_state_dict(weights)
+            model.to(self.device).eval()
+            from tacocc_core.deploy.onnx_files import OnnxModelError
+
+            try:
+                network = self._inference_network(model)
+            except OnnxModelError as err:
+                raise CheckpointError(f"{path}: does not fit the ONNX files: {err}") from None
+            with self._lock:
+                self.model, self._network = model, network
+                self.checkpoint_path = Path(path)
+                self._state = None
+            return
         with self._lock:
             self.model.load_state_dict(weights)
-            self._network = self._inference_network()
+            self._network = self._inference_network(self.model)
             self.checkpoint_path = Path(path)
             self._state = None
 
-    def _inference_network(self) -> TACOcc:
-        """What `predict` runs: `self.model` (which loads state dicts) or its folded copy (options.fold)."""
-        return fold_for_inference(self.model) if self.options.fold else self.model
+    def _inference_network(self, model: TACOcc) -> TACOcc | OrtNetwork:
+        """What `predict` runs: `model`, its folded copy (options.fold), or its exported parts in onnxruntime.
+
+        `model` is the network that loads state dicts; backend onnxruntime runs `OrtNetwork(model)`.
+        """
+        if self.options.backend == "onnxruntime":
+            from tacocc_core.deploy.onnx_files import PARTS
+            from tacocc_core.deploy.ort_network import OrtNetwork
+
+            if self.options.onnx_parts not in ("all", "image"):
+                raise ValueError(f"onnx_parts must be all or image, got {self.options.onnx_parts!r}")
+            return OrtNetwork(
+                model,
+                self.options.onnx_dir,
+                self.device,
+                self.options.precision,
+                engine_cache=self.options.engine_cache,
+                parts=PARTS[:1] if self.options.onnx_parts == "image" else PARTS,
+            )
+        return fold_for_inference(model) if self.options.fold else model
 
     def reset(self) -> None:
         """Forget the temporal state (the next frame starts a new sequence)."""

@@ -13,6 +13,9 @@
 #      context terms (context_adaptive), FUSER_SEEDS x FUSER_STEPS from scratch, every run at once
 #      (benchmarks/experiments/run_ablations.sh with DEVICE=cuda). Size: 12 runs x 1000 steps of the demo preset; on
 #      the 2-core CPU machine that is about 12 x 1000 x 1.0-1.3 s = 3.3-4.3 core-hours, too long for it.
+#   7. the exported parts on the GPU: TensorRT engines built and cached (test_tensorrt_cache.py -m gpu), and
+#      `tacocc bench --backend both` (eager PyTorch and onnxruntime, TensorRT first) per preset. It needs
+#      onnxruntime-gpu and the tensorrt package on the GPU machine; without them the test says why it skipped.
 # Everything it measures lands in OUT_DIR (logs, JSON, a timeline). Usage, from the repository root: here
 #   bash ../shared/device/prepare-gpu.sh && bash benchmarks/experiments/prepare_gpu_extra.sh
 # then, on the GPU machine (the device tool's run, carry [".gpu"]):
@@ -20,7 +23,8 @@
 # DATA (default data/synth10_objects) is generated when missing, with the generator's --workers 10.
 # LE_STEPS / LE_DEADLINE_S / LE_SEEDS size step 4; RE_STEPS / RE_SEEDS / RE_JOBS size step 5 (the renderer
 # evidence alone, with the whole budget: SKIP="bench tests le render fuser"); FUSER_STEPS / FUSER_SEEDS
-# size step 6; SKIP="... fit evidence fuser" leaves steps out.
+# size step 6; SKIP="... fit evidence fuser onnx" leaves steps out.
+# ENGINE_CACHE (default .gpu/tensorrt) keeps step 7's TensorRT engines between runs.
 [[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0 OUT_DIR"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
 set -uo pipefail
 OUT_DIR=${1:?usage: run_gpu_checks.sh OUT_DIR}
@@ -36,6 +40,7 @@ RE_JOBS=${RE_JOBS:-9}
 FUSER_DATA=${FUSER_DATA:-$DATA}   # the generator writes material-based LiDAR intensity
 FUSER_STEPS=${FUSER_STEPS:-1000}
 FUSER_SEEDS=${FUSER_SEEDS:-0 1 2}
+ENGINE_CACHE=${ENGINE_CACHE:-.gpu/tensorrt}
 SKIP=${SKIP:-}
 PY=${PYTHON:-python3}
 START=$(date +%s)
@@ -103,6 +108,20 @@ if ! skipped render; then
   done
 fi
 [ -n "${generate:-}" ] && wait "$generate"
+
+if ! skipped onnx; then
+  $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" \
+    > "$OUT_DIR/onnxruntime.txt" 2>&1
+  capped 300 $PY -m pytest -q -p no:cacheprovider -o addopts="" -rs test/unit/test_tensorrt_cache.py \
+    > "$OUT_DIR/pytest_tensorrt.txt" 2>&1
+  log "TensorRT engine cache tests: exit $? ($(tail -1 "$OUT_DIR/pytest_tensorrt.txt"))"
+  for preset in demo nuscenes_r50_256x704; do
+    name="bench_${preset}_cuda_fp32_backends"
+    XDG_CACHE_HOME=$ENGINE_CACHE capped 240 $PY -m tacocc_core.cli bench --config "$preset" --device cuda \
+      --dtype fp32 --backend both --frames 20 --warmup 5 --out "$OUT_DIR/$name.json" > "$OUT_DIR/$name.txt" 2>&1
+    log "$name: exit $?"
+  done
+fi
 
 if ! skipped tests; then
   ( capped 240 $PY -m pytest -q -p no:cacheprovider -o addopts="" test/unit/test_render_rasterize.py test/unit/test_retrieval.py \

@@ -6,6 +6,11 @@ The network is the one the Predictor runs: the weights of `--checkpoint` (the de
 `checkpoints/demo.pt`, whose head refines as few voxels as a trained network does; other presets to random
 weights, whose untrained head refines most coarse voxels), rewritten by `fold_for_inference` unless
 `--no-fold` times the network as it trains.
+
+`--backend onnxruntime` times the network with its exported parts in onnxruntime (`OrtNetwork`), `both`
+times eager PyTorch and onnxruntime frame after frame in one window (each its own stream); `--reference`
+adds onnxruntime running the stock torchvision ResNet of the preset's depth on the preset's V x H x W
+images, in the same window, and prints each backend's frame time as a ratio to it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from tacocc_core.config import PRESETS, load_preset
 if TYPE_CHECKING:
     import torch
 
-    from tacocc_core.model.tacocc import TACOcc
+    from tacocc_core.config import ModelConfig
 
 # torch and the model are imported inside the functions: every `tacocc` command builds this parser,
 # and none of the others should pay for importing torch.
@@ -49,22 +54,62 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "preset, random weights otherwise; 'none' forces random weights",
     )
     p.add_argument("--no-fold", action="store_true", help="time the network unfolded, as it trains")
+    p.add_argument(
+        "--backend",
+        type=_backends,
+        default=("torch",),
+        help="comma-separated, timed frame by frame in turn: torch (eager), onnxruntime (both exported parts), "
+        "onnxruntime:image (the image part in onnxruntime, the ConvLSTM and head in PyTorch); both = "
+        "torch,onnxruntime (default torch)",
+    )
+    p.add_argument(
+        "--onnx-dir", default=None, help="with onnxruntime: a `tacocc export --onnx` folder (default: export in memory)"
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time onnxruntime running the stock torchvision ResNet on the preset's images; print the ratios",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     p.set_defaults(run=run)
 
 
+BACKENDS = ("torch", "onnxruntime", "onnxruntime:image")
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    names = tuple(BACKENDS[:2] if text == "both" else (n.strip() for n in text.split(",")))
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected a list of {', '.join(BACKENDS)} (or both), got {text!r}")
+    return names
+
+
 STAGES = ("conditioning", "image_branch", "view_transform", "lidar_branch", "fuser", "temporal", "head")
+ORT_STAGES = ("conditioning", "lidar_branch", "image_to_volume", "fuser", "warp", "volume_to_logits")
 
 
-def time_stages(
-    model: TACOcc, batch: dict, frames: int, warmup: int, device: torch.device, dtype: torch.dtype
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Stage times over `frames` timed frames of a stream, and the frame's CPU time and refined share.
+def time_alternating(
+    networks: dict[str, tuple[object, tuple[str, ...], torch.dtype]],
+    batch: dict,
+    frames: int,
+    warmup: int,
+    device: torch.device,
+    reference: object | None = None,
+) -> dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]]:
+    """Stage times of several networks in one window: frame i of each network in turn, then frame i + 1.
 
-    Returns ({stage: {p50_ms, p99_ms, mean_ms}} plus a "total" row, {cpu_p50_ms: process CPU time per frame
-    (all threads), refined_fraction: share of coarse voxels the head refined}).
-    Frames are streamed 0.1 s apart with the ego driving 1 m per frame, so that the temporal aggregator
-    warps and carries its state as it does online. "total" is the wall time of the whole network per frame.
+    Frames are streamed 0.1 s apart with the ego driving 1 m per frame, so that the temporal aggregator warps
+    and carries its state as it does online; "total" is the wall time of the whole network per frame.
+
+    Args:
+        networks: name -> (network with `forward_step`, its stage names, autocast dtype).
+        reference: a callable timed once per frame round beside them (reported as the stage "total").
+
+    Returns:
+        name -> ({stage: {p50_ms, p99_ms, mean_ms}} plus "total", {cpu_p50_ms: process CPU time per frame
+        (all threads), refined_fraction: share of coarse voxels the head refined}); the reference under
+        "reference" (its "total" row and cpu_p50_ms).
     """
     import time
 
@@ -73,34 +118,94 @@ def time_stages(
 
     from tacocc_core.timing import StageTimer
 
-    times: dict[str, list[float]] = {name: [] for name in (*STAGES, "total")}
-    cpu_ms, refined = [], []
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    state = None
-    with torch.inference_mode(), autocast:
-        for i in range(warmup + frames):
-            pose = np.eye(4)
-            pose[1, 3] = float(i)
+    names = list(networks)
+    times: dict[str, dict[str, list[float]]] = {n: {s: [] for s in (*networks[n][1], "total")} for n in names}
+    cpu_ms: dict[str, list[float]] = {n: [] for n in (*names, "reference")}
+    refined: dict[str, list[float]] = {n: [] for n in names}
+    ref_ms: list[float] = []
+    states: dict[str, object] = {n: None for n in names}
+    for i in range(warmup + frames):
+        pose = np.eye(4)
+        pose[1, 3] = float(i)
+        for name in names:
+            network, _, dtype = networks[name]
+            autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
             timer = StageTimer(device)
             cpu_start = time.process_time()
-            with timer.stage("total"):
-                out = model.forward_step(batch, pose, i * 100_000_000, "bench", state, timer=timer)
-            state = out.temporal.state
+            with torch.inference_mode(), autocast, timer.stage("total"):
+                out = network.forward_step(  # type: ignore[attr-defined]
+                    batch, pose, i * 100_000_000, "bench", states[name], timer=timer
+                )
+            states[name] = out.temporal.state
             if i >= warmup:
-                cpu_ms.append((time.process_time() - cpu_start) * 1e3)
-                refined.append(float(out.head.refined.float().mean()))
-                for name in times:
-                    times[name].append(timer.ms[name])
-    table = {
-        name: {
-            "p50_ms": float(np.percentile(t, 50)),
-            "p99_ms": float(np.percentile(t, 99)),
-            "mean_ms": float(np.mean(t)),
+                cpu_ms[name].append((time.process_time() - cpu_start) * 1e3)
+                refined[name].append(float(out.head.refined.float().mean()))
+                for stage in times[name]:
+                    times[name][stage].append(timer.ms[stage])
+        if reference is not None:
+            cpu_start, start = time.process_time(), time.perf_counter()
+            reference()  # type: ignore[operator]
+            if i >= warmup:
+                ref_ms.append((time.perf_counter() - start) * 1e3)
+                cpu_ms["reference"].append((time.process_time() - cpu_start) * 1e3)
+
+    def table(rows: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+        return {
+            stage: {
+                "p50_ms": float(np.percentile(t, 50)),
+                "p99_ms": float(np.percentile(t, 99)),
+                "mean_ms": float(np.mean(t)),
+            }
+            for stage, t in rows.items()
         }
-        for name, t in times.items()
+
+    result = {
+        n: (
+            table(times[n]),
+            {"cpu_p50_ms": float(np.percentile(cpu_ms[n], 50)), "refined_fraction": float(np.mean(refined[n]))},
+        )
+        for n in names
     }
-    extra = {"cpu_p50_ms": float(np.percentile(cpu_ms, 50)), "refined_fraction": float(np.mean(refined))}
-    return table, extra
+    if reference is not None:
+        result["reference"] = (table({"total": ref_ms}), {"cpu_p50_ms": float(np.percentile(cpu_ms["reference"], 50))})
+    return result
+
+
+def stock_reference(config: ModelConfig, threads: int) -> tuple[object, str]:
+    """The stock torchvision ResNet of the preset's depth in onnxruntime (CPU) on V x 3 x H x W float images.
+
+    Returns (a callable that runs it once, a line naming it). Exported as the parts are (opset 17).
+    """
+    import io
+
+    import onnxruntime as ort
+    import torch
+
+    from tacocc_core.model.image_backbone import build_resnet
+
+    v = len(config.cameras.names)
+    h, w = config.cameras.image_size
+    depth = config.image_backbone.depth
+    net = build_resnet(depth, None).eval()
+    images = torch.rand(v, 3, h, w)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (images,),
+            buffer,  # type: ignore[arg-type]  # a file object is accepted as well as a path
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    feed = {"images": images.numpy()}
+    name = f"onnxruntime {ort.__version__}, torchvision ResNet-{depth} on {v} x {h}x{w}"
+    return (lambda: session.run(None, feed)), name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,12 +248,39 @@ def run(args: argparse.Namespace) -> int:
             return 2
         weights = checkpoint
     model = model.to(device).eval()
-    if not args.no_fold:
-        model = fold_for_inference(model)
+    networks: dict[str, tuple[object, tuple[str, ...], torch.dtype]] = {}
+    ort_note = ""
+    providers = {}
+    for backend in args.backend:
+        if backend == "torch":
+            networks["torch"] = (model if args.no_fold else fold_for_inference(model), STAGES, dtype)
+            continue
+        from tacocc_core.deploy.onnx_files import PARTS, OnnxModelError
+        from tacocc_core.deploy.ort_network import OrtNetwork
+
+        ort_precision = dtype_name
+        if device.type == "cpu" and dtype_name != "fp32":
+            ort_precision, ort_note = "fp32", "onnxruntime runs fp32 on the CPU (no bf16 kernels)"
+        image_only = backend == "onnxruntime:image"
+        try:
+            parts = PARTS[:1] if image_only else PARTS
+            ort_network = OrtNetwork(model, args.onnx_dir, device, ort_precision, parts=parts)
+        except (OnnxModelError, ValueError, ImportError) as err:
+            print(f"tacocc bench: error: backend {backend}: {err}", file=sys.stderr)
+            return 2
+        ort_dtype = torch.float32 if ort_precision == "fp32" else dtype
+        stages = (*ORT_STAGES[:4], "temporal", "head") if image_only else ORT_STAGES
+        networks[backend] = (ort_network, stages, ort_dtype)
+        providers[backend] = ort_network.providers
+    reference, reference_name = (None, "")
+    if args.reference:
+        reference, reference_name = stock_reference(config, torch.get_num_threads())
     batch = {k: v.to(device) for k, v in synthetic_step_batch(config, 1, args.points_per_sweep).items()}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    table, extra = time_stages(model, batch, args.frames, args.warmup, device, dtype)
+    results = time_alternating(networks, batch, args.frames, args.warmup, device, reference)
+    first = next(iter(networks))
+    table, extra = results[first]
     malloc = malloc_stats()
     report = {
         "config": config.name,
@@ -160,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
         "points": int(batch["points"].shape[0]),
         "torch_threads": torch.get_num_threads(),
         "bf16_native": native_bf16(device),
+        "backend": first,
         "stages": table,
         **extra,
         "malloc_mmapped_mb": None if malloc is None else malloc.mmapped / 2**20,
@@ -170,15 +303,39 @@ def run(args: argparse.Namespace) -> int:
         ),
         "peak_memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
     }
+    if len(networks) > 1 or reference is not None:
+        report["backends"] = {name: {"stages": results[name][0], **results[name][1]} for name in networks}
+        for backend in providers:
+            report["backends"][backend]["dtype"] = "fp32" if ort_note else dtype_name
+            report["backends"][backend]["providers"] = providers[backend]
+    if reference is not None:
+        ref_table, ref_extra = results["reference"]
+        report["reference"] = {"name": reference_name, "p50_ms": ref_table["total"]["p50_ms"], **ref_extra}
+        report["ratios"] = {
+            name: results[name][0]["total"]["p50_ms"] / ref_table["total"]["p50_ms"] for name in networks
+        }
+        report["cpu_ratios"] = {name: results[name][1]["cpu_p50_ms"] / ref_extra["cpu_p50_ms"] for name in networks}
     print(f"{config.name} on {report['device']} ({dtype_name}), {args.frames} frames, {report['points']} points")
     print(f"weights: {weights}, {'folded for inference' if report['folded'] else 'unfolded (--no-fold)'}")
     print(f"head refined {extra['refined_fraction']:.0%} of the coarse voxels; {report['torch_threads']} torch threads")
     if dtype_name == "bf16" and not report["bf16_native"]:
         print("bf16 is emulated on this device (no AVX-512 BF16 or AMX): expect it slower than fp32")
-    print(f"{'stage':<16}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, row in table.items():
-        print(f"{name:<16}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
-    print(f"process CPU time per frame p50: {extra['cpu_p50_ms']:.2f} ms (all threads)")
+    if ort_note:
+        print(ort_note)
+    for name in networks:
+        table, extra = results[name]
+        if len(networks) > 1:
+            print(f"backend {name} (frames alternating with the other backends)")
+        print(f"{'stage':<18}{'p50 ms':>10}{'p99 ms':>10}")
+        for stage, row in table.items():
+            print(f"{stage:<18}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
+        print(f"process CPU time per frame p50: {extra['cpu_p50_ms']:.2f} ms (all threads)")
+    if reference is not None:
+        ref = report["reference"]
+        print(f"reference: {reference_name}: p50 {ref['p50_ms']:.2f} ms, CPU {ref['cpu_p50_ms']:.2f} ms")
+        for name in networks:
+            wall, cpu = report["ratios"][name], report["cpu_ratios"][name]
+            print(f"ratio {name} / reference: {wall:.2f}x wall, {cpu:.2f}x CPU time")
     print(f"peak memory: {report['peak_memory_mb']:.0f} MiB ({report['peak_memory_kind']})")
     if malloc is not None:
         print(f"malloc: {report['malloc_mmapped_mb']:.0f} MiB in separately mmapped blocks at the end")

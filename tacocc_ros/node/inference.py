@@ -18,15 +18,23 @@ __all__ = ["InferenceProcess", "InferenceProcessError", "make_inference"]
 
 
 def make_inference(
-    config: ModelConfig, checkpoint: str, device: str, precision: Precision, threads: int
+    config: ModelConfig,
+    checkpoint: str,
+    device: str,
+    precision: Precision,
+    threads: int,
+    backend: str = "torch",
+    onnx_dir: str = "",
 ) -> tuple[InferenceProcess, str]:
     """The network's process and a line for the log saying how it runs.
 
-    `checkpoint` "" keeps random weights; `threads` 0 = every core. Raises CheckpointError for a checkpoint
-    that does not fit, InferenceProcessError when the child does not start.
+    `checkpoint` "" keeps random weights; `threads` 0 = every core; `backend` torch or onnxruntime, `onnx_dir`
+    a `tacocc export --onnx` folder ("" = export in memory). Raises CheckpointError for a checkpoint that does
+    not fit, InferenceProcessError when the child does not start, OnnxModelError (a thread) for ONNX files
+    that do not fit.
     """
-    options = InferenceProcessOptions(threads=threads)
-    inference = InferenceProcess(config, checkpoint or None, device, precision, options)
+    process_options = InferenceProcessOptions(threads=threads, backend=backend, onnx_dir=onnx_dir)
+    inference = InferenceProcess(config, checkpoint or None, device, precision, process_options)
     malloc = return_large_blocks()
     return inference, (
         f"inference in process {inference.pid} ({inference.threads} torch threads; "

@@ -53,6 +53,10 @@ def _port(v: Any) -> str | None:
     return None if 0 <= v <= 65535 else f"must be a TCP port 1..65535 or 0 (off), got {v}"
 
 
+def _dir_or_empty(v: Any) -> str | None:
+    return None if v == "" or Path(v).is_dir() else f"folder {v!r} not found"
+
+
 def _topic(v: Any) -> str | None:
     return None if v and " " not in v else f"must be a topic name, got {v!r}"
 
@@ -71,6 +75,15 @@ NODE_PARAMS: dict[str, ParamSpec] = {
     ),
     "device": ParamSpec("auto", "auto, cpu, cuda or cuda:N", True, _device),
     "precision": ParamSpec("fp32", "fp32, bf16 or fp16 (autocast)", True, _one_of("fp32", "bf16", "fp16")),
+    "backend": ParamSpec(
+        "torch",
+        "torch (eager PyTorch) or onnxruntime (image branch, view transform, ConvLSTM and head as ONNX parts)",
+        True,
+        _one_of("torch", "onnxruntime"),
+    ),  # fmt: skip
+    "onnx_dir": ParamSpec(
+        "", "with backend onnxruntime: a `tacocc export --onnx` folder; empty = export at startup", True, _dir_or_empty
+    ),  # fmt: skip
     "lidar_topic": ParamSpec("/LIDAR_TOP", "sensor_msgs/PointCloud2 input", True, _topic),
     "odom_topic": ParamSpec("/odom", "nav_msgs/Odometry input (ego pose for the temporal warp)", True, _topic),
     "lidar_intensity_scale": ParamSpec(

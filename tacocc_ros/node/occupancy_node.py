@@ -313,7 +313,13 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
                 "(set the `checkpoint` parameter for real predictions)"
             )
         predictor, self.inference_line = make_inference(
-            self.config, checkpoint, device, precision, self.values["inference_threads"]
+            self.config,
+            checkpoint,
+            device,
+            precision,
+            self.values["inference_threads"],
+            self.values["backend"],
+            self.values["onnx_dir"],
         )
         return predictor
 

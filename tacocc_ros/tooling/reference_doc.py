@@ -61,6 +61,7 @@ def check_text(check: Callable[[Any], str | None] | None) -> str:
         "_positive": "> 0",
         "_device": "auto, cpu, cuda or cuda:N",
         "_file_or_empty": "an existing file or empty",
+        "_dir_or_empty": "an existing folder or empty",
         "_topic": "a topic name",
         "_port": "0 (off) or a TCP port 1..65535",
     }

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from tacocc_core.checkpoint import demo_checkpoint_path
 from tacocc_core.cli import main
 
@@ -76,3 +78,32 @@ def test_bench_refuses_a_checkpoint_of_another_network(capsys):
     args = ["bench", "--config", "tiny", "--frames", "1", "--checkpoint", str(demo_checkpoint_path())]
     assert main(args) == 2
     assert "tacocc bench: error: --checkpoint" in capsys.readouterr().err
+
+
+def test_bench_alternates_backends_and_prints_ratios_to_the_stock_network(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs onnxruntime")
+    out = tmp_path / "bench.json"
+    args = ["bench", "--config", "demo", "--frames", "2", "--warmup", "0", "--points-per-sweep", "3000"]
+    assert main([*args, "--backend", "torch,onnxruntime:image,onnxruntime", "--reference", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["backends"]) == ["torch", "onnxruntime:image", "onnxruntime"]
+    assert list(report["backends"]["onnxruntime"]["stages"]) == [
+        "conditioning",
+        "lidar_branch",
+        "image_to_volume",
+        "fuser",
+        "warp",
+        "volume_to_logits",
+        "total",
+    ]
+    assert list(report["backends"]["onnxruntime:image"]["stages"])[-3:] == ["temporal", "head", "total"]
+    assert report["backends"]["onnxruntime"]["providers"]["volume_to_logits"] == ["CPUExecutionProvider"]
+    assert "ResNet-18 on 6 x 64x176" in report["reference"]["name"] and report["reference"]["p50_ms"] > 0
+    for name, ratio in report["ratios"].items():
+        total = report["backends"][name]["stages"]["total"]["p50_ms"]
+        assert ratio == pytest.approx(total / report["reference"]["p50_ms"])
+    printed = capsys.readouterr().out
+    assert "ratio onnxruntime / reference:" in printed and "backend onnxruntime:image" in printed
+    with pytest.raises(SystemExit):  # argparse refuses an unknown backend
+        main([*args, "--backend", "torch,tensorflow"])
+    assert "expected a list of torch, onnxruntime, onnxruntime:image" in capsys.readouterr().err
