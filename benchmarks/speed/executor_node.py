@@ -17,6 +17,9 @@ from tacocc_ros.node.spin import run_until_signal
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return 0
     return run_until_signal(OccupancyNode, "occupancy_node", None, lambda: MultiThreadedExecutor(num_threads=2))
 
 

@@ -82,7 +82,10 @@ NODE_PARAMS: dict[str, ParamSpec] = {
         _one_of("torch", "onnxruntime"),
     ),  # fmt: skip
     "onnx_dir": ParamSpec(
-        "", "with backend onnxruntime: a `tacocc export --onnx` folder; empty = export at startup", True, _dir_or_empty
+        "",
+        "with backend onnxruntime: a folder written by `tacocc export` with `--onnx`; empty = export at startup",
+        True,
+        _dir_or_empty,
     ),  # fmt: skip
     "lidar_topic": ParamSpec("/LIDAR_TOP", "sensor_msgs/PointCloud2 input", True, _topic),
     "odom_topic": ParamSpec("/odom", "nav_msgs/Odometry input (ego pose for the temporal warp)", True, _topic),
