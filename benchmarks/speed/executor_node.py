@@ -18,6 +18,7 @@ from tacocc_ros.node.spin import run_until_signal
 
 def main() -> int:
     if {"-h", "--help"} & set(sys.argv[1:]):
+        print("usage: python -m benchmarks.speed.executor_node --ros-args --params-file PARAMS\n")
         print(__doc__)
         return 0
     return run_until_signal(OccupancyNode, "occupancy_node", None, lambda: MultiThreadedExecutor(num_threads=2))
