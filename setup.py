@@ -74,6 +74,7 @@ setup(
             "colcon-bash",  # install/setup.bash, as the README sources
             "mcap>=1.1",
             "mcap-ros2-support>=0.5",
+            "hypothesis>=6.100",  # the generated-input tests (test/*/test_fuzz_*.py)
         ],
     },
     zip_safe=True,
