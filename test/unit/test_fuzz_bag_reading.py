@@ -114,3 +114,22 @@ def test_damaged_bags_read_or_raise_a_bag_error(good_bag, folder, data):
         assert len(outcome.value) <= 4
     if outcome.error is not None:
         assert str(bag) in outcome.message
+
+
+def test_an_mcap_whose_index_length_is_flipped_to_a_huge_size_is_a_bag_error(good_bag, tmp_path):
+    """Regression (found by the generator): a flipped length field in the summary made rosbags raise MemoryError."""
+    _, files = good_bag
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    for name, content in files.items():
+        (bag / name).write_bytes(content)
+    mcap = next(bag.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    # the footer's summary_start (8 bytes after the footer opcode 0x02 and its 8-byte length, 37 bytes from the end)
+    # points at the summary; the first summary record's 8-byte length is set to 2**62
+    footer = len(data) - 8 - 29
+    summary_start = int.from_bytes(data[footer + 9 : footer + 17], "little")
+    data[summary_start + 1 : summary_start + 9] = (2**62).to_bytes(8, "little")
+    mcap.write_bytes(bytes(data))
+    with pytest.raises(BagError, match="not a readable rosbag2 bag"):
+        read_all(bag)

@@ -88,10 +88,10 @@ def test_generated_configs_validate_or_raise_naming_the_file_and_key(folder, whi
             assert key.split(".")[0] in outcome.message or "unknown key" in outcome.message, outcome.message
 
 
+TRAIN_KEYS = st.sampled_from([".".join(("train", *p)) for p in leaves(TRAIN)])
 override_text = st.one_of(
-    st.builds(lambda k, v: f"{k}={v}", st.sampled_from([".".join(("train", *p)) for p in leaves(TRAIN)]), st.text(max_size=12)),
-    st.builds(lambda k, v: f"{k}={yaml.safe_dump(v).strip()}",
-              st.sampled_from([".".join(("train", *p)) for p in leaves(TRAIN)]), values),
+    st.builds(lambda k, v: f"{k}={v}", TRAIN_KEYS, st.text(max_size=12)),
+    st.builds(lambda k, v: f"{k}={yaml.safe_dump(v).strip()}", TRAIN_KEYS, values),
     st.text(max_size=30),
     st.builds(lambda s: f"train.{s}=1", st.text(max_size=12)),
 )  # fmt: skip
