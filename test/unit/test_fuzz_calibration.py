@@ -178,3 +178,13 @@ def test_a_calibration_file_that_is_not_utf8_is_a_calibration_error(tmp_path):
     path.write_bytes(b"lidar_frame: \xff\n")
     with pytest.raises(CalibrationError, match="calibration.yaml: cannot read calibration file .*utf-8"):
         load_calibration(path)
+
+
+def test_a_reflection_is_not_a_rotation(tmp_path):
+    """Regression (found by the generator): lidar2ego diag(-1, -1, -1, 1) is orthonormal and was accepted."""
+    path = tmp_path / "calibration.yaml"
+    cam = {"cam2lidar": np.eye(4).tolist(), "cam2img": np.eye(3).tolist()}
+    mirror = np.diag([-1.0, -1.0, -1.0, 1.0]).tolist()
+    path.write_text(yaml.safe_dump({"lidar_frame": "LIDAR_TOP", "lidar2ego": mirror, "cameras": {"CAM_FRONT": cam}}))
+    with pytest.raises(CalibrationError, match="lidar2ego: not a rigid transform .*reflection"):
+        load_calibration(path)
