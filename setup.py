@@ -89,6 +89,7 @@ setup(
             "mcap-ros2-support>=0.5",
             "mcap-protobuf-support>=0.5",  # reads the Foxglove .mcap files back with their own schemas
             *ONNX,
+            "hypothesis>=6.100",  # the generated-input tests (test/*/test_fuzz_*.py)
         ],
     },
     zip_safe=True,

@@ -53,7 +53,11 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check the envelope of a checkpoint file; returns the payload dict with `config` validated."""
+    """Read and check the envelope of a checkpoint file; returns the payload dict with `config` validated.
+
+    CheckpointError for an unreadable file, a payload without format_version 1, or a `model` entry that is
+    not a mapping of weight name -> tensor, naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -63,14 +67,22 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a tacocc checkpoint (no format_version)")
-    if payload["format_version"] != FORMAT_VERSION:
+    version = payload["format_version"]
+    if type(version) is not int or version != FORMAT_VERSION:  # a tensor or a string is no format number
         raise CheckpointError(
-            f"{path}: checkpoint format {payload['format_version']} is not supported "
-            f"(this version reads {FORMAT_VERSION})"
+            f"{path}: checkpoint format {version!r} is not supported (this version reads {FORMAT_VERSION})"
         )
     for key in ("config", "model"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint has no '{key}' entry")
+    model = payload["model"]
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{path}: 'model' is not a mapping of weight name -> tensor ({type(model).__name__})")
+    for name, value in model.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: 'model' entry {name!r} is {type(value).__name__}, expected a tensor under a string name"
+            )
     try:
         payload["config"] = config_from_dict(fuser_as_trained(payload["config"]), source=f"{path} (embedded config)")
     except ConfigError as err:

@@ -7,7 +7,6 @@ below, 255 = ignore (unknown or unlabelled; excluded from losses and metrics).
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +70,7 @@ SURROUNDOCC_GRID = GridSpec.from_ranges((-50.0, 50.0), (-50.0, 50.0), (-5.0, 3.0
 OCC3D_GRID = GridSpec.from_ranges((-40.0, 40.0), (-40.0, 40.0), (-1.0, 5.4), 0.4)
 OCC3D_FREE = 17
 OCC3D_OTHERS = 0
+NUMERIC_KINDS = "iuf"  # numpy dtype kinds a label array may have: signed, unsigned, floating
 
 
 class LabelFileError(ValueError):
@@ -93,6 +93,8 @@ def surroundocc_to_dense(occupied: np.ndarray, shape: tuple[int, int, int], sour
     occupied = np.asarray(occupied)
     if occupied.ndim != 2 or occupied.shape[1] != 4:
         raise LabelFileError(f"{source}: expected (N, 4) [x, y, z, label] rows, got shape {occupied.shape}")
+    if occupied.dtype.kind not in NUMERIC_KINDS:
+        raise LabelFileError(f"{source}: indices and labels must be numbers, got dtype {occupied.dtype}")
     if not np.issubdtype(occupied.dtype, np.integer):
         if not np.all(np.isfinite(occupied)) or np.any(occupied != np.round(occupied)):
             raise LabelFileError(f"{source}: indices and labels must be whole numbers, got dtype {occupied.dtype}")
@@ -123,8 +125,8 @@ def load_surroundocc(path: str | os.PathLike[str], shape: tuple[int, int, int] =
         occupied = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise LabelFileError(f"{path}: label file not found") from None
-    except (OSError, ValueError) as err:
-        raise LabelFileError(f"{path}: not a readable .npy array ({err})") from None
+    except Exception as err:  # noqa: BLE001 - numpy raises many kinds (EOFError, SyntaxError, ...) on damaged files
+        raise LabelFileError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
     return surroundocc_to_dense(occupied, shape, source=str(path))
 
 
@@ -144,6 +146,8 @@ def occ3d_to_dense(semantics: np.ndarray, mask_camera: np.ndarray | None, source
     semantics = np.asarray(semantics)
     if semantics.ndim != 3:
         raise LabelFileError(f"{source}: 'semantics' must be a 3D grid, got shape {semantics.shape}")
+    if semantics.dtype.kind not in NUMERIC_KINDS:
+        raise LabelFileError(f"{source}: 'semantics' must hold numbers, got dtype {semantics.dtype}")
     unknown = np.setdiff1d(np.unique(semantics), np.arange(OCC3D_FREE + 1))
     if unknown.size:
         raise LabelFileError(f"{source}: unknown Occ3D labels {unknown.tolist()[:10]}; allowed 0..{OCC3D_FREE}")
@@ -152,6 +156,8 @@ def occ3d_to_dense(semantics: np.ndarray, mask_camera: np.ndarray | None, source
     dense[semantics == OCC3D_FREE] = EMPTY
     if mask_camera is not None:
         mask_camera = np.asarray(mask_camera)
+        if mask_camera.dtype.kind not in "b" + NUMERIC_KINDS:
+            raise LabelFileError(f"{source}: 'mask_camera' must hold booleans or numbers, not {mask_camera.dtype}")
         if mask_camera.shape != semantics.shape:
             raise LabelFileError(
                 f"{source}: 'mask_camera' shape {mask_camera.shape} differs from 'semantics' {semantics.shape}"
@@ -175,6 +181,8 @@ def load_occ3d(path: str | os.PathLike[str], use_camera_mask: bool = True) -> np
                 mask = data["mask_camera"]
     except FileNotFoundError:
         raise LabelFileError(f"{path}: label file not found") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise LabelFileError(f"{path}: not a readable .npz archive ({err})") from None
+    except LabelFileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - zipfile and numpy raise many kinds on damaged archives
+        raise LabelFileError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from None
     return occ3d_to_dense(semantics, mask, source=str(path))

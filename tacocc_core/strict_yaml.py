@@ -45,6 +45,8 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str = "config", error:
         text = path.read_text()
     except OSError as err:
         raise error(f"{path}: cannot read {what} file ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: cannot read {what} file (not utf-8 text: {err.reason} at byte {err.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -73,3 +73,35 @@ def read_foxglove_mcap():
         return channels, messages
 
     return read
+
+
+# --- generated-input tests (test/*/test_fuzz_*.py) -----------------------------------------------------
+# Two hypothesis profiles: "fast" (the default: a fixed, derandomized handful per test, part of `make test`)
+# and "fuzz" (at least 10,000 generated cases per boundary: `pytest --fuzz test/unit/test_fuzz_labels.py`).
+# `--fuzz-report PATH` writes the tally of every boundary (cases, outcomes by kind, crashes, slowest case).
+import fuzz_tally  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("fast", max_examples=12, derandomize=True, deadline=None, database=None,
+                          suppress_health_check=_SUPPRESS, print_blob=True)  # fmt: skip
+settings.register_profile("fuzz", max_examples=fuzz_tally.FUZZ_EXAMPLES, deadline=None, database=None,
+                          suppress_health_check=_SUPPRESS, print_blob=True)  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fuzz", "generated bad input")
+    group.addoption("--fuzz", action="store_true", help="run the generated-input tests with the 'fuzz' profile")
+    group.addoption("--fuzz-report", default=None, metavar="PATH", help="write the per-boundary tally as JSON")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--fuzz"):
+        settings.load_profile("fuzz")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--fuzz-report")
+    if path:
+        fuzz_tally.write_report(Path(path), settings.default.max_examples)

@@ -29,6 +29,8 @@ import numpy as np
 # sensor_msgs/PointField datatype constant -> numpy type code without byte order.
 POINTFIELD_CODES: dict[int, str] = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 _CODE_TO_DATATYPE = {code: datatype for datatype, code in POINTFIELD_CODES.items()}
+# The largest itemsize a numpy dtype takes (a C int); a point this large is a corrupt header, not a sensor.
+MAX_POINT_STEP = 2**31 - 1
 
 # nuScenes `.pcd.bin` points: 5 x float32 [x, y, z, intensity, ring], 20 bytes; the bytes go into the cloud as is.
 LIDAR_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4"), ("ring", "<f4")])
@@ -72,8 +74,11 @@ def fields_to_dtype(
 
     `fields`: anything with `name`, `offset`, `datatype`, `count` (Field, rclpy or rosbags PointField).
     A field with `count > 1` becomes a subarray of that length. Raises PointCloudError for an unknown
-    datatype, a zero count, a duplicate name, overlapping fields, or a field that ends past `point_step`.
+    datatype, a zero count, a duplicate name, overlapping fields, a field that ends past `point_step`, or
+    a `point_step` past MAX_POINT_STEP.
     """
+    if point_step > MAX_POINT_STEP:
+        raise PointCloudError(f"{source}: point_step {point_step} is larger than {MAX_POINT_STEP} bytes")
     order = ">" if is_bigendian else "<"
     names, formats, offsets, spans = [], [], [], []
     for f in fields:
@@ -143,7 +148,7 @@ def decode_cloud(cloud: Any, organized: bool = False, source: str = "PointCloud2
         else:
             rows = np.lib.stride_tricks.as_strided(raw, shape=(height, width * step), strides=(cloud.row_step, 1))
             points = np.ascontiguousarray(rows).reshape(-1).view(dtype)
-        points.flags.writeable = False  # a view of a writable buffer (rclpy's array.array) stays read-only
+    points.flags.writeable = False  # a view of a writable buffer (rclpy's array.array) stays read-only
     return points.reshape(height, width) if organized else points
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from rosbags.interfaces import Qos
 from rosbags.rosbag2 import Reader
-from rosbags.rosbag2.errors import ReaderError
 
 from tacocc_core.bags.messages import TYPESTORE
 from tacocc_core.bags.topics import LIDAR_TOPIC, camera_topics, image_topic_in
@@ -56,8 +55,8 @@ class BagReader:
         try:
             self._reader = Reader(self.path)
             self._reader.open()
-        except (ReaderError, FileNotFoundError, OSError, ValueError, KeyError) as err:
-            raise BagError(f"{self.path}: not a readable rosbag2 bag ({err})") from None
+        except Exception as err:  # noqa: BLE001 - damaged indexes raise assorted errors (a flipped length: MemoryError)
+            raise BagError(f"{self.path}: not a readable rosbag2 bag ({type(err).__name__}: {err})") from None
         self.topics: dict[str, TopicInfo] = {}
         for conn in self._reader.connections:
             known = self.topics.get(conn.topic)

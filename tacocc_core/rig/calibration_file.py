@@ -16,7 +16,7 @@ cameras:                         # one entry per camera, keyed by the camera nam
     cam2img: [[...], x3]         # 3x3 intrinsics of the full-size image (required)
 ```
 
-Matrices are nested lists, row-major; rotations must be orthonormal (to 1e-3). `load_calibration`
+Matrices are nested lists, row-major; rotations must be orthonormal (to 1e-3) with determinant +1. `load_calibration`
 rejects anything else with the file, the key and the offending value; `save_calibration` writes
 atomically (temp file + rename).
 """
@@ -79,6 +79,8 @@ def _rigid(value: Any, where: str) -> np.ndarray:
     rotation = matrix[:3, :3]
     if not np.allclose(matrix[3], [0, 0, 0, 1]) or not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3):
         raise CalibrationError(f"{where}: not a rigid transform (orthonormal rotation, last row 0 0 0 1)")
+    if np.linalg.det(rotation) < 0:  # orthonormal but a mirror image: no camera or LiDAR mounting does that
+        raise CalibrationError(f"{where}: not a rigid transform (the rotation is a reflection, determinant -1)")
     return matrix
 
 

@@ -44,6 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fault-every", type=_positive, default=3.0, metavar="S", help="seconds between faults")
     p.add_argument("--fault-repeat", type=int, default=2, metavar="N", help="good messages each fault replaces")
     p.add_argument("--faults-until", type=float, default=None, metavar="S", help="no fault after S seconds")
+    p.add_argument(
+        "--generated",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="replace this share of every stream's messages by generated malformed ones (e.g. 0.1)",
+    )
     p.add_argument("--raw-camera", default="CAM_BACK_RIGHT", help="camera published as a raw Image ('none': none)")
     p.add_argument("--checkpoint", default="checkpoints/demo.pt")
     p.add_argument("--config", default="demo", help="the node's model preset (that of the checkpoint)")
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         options = DriveOptions(
             duration_s=args.duration, warmup_s=args.warmup, lidar_hz=args.lidar_hz, camera_hz=args.camera_hz,
             odom_hz=args.odom_hz, faults=fault_names, fault_every_s=args.fault_every, faults_until_s=args.faults_until,
-            fault_repeat=args.fault_repeat,
+            fault_repeat=args.fault_repeat, generated_fraction=args.generated,
             raw_camera=raw, output_topic=args.output_topic or DEFAULT_OUTPUT_TOPIC,
         )  # fmt: skip
         if raw is None and "wrong_step" in fault_names:

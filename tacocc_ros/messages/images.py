@@ -65,6 +65,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
 _REDUCED_FLAGS[8] = cv2.IMREAD_REDUCED_COLOR_8
+# The largest compressed image decoded (8192 x 8192): a larger header is a corrupt or hostile file, not a camera.
+MAX_COMPRESSED_PIXELS = 8192 * 8192
 
 FitFn = Callable[[tuple[int, int], tuple[int, int]], ImageTransform]
 
@@ -133,13 +135,20 @@ def compressed_kind(msg: CompressedImage, source: str = "CompressedImage") -> st
 
 
 def compressed_size(msg: CompressedImage, source: str = "CompressedImage") -> tuple[int, int]:
-    """(height, width) of a JPEG/PNG from its header, without decoding the pixels."""
+    """(height, width) of a JPEG/PNG from its header, without decoding the pixels.
+
+    ImageDecodeError for an unreadable header or one larger than MAX_COMPRESSED_PIXELS.
+    """
     compressed_kind(msg, source)
     try:
         with PILImage.open(io.BytesIO(msg.data)) as im:
             width, height = im.size
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, PILImage.DecompressionBombError) as err:
         raise ImageDecodeError(f"{source}: unreadable image header ({err})") from None
+    if width * height > MAX_COMPRESSED_PIXELS:  # refused before the decoder allocates width x height x 3 bytes
+        raise ImageDecodeError(
+            f"{source}: header says {width}x{height} = {width * height} pixels, more than {MAX_COMPRESSED_PIXELS}"
+        )
     return height, width
 
 

@@ -100,6 +100,7 @@ def drive(frame: DriveFrame, options: DriveOptions, session: SessionOptions, out
             report["node_exit_code"] = node.returncode
             report["node_alive_at_end"] = node_alive
             report["node_log"] = str(log)
+            report["node_log_lines"] = len(log.read_text(errors="replace").splitlines()) if log.is_file() else None
         else:
             with _live_client(session, params) as live:
                 report = LoadDriver(frame, options, node_pid=session.node_pid, recorder=recorder).run()
@@ -164,6 +165,13 @@ def summary_lines(report: dict) -> list[str]:
         )
     if report.get("mcap"):
         lines.append(f"Foxglove recording: {report['mcap']['path']} ({report['mcap']['grids']} grids)")
+    if report.get("generated_total"):
+        lines.append(
+            f"generated malformed messages: {report['generated_total']} of {sum(report['published'].values())} "
+            f"published; outputs after the last one: {report['outputs_after_last_generated']}"
+        )
+    if report.get("node_log_lines") is not None:
+        lines.append(f"node log: {report['node_log_lines']} lines")
     lines.append(f"/diagnostics keys: max {report['diagnostics_keys']['max']}, end {report['diagnostics_keys']['end']}")
     if report["targets"]:
         t = report["targets"]

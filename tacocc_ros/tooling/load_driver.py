@@ -44,6 +44,7 @@ from tacocc_ros.node.outputs import CLOUD_TOPIC
 from tacocc_ros.tooling import drive_report
 from tacocc_ros.tooling import faults as fault_lib
 from tacocc_ros.tooling.drive_source import DriveFrame
+from tacocc_ros.tooling.generated_faults import GeneratedFaults
 from tacocc_ros.tooling.node_process import RosHandle
 
 DEFAULT_OUTPUT_TOPIC = "/" + CLOUD_TOPIC  # the node's occupancy cloud, alone or from the launch file
@@ -74,6 +75,7 @@ class DriveOptions:
     sample_period_s: float = 1.0
     output_topic: str = DEFAULT_OUTPUT_TOPIC
     seed: int = 0
+    generated_fraction: float = 0.0  # share of each stream's messages replaced by a generated malformed one
 
     def __post_init__(self) -> None:
         fault_lib.check_faults(self.faults)
@@ -82,6 +84,8 @@ class DriveOptions:
         for name in ("duration_s", "lidar_hz", "camera_hz", "odom_hz", "fault_every_s", "sample_period_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"DriveOptions.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.generated_fraction < 1:
+            raise ValueError(f"DriveOptions.generated_fraction must be in [0, 1), got {self.generated_fraction}")
         if not 0 <= self.warmup_s < self.duration_s:
             raise ValueError(f"DriveOptions.warmup_s must be in [0, duration_s), got {self.warmup_s}")
 
@@ -208,6 +212,7 @@ class LoadDriver:
         self._alive = alive  # callable raising when the node process died (OccupancyNodeProcess.check_alive)
         self.messages = FrameMessages(frame, options)
         self._rng = np.random.default_rng(options.seed)
+        self.generated = GeneratedFaults(np.random.default_rng(options.seed + 1))
         self._lock = threading.Lock()
         self._t0_ns = 0
         self._offset_ns = 0
@@ -218,6 +223,7 @@ class LoadDriver:
         self.rss: list[tuple[float, float]] = []
         self.cpu: list[tuple[float, float]] = []
         self.faults_injected: list[tuple[float, str]] = []
+        self.last_generated_s: float | None = None
         self.published = {"lidar": 0, "images": 0, "infos": 0, "odom": 0}
         self._huge: PointCloud2 | None = None  # 40 MB, built before the run so that building it stalls nothing
         if "huge_cloud" in options.faults:
@@ -280,6 +286,8 @@ class LoadDriver:
             cloud = m.stamp(self._huge, stamp)
         elif fault is not None:
             cloud = fault_lib.bad_cloud(fault, cloud, m.frame.points, self._rng)
+        elif self._generate():
+            cloud = self.generated.cloud(cloud)
         with self._lock:
             self._published_lidar[stamp] = time.monotonic_ns()
             if len(self._published_lidar) > 2000:  # outputs never came for these: forget the oldest
@@ -299,18 +307,38 @@ class LoadDriver:
                 msg = fault_lib.bad_compressed(fault, msg, self._rng)
             elif fault == "wrong_step" and name == cams.wrong_step:
                 msg = fault_lib.wrong_step_image(msg)
+            elif self._generate():
+                msg = self.generated.image(msg)
             self.pub_images[name].publish(msg)
             info = m.stamp(m.infos[name], stamp)
             if fault == "zero_k" and name == cams.zero_k:
                 info = fault_lib.zero_k_info(info)
+            elif self._generate():
+                info = self.generated.info(info)
             self.pub_infos[name].publish(info)
             self.published["images"] += 1
             self.published["infos"] += 1
 
     def _publish_odom(self, now_s: float, fault: str | None) -> None:
         msg = self.messages.stamp(self.messages.odom, self._stamp_ns())
-        self.pub_odom.publish(fault_lib.nan_quaternion_odom(msg) if fault == "nan_quaternion" else msg)
+        if fault == "nan_quaternion":
+            msg = fault_lib.nan_quaternion_odom(msg)
+        elif self._generate():
+            msg = self.generated.odom(msg)
+        self.pub_odom.publish(msg)
         self.published["odom"] += 1
+
+    def _generate(self) -> bool:
+        """Whether this message is replaced by a generated malformed one (`generated_fraction` of them)."""
+        fraction = self.options.generated_fraction
+        if fraction <= 0 or self._now_s() < self.options.fault_start_s:
+            return False
+        if self.options.faults_until_s is not None and self._now_s() > self.options.faults_until_s:
+            return False
+        if self._rng.random() >= fraction:
+            return False
+        self.last_generated_s = self._now_s()
+        return True
 
     def _sample(self) -> None:
         if self.node_pid is None:
@@ -458,6 +486,11 @@ class LoadDriver:
             "faults_counted": self._faults_counted(latest),
             "outputs_after_last_fault": (
                 None if last_fault is None else sum(1 for t, _ in self.outputs if t > last_fault)
+            ),
+            "generated": dict(sorted(self.generated.counts.items())),
+            "generated_total": sum(self.generated.counts.values()),
+            "outputs_after_last_generated": (
+                None if self.last_generated_s is None else sum(1 for t, _ in self.outputs if t > self.last_generated_s)
             ),
             "rss_mb": self.rss,
             "rss": drive_report.rss_summary(self.rss),
