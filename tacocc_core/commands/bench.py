@@ -171,7 +171,7 @@ def time_alternating(
     return result
 
 
-def stock_reference(config: ModelConfig, threads: int) -> tuple[object, str]:
+def stock_network_session(config: ModelConfig, threads: int) -> tuple[object, str]:
     """The stock torchvision ResNet of the preset's depth in onnxruntime (CPU) on V x 3 x H x W float images.
 
     Returns (a callable that runs it once, a line naming it). Exported as the parts are (opset 17).
@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         providers[backend] = ort_network.providers
     reference, reference_name = (None, "")
     if args.reference:
-        reference, reference_name = stock_reference(config, torch.get_num_threads())
+        reference, reference_name = stock_network_session(config, torch.get_num_threads())
     batch = {k: v.to(device) for k, v in synthetic_step_batch(config, 1, args.points_per_sweep).items()}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

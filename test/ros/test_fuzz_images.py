@@ -34,11 +34,19 @@ OUT = (4, 8)
 U32 = 2**32 - 1
 
 
+# The encodings whose pixels the per-pixel reference below reads; the drivers' Bayer and YUV 4:2:2 images
+# are compared with OpenCV's own conversion of the same pixels (test_generated_driver_images_...).
+PLAIN_ENCODINGS = ("bgr8", "bgra8", "mono16", "mono8", "rgb8", "rgba8")
+DRIVER_ENCODINGS = tuple(sorted(e for e in RAW_ENCODINGS if e not in PLAIN_ENCODINGS))
+
+
 @st.composite
-def good_raw(draw) -> Image:
-    encoding = draw(st.sampled_from(sorted(RAW_ENCODINGS)))
+def good_raw(draw, encodings: tuple[str, ...] = PLAIN_ENCODINGS) -> Image:
+    encoding = draw(st.sampled_from(encodings))
     channels, depth, _ = RAW_ENCODINGS[encoding]
     height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    if channels == 2:  # YUV 4:2:2: two pixels share U and V
+        width = 2 * ((width + 1) // 2)
     step = width * channels * depth + draw(st.integers(0, 3))
     size = step * height - draw(st.integers(0, step - width * channels * depth))  # last row's padding optional
     data = draw(st.binary(min_size=size, max_size=size)) + draw(st.binary(max_size=4))
@@ -118,6 +126,26 @@ def test_generated_raw_images_decode_like_the_bytes_or_raise_naming_the_field(ca
         assert "/cam/image_raw" in outcome.message
         for word in words:
             assert word in outcome.message, f"{kind}: {word!r} not in {outcome.message!r}"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@given(good_raw(DRIVER_ENCODINGS))
+def test_generated_driver_images_decode_as_opencv_converts_their_pixels(msg):
+    """Bayer and YUV 4:2:2 images of any size and padding: OpenCV's conversion of the same pixels."""
+    channels, depth, to_rgb = RAW_ENCODINGS[msg.encoding]
+    data = bytes(msg.data)
+    row = msg.width * channels * depth
+    rows = np.frombuffer(b"".join(data[r * msg.step :][:row] for r in range(msg.height)), dtype=np.uint8)
+    if depth == 2:
+        pixels = rows.view(">u2" if msg.is_bigendian else "<u2").astype(np.uint16).reshape(msg.height, msg.width)
+    else:
+        pixels = rows.reshape(msg.height, msg.width, channels) if channels > 1 else rows.reshape(msg.height, msg.width)
+    expected = cv2.cvtColor(pixels, to_rgb)
+    if expected.dtype == np.uint16:
+        expected = (expected >> 8).astype(np.uint8)
+    rgb = numpy_image_to_rgb(msg, source="/cam/image_raw")
+    assert rgb.shape == (msg.height, msg.width, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, expected)
 
 
 def _png_with_size(png: bytes, width: int, height: int) -> bytes:

@@ -397,6 +397,9 @@ def test_malformed_inputs_are_counted_and_the_next_good_frame_is_served(session)
     images = images_at(key, stamp)
     images["CAM_FRONT"].data = bytes(images["CAM_FRONT"].data)[: len(images["CAM_FRONT"].data) // 2]
     play(session, key, stamp, images, expect=False)
+    # Counted before the next frame is played: a good frame arriving while the worker is still busy would
+    # replace this one in the worker's slot (counted "dropped replaced") on a loaded machine.
+    session.wait_diagnostics(lambda v: v.get("failed too few cameras") == "1", "the failed frame")
     stamp += 500_000_000
     got, want = play(session, key, stamp, images_at(key, stamp))
     np.testing.assert_array_equal(got, want)
