@@ -13,10 +13,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
+from tacocc_ros.messages.camera_info import CameraInfoError, camera_intrinsics
 from tacocc_ros.messages.images import ImageDecodeError, check_image
 from tacocc_ros.messages.pointcloud import PointCloudError, cloud_to_points
 from tacocc_ros.messages.stamps import stamp_to_ns
@@ -102,13 +102,12 @@ class SensorCallbacks:
     @guarded
     def _on_info(self, cam, msg: CameraInfo) -> None:
         self.stats.on_input(cam.info_topic, time.monotonic_ns())
-        k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-        if k[0, 0] <= 0 or k[1, 1] <= 0 or not np.isfinite(k).all():
+        try:
+            k = camera_intrinsics(msg, source=cam.info_topic)
+        except CameraInfoError as err:
             reason = f"bad CameraInfo {cam.name}"
             self.stats.on_failed(reason)
-            self._log_error(
-                reason, f"{cam.info_topic}: CameraInfo K has no focal length (kept the previous K): {k.tolist()}"
-            )
+            self._log_error(reason, f"{err} (kept the previous K)")
             return
         self.frames.camera_info[cam.name] = k
 

@@ -222,3 +222,25 @@ def test_damaged_or_string_npy_files_are_label_errors(tmp_path, content, match):
     path.write_bytes(content)
     with pytest.raises(LabelFileError, match=match):
         load_surroundocc(path, SHAPE)
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+# Regressions of the Occ3D reader: the minimal examples of the generated `weird_dtype` and `truncated` cases.
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (_npz(semantics=np.full(SHAPE, "a"), mask_camera=np.ones(SHAPE, bool)), "'semantics' must hold numbers"),
+        (_npz(semantics=np.zeros(SHAPE, np.uint8), mask_camera=np.full(SHAPE, "a")), "'mask_camera' must hold"),
+        (_npz(semantics=np.zeros(SHAPE, np.uint8), mask_camera=np.ones(SHAPE, bool))[:200], "not a readable .npz"),
+    ],
+)
+def test_occ3d_files_with_text_arrays_or_cut_short_are_label_errors(tmp_path, content, match):
+    path = tmp_path / "labels.npz"
+    path.write_bytes(content)
+    with pytest.raises(LabelFileError, match=match):
+        load_occ3d(path)
