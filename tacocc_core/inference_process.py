@@ -42,7 +42,7 @@ from tacocc_core.frame import Frame
 from tacocc_core.shared_arrays import SharedArrayReader, SharedArrayWriter
 
 if TYPE_CHECKING:  # the parent does not import torch
-    from tacocc_core.predictor import Precision, Prediction
+    from tacocc_core.predictor import Backend, Precision, Prediction
 
 
 class InferenceProcessError(RuntimeError):
@@ -64,7 +64,7 @@ class InferenceProcessOptions:
     threads: int = 0
     start_timeout_s: float = 300.0
     keep_freed_memory: bool = True
-    backend: str = "torch"
+    backend: Backend = "torch"
     onnx_dir: str = ""
 
 
@@ -76,7 +76,7 @@ class _Startup:
     precision: Precision
     threads: int
     keep_freed_memory: bool
-    backend: str = "torch"
+    backend: Backend = "torch"
     onnx_dir: str = ""
 
 
@@ -301,7 +301,7 @@ def serve(conn, startup: _Startup) -> None:
         device=startup.device,
         precision=startup.precision,
         timings=False,
-        backend=startup.backend,  # type: ignore[arg-type]
+        backend=startup.backend,
         onnx_dir=startup.onnx_dir or None,
     )
     try:

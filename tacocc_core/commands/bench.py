@@ -24,6 +24,7 @@ import platform
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,7 @@ def time_alternating(
     frames: int,
     warmup: int,
     device: torch.device,
-    reference: object | None = None,
+    reference: Callable[[], object] | None = None,
 ) -> dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]]:
     """Stage times of several networks in one window: frame i of each network in turn, then frame i + 1.
 
@@ -133,7 +134,7 @@ def time_alternating(
             timer = StageTimer(device)
             cpu_start = time.process_time()
             with torch.inference_mode(), autocast, timer.stage("total"):
-                out = network.forward_step(  # type: ignore[attr-defined]
+                out = network.forward_step(  # type: ignore[attr-defined]  # a TACOcc or an OrtNetwork: both step so
                     batch, pose, i * 100_000_000, "bench", states[name], timer=timer
                 )
             states[name] = out.temporal.state
@@ -144,7 +145,7 @@ def time_alternating(
                     times[name][stage].append(timer.ms[stage])
         if reference is not None:
             cpu_start, start = time.process_time(), time.perf_counter()
-            reference()  # type: ignore[operator]
+            reference()
             if i >= warmup:
                 ref_ms.append((time.perf_counter() - start) * 1e3)
                 cpu_ms["reference"].append((time.process_time() - cpu_start) * 1e3)
@@ -171,7 +172,7 @@ def time_alternating(
     return result
 
 
-def stock_network_session(config: ModelConfig, threads: int) -> tuple[object, str]:
+def stock_network_session(config: ModelConfig, threads: int) -> tuple[Callable[[], object], str]:
     """The stock torchvision ResNet of the preset's depth in onnxruntime (CPU) on V x 3 x H x W float images.
 
     Returns (a callable that runs it once, a line naming it). Exported as the parts are (opset 17).

@@ -162,9 +162,10 @@ class OrtNetwork:
         folder = None
         version = tensorrt_cache.tensorrt_version()
         if "TensorrtExecutionProvider" in available and version is not None:
+            major, minor = torch.cuda.get_device_capability(index)
             key = tensorrt_cache.EngineKey(
                 hashlib.sha256(data).hexdigest(),
-                tuple(torch.cuda.get_device_capability(index)),  # type: ignore[arg-type]
+                (major, minor),
                 version,
                 self.precision,
             )
@@ -184,10 +185,11 @@ class OrtNetwork:
         cached = self._frustum
         if cached is not None and torch.equal(cached[0], cam2img) and torch.equal(cached[1], cam2lidar):
             return cached[2]
-        image_hw = tuple(self.config.cameras.image_size)
-        feat_hw = feature_size(image_hw, self.config.image_backbone.feature_stride)  # type: ignore[arg-type]
+        height, width = self.config.cameras.image_size
+        image_hw = (height, width)
+        feat_hw = feature_size(image_hw, self.config.image_backbone.feature_stride)
         view_transform = self.model.encoder.view_transform
-        index = frustum_voxel_index(view_transform, cam2img, cam2lidar, feat_hw, image_hw)  # type: ignore[arg-type]
+        index = frustum_voxel_index(view_transform, cam2img, cam2lidar, feat_hw, image_hw)
         self._frustum = (cam2img.clone(), cam2lidar.clone(), index.numpy())
         return self._frustum[2]
 

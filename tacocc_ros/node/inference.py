@@ -12,7 +12,7 @@ from __future__ import annotations
 from tacocc_core.allocator import return_large_blocks
 from tacocc_core.config import ModelConfig
 from tacocc_core.inference_process import InferenceProcess, InferenceProcessError, InferenceProcessOptions
-from tacocc_core.predictor import Precision
+from tacocc_core.predictor import Backend, Precision
 
 __all__ = ["InferenceProcess", "InferenceProcessError", "make_inference"]
 
@@ -23,7 +23,7 @@ def make_inference(
     device: str,
     precision: Precision,
     threads: int,
-    backend: str = "torch",
+    backend: Backend = "torch",
     onnx_dir: str = "",
 ) -> tuple[InferenceProcess, str]:
     """The network's process and a line for the log saying how it runs.

@@ -23,6 +23,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 SUBPROTOCOL = "foxglove.sdk.v1"
 MESSAGE_DATA = 0x01
@@ -97,7 +98,7 @@ class FoxgloveClient:
         deadline = time.monotonic() + self.connect_timeout_s
         while True:
             try:
-                ws = connect(self.url, subprotocols=[SUBPROTOCOL], max_size=None, open_timeout=5)  # type: ignore[list-item]
+                ws = connect(self.url, subprotocols=[Subprotocol(SUBPROTOCOL)], max_size=None, open_timeout=5)
                 # Entered as a context manager (closed by close()/drop()): what websockets >= 16 expects of it.
                 self._ws = ws.__enter__()
                 break
