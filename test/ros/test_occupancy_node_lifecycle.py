@@ -63,10 +63,30 @@ class Client:
         return future.result()
 
     def state(self) -> str:
-        return self.call(self.get, GetState.Request()).current_state.label
+        """The node's state. GetState is asked again when an answer takes more than 5 s: a service can be
+        "ready" on the client's side before the server's reply path has matched, and DDS then drops the
+        reply (it changes nothing, so asking twice is safe; a transition is never resent)."""
+        deadline = time.monotonic() + 120.0
+        while True:
+            future = self.get.call_async(GetState.Request())
+            try:
+                self.spin_until(future.done, f"a response from {self.get.srv_name}", timeout_s=5.0)
+                return future.result().current_state.label
+            except AssertionError:
+                self.get.remove_pending_request(future)
+                assert time.monotonic() < deadline, f"timed out waiting for a response from {self.get.srv_name}"
 
     def transition(self, label: str = "", transition_id: int = 0) -> bool:
-        return self.call(self.change, ChangeState.Request(transition=Transition(id=transition_id, label=label))).success
+        """Whether the node took the transition. Sent once; if its reply is lost (see `state`), the answer is
+        whether the state changed."""
+        before = self.state()
+        future = self.change.call_async(ChangeState.Request(transition=Transition(id=transition_id, label=label)))
+        try:
+            self.spin_until(future.done, f"a response from {self.change.srv_name}", timeout_s=60.0)
+        except AssertionError:
+            self.change.remove_pending_request(future)
+            return self.state() != before
+        return future.result().success
 
     def subscriptions(self) -> set[str]:
         try:
