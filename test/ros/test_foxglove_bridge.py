@@ -153,8 +153,11 @@ def test_a_client_decodes_the_grid_the_node_published(served):
                 assert image.frame_id == camera and image.format == "jpeg" and image.data[:2] == b"\xff\xd8"
                 if camera != RAW_CAMERA:
                     assert image.data == frame.jpegs[camera]  # sent as they arrived
-            _, tf = client.wait_for(TF_TOPIC, timeout_s=5)
-            children = {t.child_frame_id: t for t in tf.transforms}
+            for _ in range(10):  # the first frames may come before every camera's transform is known
+                _, tf = client.wait_for(TF_TOPIC, timeout_s=5)
+                children = {t.child_frame_id: t for t in tf.transforms}
+                if set(frame.cameras) <= set(children):
+                    break
             assert set(frame.cameras) <= set(children)
             cam2lidar = frame.calibration.cameras["CAM_FRONT"].cam2lidar
             assert np.allclose(
