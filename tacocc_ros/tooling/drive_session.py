@@ -170,6 +170,8 @@ def summary_lines(report: dict) -> list[str]:
             f"generated malformed messages: {report['generated_total']} of {sum(report['published'].values())} "
             f"published; outputs after the last one: {report['outputs_after_last_generated']}"
         )
+    if report.get("tf_static"):
+        lines.append(f"rig on /tf_static: {report['tf_static']}")
     if report.get("node_log_lines") is not None:
         lines.append(f"node log: {report['node_log_lines']} lines")
     lines.append(f"/diagnostics keys: max {report['diagnostics_keys']['max']}, end {report['diagnostics_keys']['end']}")

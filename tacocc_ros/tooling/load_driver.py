@@ -5,6 +5,9 @@
         report = LoadDriver(frame, DriveOptions(duration_s=60, faults=FAULTS), node_pid=node.pid).run()
 
 What it does, all over real DDS (a private rclpy context, `RosHandle`):
+- publishes the rig once on /tf_static, latched, as a vehicle's robot_state_publisher does, so that a
+  recording of the drive carries the extrinsics (`drive_tf.TfStaticPublisher`; needs tf2_msgs, which only
+  a ROS 2 install has: the report's `tf_static` says whether it was published);
 - publishes the frame with fresh stamps (wall clock + a jump offset) at nuScenes rates: LiDAR PointCloud2
   20 Hz, six cameras 12 Hz (JPEG CompressedImage, and one camera as a raw rgb8 Image at half size so that
   raw-image faults have a raw topic), a CameraInfo with each image, /odom 50 Hz; a scheduler thread sleeps
@@ -44,6 +47,7 @@ from tacocc_ros.node.outputs import CLOUD_TOPIC
 from tacocc_ros.tooling import drive_report
 from tacocc_ros.tooling import faults as fault_lib
 from tacocc_ros.tooling.drive_source import DriveFrame
+from tacocc_ros.tooling.drive_tf import TfStaticPublisher
 from tacocc_ros.tooling.generated_faults import GeneratedFaults
 from tacocc_ros.tooling.node_process import RosHandle
 
@@ -230,6 +234,7 @@ class LoadDriver:
             self._huge = fault_lib.bad_cloud("huge_cloud", self.messages.cloud, frame.points, self._rng)
         self._cpu_start = time.process_time()
         self.driver_cpu_s: float | None = None
+        self.tf_static = "not published"
 
     # --- ROS side ------------------------------------------------------------------------------------
     def _open(self) -> RosHandle:
@@ -253,6 +258,11 @@ class LoadDriver:
             PointCloud2, LIDAR_TOPIC, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         )
         self.pub_odom = node.create_publisher(Odometry, ODOM_TOPIC, reliable)
+        tf_static = TfStaticPublisher(node)
+        if tf_static.publish(self.frame, time.time_ns()):
+            self.tf_static = f"published: {len(self.frame.calibration.cameras) + 1} transforms"
+        else:
+            self.tf_static = f"not published: {tf_static.reason}"
         node.create_subscription(PointCloud2, opts.output_topic, self._on_output, reliable)
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         return ros
@@ -458,6 +468,7 @@ class LoadDriver:
         summary = {
             "options": {**asdict(opts), "fault_cameras": asdict(opts.fault_cameras)},
             "source": self.frame.source,
+            "tf_static": self.tf_static,
             "duration_s": opts.duration_s,
             "window_s": [start, end],
             "published": dict(self.published),
