@@ -131,3 +131,15 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(report):
         print(line)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tacocc_ros.commands.record ...`: the command alone (same options as `tacocc record`)."""
+    parser = argparse.ArgumentParser(prog="tacocc")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["record", *(sys.argv[1:] if argv is None else argv)])
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

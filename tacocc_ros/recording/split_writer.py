@@ -7,11 +7,12 @@
 
 Layout: without a split limit, `out` is the bag folder. With `max_bytes` or `max_duration_ns`, `out` is a
 folder of bags `<out>/<name>_0`, `<out>/<name>_1`, ..., each a complete rosbag2 bag with every topic's
-connection (and its offered QoS) and, at its start, the last message of each latched topic (transient
-local, such as CameraInfo and /tf_static) seen so far, so that each split carries the rig and the
-intrinsics on its own. A split starts when the next message would take the current one past
-`max_bytes` (payload bytes) or `max_duration_ns` (receive time since its first message); a single
-message larger than the limit still goes into a split of its own.
+connection (and its offered QoS) and, at its start (stamped with its first message's time), the last
+message of each latched topic (transient local, such as CameraInfo and /tf_static) seen so far, so that
+each split carries the rig and the intrinsics on its own. The first bag is opened at once; a split
+starts when the next message would take the current one past `max_bytes` (payload bytes) or
+`max_duration_ns` (receive time since its first message); a single message larger than the limit
+still goes into a split of its own.
 
 Atomicity: each bag is written as `.<name>.partial/<name>` beside its final name (so the storage file
 inside is already `<name>.mcap`) and moved to the final name only after rosbags closed it (metadata
@@ -81,7 +82,7 @@ class _Topic:
     msgtype: str
     qos: tuple[Qos, ...]
     latched: bool
-    last: tuple[int, bytes] | None = None  # the latest (receive time, CDR) of a latched topic
+    last: bytes | None = None  # the latest CDR message of a latched topic
 
 
 class SplitWriter:
@@ -105,6 +106,7 @@ class SplitWriter:
         self._index = 0
         if options.splits:
             out.mkdir(parents=True)
+        self._open(0)
 
     @property
     def partial(self) -> Path | None:
@@ -126,22 +128,20 @@ class SplitWriter:
         """Write one message (CDR bytes) of a topic added before, at receive time `timestamp_ns`."""
         info = self._topics[topic]
         if self._writer is None:
-            self._open()
-        elif self._full(timestamp_ns, len(data)):
+            raise RecordingError(f"{self.out}: closed")
+        if self._full(timestamp_ns, len(data)):
             self._close_current()
-            self._open()
+            self._open(timestamp_ns)
         assert self._writer is not None
         if self._start_ns is None:
             self._start_ns = timestamp_ns
         self._writer.write(self._connections[topic], timestamp_ns, data)  # type: ignore[arg-type]
         self._bytes += len(data)
         if info.latched:
-            info.last = (timestamp_ns, bytes(data))
+            info.last = bytes(data)
 
     def close(self) -> list[Path]:
         """Finish the bag being written (an empty one when nothing came); every complete bag's folder."""
-        if self._writer is None and not self.bags:
-            self._open()
         if self._writer is not None:
             self._close_current()
         return list(self.bags)
@@ -155,7 +155,8 @@ class SplitWriter:
         over_time = o.max_duration_ns > 0 and timestamp_ns - self._start_ns >= o.max_duration_ns
         return over_size or over_time
 
-    def _open(self) -> None:
+    def _open(self, stamp_ns: int) -> None:
+        """Start the next bag; the latched topics' last messages go first, at `stamp_ns` (the split's start)."""
         final = self.out / f"{self.out.name}_{self._index}" if self.options.splits else self.out
         self._index += 1
         partial = partial_path(final)
@@ -171,10 +172,9 @@ class SplitWriter:
         self._connections, self._bytes, self._start_ns = {}, 0, None
         for topic in self._topics:
             self._connect(topic)
-        repeated = [(t, info.last) for t, info in self._topics.items() if info.last is not None]
-        for topic, last in repeated:
-            assert last is not None
-            self._writer.write(self._connections[topic], last[0], last[1])  # type: ignore[arg-type]
+        for topic, info in self._topics.items():
+            if info.last is not None:
+                self._writer.write(self._connections[topic], stamp_ns, info.last)  # type: ignore[arg-type]
 
     def _connect(self, topic: str) -> None:
         assert self._writer is not None
