@@ -138,3 +138,23 @@ def test_default_topics_are_the_node_inputs_and_a_params_file_renames_them(tmp_p
 def test_sizes_parse_in_binary_units():
     sizes = [byte_size(s) for s in ("1G", "500M", "64k", "1024", "1.5MiB")]
     assert sizes == [1 << 30, 500 << 20, 64 << 10, 1024, 3 << 19]
+
+
+def test_a_first_signal_asks_to_stop_and_a_second_interrupts_at_once():
+    import os
+    import signal
+
+    from tacocc_ros.commands.record import _stop_on_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = threading.Event()
+    try:
+        _stop_on_signals(stop)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(5)  # the handler runs here, in the main thread
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -127,13 +127,17 @@ def test_a_full_queue_drops_the_newest_and_counts_them(ros, tmp_path, capfd):
     wait_for(lambda: topic.get_subscription_count() > 0, what="match")
     for i in range(20):
         topic.publish(String(data=f"m{i}"))
-    wait_for(lambda: recorder.stats["/rec/flood"].dropped == 18, what="18 drops")  # one in the writer, one queued
+    # The writer holds one message and the queue (1 byte) one more, or the writer has not taken the first yet.
+    wait_for(lambda: recorder.stats["/rec/flood"].dropped >= 18, what="18 drops")
+    time.sleep(0.3)
     disk.set()
     report = recorder.finish()
-    assert report.topics["/rec/flood"].messages == 2 and report.topics["/rec/flood"].dropped == 18
-    assert read(tmp_path / "flood")["/rec/flood"] == ["m0", "m1"]
+    flood = report.topics["/rec/flood"]
+    assert flood.messages + flood.dropped == 20 and flood.dropped in (18, 19), flood
+    written = read(tmp_path / "flood")["/rec/flood"]
+    assert len(written) == flood.messages and written[0] == "m0"
     assert "dropped a message of /rec/flood: the write queue is full" in capfd.readouterr().err
-    assert any("dropped 18" in line for line in summary_lines(report))
+    assert any(f"dropped {flood.dropped}" in line for line in summary_lines(report))
 
 
 def test_sigint_closes_a_complete_bag_and_leaves_no_temporary_folder(ros, tmp_path):
