@@ -85,7 +85,9 @@ def test_missing_camera_topic_names_bag_and_topic(bag, tiny, tmp_path):
             if c.id in conns:
                 dst.write(conns[c.id], stamp, data)
     shutil.copy(bag / "calibration.yaml", broken / "calibration.yaml")
-    with pytest.raises(BagError, match=r"broken.*/CAM_BACK/image_rect/compressed"):
+    with pytest.raises(
+        BagError, match=r"no topic /CAM_BACK/image_rect/compressed .* in .*broken; set cameras.CAM_BACK"
+    ):
         list(bag_frames(broken, tiny))
 
 
