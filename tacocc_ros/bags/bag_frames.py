@@ -122,6 +122,8 @@ def bag_frames(
     sync = sync or SyncConfig(cameras=cameras)
     topics = topics or SensorTopics()
     say = log or (lambda _line: None)
+    with BagReader(path) as reader:
+        require_sensor_topics(reader, cameras, topics)
     try:
         rig, source = bag_rig(path, cameras, topics, calibration, say)
     except CalibrationError as err:
@@ -130,7 +132,6 @@ def bag_frames(
     label_grid = rig.label_grid
     size = config.cameras.image_size
     with BagReader(path) as reader:
-        require_sensor_topics(reader, cameras, topics)
         poses = PoseBuffer(max_poses=10**7, reset_after_ns=2**62)
         intrinsics: dict[str, np.ndarray] = {}
         labels: dict[int, np.ndarray] = {}
