@@ -2,7 +2,11 @@
 
     ros2 launch tacocc_ros train.launch.py bags:="['/data/bags/scene-0061']" out_dir:=runs/online \
         [model_config:=tiny] [train_config:=FILE] [checkpoint:=FILE] [checkpoint_interval:=100] \
-        [device:=cpu] [label_fraction:=1.0] [mode:=auto] [resume:=false]
+        [device:=cpu] [label_fraction:=1.0] [mode:=auto] [resume:=false] [calibration:=FILE]
+
+The topic names of the bags are the occupancy node's parameters (`lidar_topic`, `cameras.<NAME>.image_topic`,
+...): for a bag with other names, run the node with the params file the occupancy node takes
+(`ros2 run tacocc_ros training_node --ros-args --params-file FILE`).
 
 Point a running occupancy node at `<out_dir>/latest.pt` (`checkpoint` parameter, or its
 `~/reload_checkpoint` service) to use the fine-tuned weights without a restart.
@@ -22,10 +26,11 @@ ARGUMENTS = {
     "out_dir": ("", "run folder; latest.pt is written here"),
     "checkpoint_interval": ("0", "steps between checkpoints (0 = the train config's)"),
     "steps": ("0", "optimiser steps in total (0 = the train config's)"),
-    "device": ("cpu", "cpu, cuda or cuda:N"),
+    "device": ("cpu", "auto, cpu, cuda or cuda:N"),
     "label_fraction": ("1.0", "fraction of the labels kept"),
     "mode": ("auto", "auto, supervised or self_supervised"),
     "resume": ("false", "continue from out_dir/latest.pt"),
+    "calibration": ("", "calibration YAML for every bag ('' = the bag's calibration.yaml, else its /tf_static)"),
 }
 TYPES = {"checkpoint_interval": int, "steps": int, "label_fraction": float, "resume": bool, "bags": list}
 

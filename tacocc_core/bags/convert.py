@@ -10,11 +10,11 @@ receive time equals the header stamp):
     /odom                           nav_msgs/Odometry odom -> base_link, the ego pose of every sample_data
     /occupancy/gt                   sensor_msgs/PointCloud2 x, y, z float32 + label uint8 at keyframes
 
-and `calibration.yaml` (see `calibration.py`). Camera and LiDAR records are every sample_data of the
-channel's chain in the scene (keyframes and sweeps). The odometry twist is the central difference of
-neighbouring ego poses, in base_link. /occupancy/gt lists the non-empty voxels of the keyframe's labels on
-the SurroundOcc grid (LiDAR frame; 255 = ignore), read through `NuScenesReader` with its label options.
-A bag is written into a hidden temporary folder and renamed into place when complete.
+and `calibration.yaml` (schema in `tacocc_core/rig/calibration_file.py`). Camera and LiDAR records are
+every sample_data of the channel's chain in the scene (keyframes and sweeps). The odometry twist is the
+central difference of neighbouring ego poses, in base_link. /occupancy/gt lists the non-empty voxels of
+the keyframe's labels on the SurroundOcc grid (LiDAR frame; 255 = ignore), read through `NuScenesReader`
+with its label options. A bag is written into a hidden temporary folder and renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from tacocc_core.bags import messages as m
-from tacocc_core.bags.calibration import FILE_NAME, BagCalibration, CameraCalibration, write_calibration
 from tacocc_core.bags.cloud_layout import LIDAR_DTYPE, label_points
 from tacocc_core.bags.reading import BagError
 from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, TF_STATIC_TOPIC, camera_topics
@@ -45,6 +44,7 @@ from tacocc_core.config import NUSCENES_CAMERAS, GridConfig, ModelConfig
 from tacocc_core.data.nuscenes_reader import DataError, NuScenesReader, ReaderOptions, read_pcd_bin_check
 from tacocc_core.geometry import invert_transform, pose_to_transform
 from tacocc_core.labels import EMPTY, SURROUNDOCC_GRID
+from tacocc_core.rig.calibration_file import FILE_NAME, CameraCalibration, RigCalibration, save_calibration
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class SceneConverter:
         known = [s["name"] for s in self.nusc.scene]
         raise DataError(f"no scene named {name!r} in {self.nusc.dataroot}; scenes: {', '.join(known[:20])}")
 
-    def calibration(self, scene: dict, cameras: list[str]) -> BagCalibration:
+    def calibration(self, scene: dict, cameras: list[str]) -> RigCalibration:
         """The static rig of the scene from the first keyframe's calibrated_sensor records."""
         first = self.nusc.get("sample", scene["first_sample_token"])
         lidar_sd = _sd(self.nusc, first["data"][LIDAR_CHANNEL])
@@ -211,13 +211,14 @@ class SceneConverter:
             cams[name] = CameraCalibration(
                 cam2lidar=base2lidar @ sensor2ego(self.nusc, sd),
                 cam2img=np.asarray(cs["camera_intrinsic"], dtype=np.float64),
+                frame_id=name,
                 image_size=image_size(_read(path), path),
             )
-        return BagCalibration(
-            lidar2base=lidar2base,
-            cameras=cams,
+        return RigCalibration(
             lidar_frame=LIDAR_CHANNEL,
-            base_frame=self.options.base_frame,
+            cameras=cams,
+            lidar2ego=lidar2base,
+            ego_frame=self.options.base_frame,
             label_grid=None if self.options.labels == "none" else SURROUNDOCC_GRID,
         )
 
@@ -259,13 +260,13 @@ class SceneConverter:
                 self._write(tmp / name, scene, cameras, calib, events, bar)
             except WriterError as err:
                 raise BagError(f"{final}: writing the bag failed ({err})") from None
-            write_calibration(tmp / name / FILE_NAME, calib)
+            save_calibration(tmp / name / FILE_NAME, calib)
             os.rename(tmp / name, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
-    def _write(self, path: Path, scene, cameras, calib: BagCalibration, events: list[_Event], bar) -> None:
+    def _write(self, path: Path, scene, cameras, calib: RigCalibration, events: list[_Event], bar) -> None:
         opts = self.options
         plugin = StoragePlugin.MCAP if opts.storage == "mcap" else StoragePlugin.SQLITE3
         with Writer(path, version=BAG_VERSION, storage_plugin=plugin) as writer:
@@ -287,8 +288,8 @@ class SceneConverter:
                 writer.write(conn, stamp_us * 1000, m.serialize(msg))
 
             start_us = events[0].stamp_us
-            children = {calib.lidar_frame: calib.lidar2base}
-            children.update({n: calib.lidar2base @ c.cam2lidar for n, c in calib.cameras.items()})
+            children = {calib.lidar_frame: calib.lidar2ego}
+            children.update({n: calib.lidar2ego @ c.cam2lidar for n, c in calib.cameras.items()})
             put(tf_conn, start_us, m.tf_message(start_us * 1000, opts.base_frame, children))
             labelled = 0
             for event in events:
@@ -342,7 +343,7 @@ class SceneConverter:
         put(conn, stamp_us, m.point_cloud(stamp_us * 1000, LIDAR_CHANNEL, points))
         return True
 
-    def _check_static(self, sd: dict, channel: str, calib: BagCalibration, scene: dict) -> None:
+    def _check_static(self, sd: dict, channel: str, calib: RigCalibration, scene: dict) -> None:
         """A camera whose calibration changes inside the scene cannot be described by one /tf_static."""
         cs = self.nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         if not np.allclose(np.asarray(cs["camera_intrinsic"]), calib.cameras[channel].cam2img):

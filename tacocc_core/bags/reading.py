@@ -4,7 +4,8 @@
 when opened or, for damage found later, while its messages are read (naming the last good stamp);
 `decode` deserialises one message with the project's typestore and turns a malformed or unknown
 message into a BagError naming the topic and stamp. `sensor_topic_problems` lists what a bag lacks
-for the occupancy node (a camera image or camera_info topic, the LiDAR).
+for the occupancy node (a camera image or camera_info topic, the LiDAR) under the topic names of a
+`SensorTopics` (the node's parameters), each line naming the parameter to set.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rosbags.interfaces import Qos
 from rosbags.rosbag2 import Reader
 
 from tacocc_core.bags.messages import TYPESTORE
-from tacocc_core.bags.topics import LIDAR_TOPIC, camera_topics, image_topic_in
+from tacocc_core.bags.topics import SensorTopics, resolve_image_topic
 
 
 class BagError(ValueError):
@@ -123,37 +124,51 @@ class BagReader:
         self.close()
 
 
-def image_topics(topics: Iterable[str], cameras: Sequence[str]) -> dict[str, str]:
+IMAGE_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/Image")
+
+
+def image_topics(topics: Iterable[str], cameras: Sequence[str], names: SensorTopics | None = None) -> dict[str, str]:
     """{camera: its image topic among a bag's `topics`}.
 
-    `/<CAM>/image_rect/compressed`, or the older `/<CAM>/image_rect_compressed` where only that one is
-    there (the current name when neither is).
+    The name of `names` (default `/<CAM>/image_rect/compressed`), or its older `<base>_compressed` form
+    where only that one is there (the name of `names` when neither is).
     """
-    names = set(topics)
-    return {camera: image_topic_in(names, camera) or camera_topics(camera)[0] for camera in cameras}
+    names = names or SensorTopics()
+    available = set(topics)
+    return {camera: resolve_image_topic(available, names.image(camera)) or names.image(camera) for camera in cameras}
 
 
-def sensor_topic_problems(topics: dict[str, TopicInfo], cameras: Sequence[str]) -> list[str]:
-    """What the occupancy node would miss in a bag: one line per absent or mistyped sensor topic."""
-    expected = {LIDAR_TOPIC: "sensor_msgs/msg/PointCloud2"}
-    images = image_topics(topics, cameras)
+def sensor_topic_problems(
+    topics: dict[str, TopicInfo], cameras: Sequence[str], names: SensorTopics | None = None, where: str = "the bag"
+) -> list[str]:
+    """What the occupancy node would miss in a bag: one line per absent or mistyped sensor topic.
+
+    Each line names the topic, the type(s) it needs, `where` (the bag) and the parameter that sets it:
+    "no topic /cam_front/image_raw (sensor_msgs/msg/Image or CompressedImage) in BAG; set
+    cameras.CAM_FRONT.image_topic".
+    """
+    names = names or SensorTopics()
+    expected: dict[str, tuple[tuple[str, ...], str]] = {names.lidar: (("sensor_msgs/msg/PointCloud2",), "lidar_topic")}
+    images = image_topics(topics, cameras, names)
     for camera in cameras:
-        image, info = images[camera], camera_topics(camera)[1]
-        expected[image] = "sensor_msgs/msg/CompressedImage"
-        expected[info] = "sensor_msgs/msg/CameraInfo"
+        expected[images[camera]] = (IMAGE_TYPES, names.param_of("image", camera))
+        expected[names.info(camera)] = (("sensor_msgs/msg/CameraInfo",), names.param_of("info", camera))
     problems = []
-    for topic, msgtype in expected.items():
+    for topic, (msgtypes, param) in expected.items():
+        wanted = "sensor_msgs/msg/Image or CompressedImage" if msgtypes == IMAGE_TYPES else msgtypes[0]
         if topic not in topics:
-            problems.append(f"no topic {topic} ({msgtype})")
-        elif topics[topic].msgtype != msgtype:
-            problems.append(f"topic {topic} has type {topics[topic].msgtype}, expected {msgtype}")
+            problems.append(f"no topic {topic} ({wanted}) in {where}; set {param}")
+        elif topics[topic].msgtype not in msgtypes:
+            problems.append(
+                f"topic {topic} in {where} has type {topics[topic].msgtype}, expected {wanted}; set {param}"
+            )
         elif topics[topic].count == 0:
-            problems.append(f"topic {topic} has no messages")
+            problems.append(f"topic {topic} in {where} has no messages; set {param}")
     return problems
 
 
-def require_sensor_topics(reader: BagReader, cameras: Sequence[str]) -> None:
-    """Raise BagError naming the bag and every missing camera, camera_info or LiDAR topic."""
-    problems = sensor_topic_problems(reader.topics, cameras)
+def require_sensor_topics(reader: BagReader, cameras: Sequence[str], names: SensorTopics | None = None) -> None:
+    """Raise BagError naming the bag, every missing camera, camera_info or LiDAR topic and its parameter."""
+    problems = sensor_topic_problems(reader.topics, cameras, names, str(reader.path))
     if problems:
-        raise BagError(f"{reader.path}: " + "; ".join(problems))
+        raise BagError("\n".join(problems))

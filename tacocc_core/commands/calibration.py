@@ -1,12 +1,15 @@
 """`tacocc calibration`: write the node's calibration YAML from a nuScenes scene, a bag or a calib.json; check one.
 
     tacocc calibration --nuscenes DATAROOT --scene NAME [--version v1.0-mini] --out calibration.yaml
-    tacocc calibration --bag BAG --out calibration.yaml
+    tacocc calibration --bag BAG [--params-file node_params.yaml] --out calibration.yaml
     tacocc calibration --calib-json calib.json --out calibration.yaml
-    tacocc calibration --check calibration.yaml [--config PRESET]
+    tacocc calibration --check calibration.yaml [--config PRESET] [--out NEW]
 
 Every source gives the rig transforms (`tacocc_core/rig/sources.py` says why a sample's `lidar2cam` is
-not one). The written file is checked as `--check` does; the exit status is 1 when a check fails.
+not one). `--bag` reads the topics the occupancy node's parameters name (`--params-file`: the same ROS
+params file the nodes take; default the converter's names). `--check FILE --out NEW` rewrites a file
+(an old layout included) in the current layout. The written file is checked as `--check` does; the
+exit status is 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default="v1.0-mini", help="nuScenes table folder for --nuscenes (default v1.0-mini)")
     p.add_argument("--out", type=Path, help="where to write the calibration YAML (required unless --check)")
     p.add_argument("--cameras", nargs="+", help="camera names to keep (default: all the source has)")
-    p.add_argument("--ego-frame", default="base_link", help="the vehicle frame in the bag's TF (default base_link)")
+    p.add_argument(
+        "--ego-frame", help="the vehicle frame in the bag's TF (default: the params file's ego_frame, else base_link)"
+    )
+    p.add_argument(
+        "--params-file",
+        type=Path,
+        help="ROS params file of the nodes (`/**: ros__parameters:`): lidar_topic, ego_frame, "
+        "cameras.<NAME>.info_topic name what --bag reads",
+    )
     p.add_argument(
         "--config", help="model preset or YAML whose cameras must all be present (the node's `model_config`)"
     )
@@ -50,7 +61,11 @@ def run(args: argparse.Namespace) -> int:
         required = tuple(load_preset(args.config).cameras.names)
     try:
         if args.check is not None:
-            rig, path = load_calibration(args.check), args.check
+            rig, path = load_calibration(args.check, note=lambda line: print(line, file=sys.stderr)), args.check
+            if args.out is not None:
+                save_calibration(args.out, rig)
+                print(f"wrote {args.out} (the current layout) from {args.check}")
+                path = args.out
         else:
             if args.out is None:
                 print("tacocc calibration: error: --out is required to write a file", file=sys.stderr)
@@ -80,5 +95,14 @@ def read_source(args: argparse.Namespace):
             raise CalibrationError("--nuscenes needs --scene NAME (one scene's calibrated_sensor records)")
         return sources.rig_from_nuscenes(sources.open_nuscenes(args.nuscenes, args.version), args.scene, args.cameras)
     if args.bag is not None:
-        return sources.rig_from_bag(args.bag, args.cameras, args.ego_frame)
+        from tacocc_core.bags.topics import SensorTopics, read_params_file
+
+        topics = SensorTopics()
+        if args.params_file is not None:
+            try:
+                topics = SensorTopics.from_params(read_params_file(args.params_file))
+            except ValueError as err:
+                raise CalibrationError(str(err)) from None
+        note = lambda line: print(line, file=sys.stderr)  # noqa: E731 - a one-line sink for notes
+        return sources.rig_from_bag(args.bag, args.cameras, args.ego_frame, topics, note)
     return sources.rig_from_calib_json(args.calib_json, args.cameras)

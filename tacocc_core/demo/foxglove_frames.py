@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tacocc_core.bags.calibration import FILE_NAME as CALIBRATION_FILE
-from tacocc_core.bags.calibration import read_calibration
 from tacocc_core.bags.cloud_layout import cloud_xyz_points
 from tacocc_core.bags.reading import BagReader, RawMessage
 from tacocc_core.bags.topics import LIDAR_TOPIC, ODOM_TOPIC, camera_topics
 from tacocc_core.geometry import GridSpec, pose_to_transform
 from tacocc_core.recording import Recording
+from tacocc_core.rig.calibration_file import FILE_NAME as CALIBRATION_FILE
+from tacocc_core.rig.calibration_file import load_calibration
 from tacocc_core.viz.foxglove_messages import FoxgloveFrame, image_format, rig_transforms
 from tacocc_core.viz.foxglove_recording import write_foxglove_mcap
 
@@ -42,7 +42,7 @@ def replay_frames(bag: str | os.PathLike[str], recording: Recording, cameras: Se
     """
     bag = Path(bag)
     stamps = np.asarray(sorted(recording.received_stamps), dtype=np.int64)
-    rig = read_calibration(bag / CALIBRATION_FILE) if (bag / CALIBRATION_FILE).is_file() else None
+    rig = load_calibration(bag / CALIBRATION_FILE) if (bag / CALIBRATION_FILE).is_file() else None
     lidar_frame = rig.lidar_frame if rig is not None else "LIDAR_TOP"
     with BagReader(bag) as reader:
         image_topics = {camera_topics(c)[0]: c for c in cameras if camera_topics(c)[0] in reader.topics}
@@ -73,7 +73,7 @@ def replay_frames(bag: str | os.PathLike[str], recording: Recording, cameras: Se
                 pose = reader.decode(odom[stamp][1]).pose.pose
                 p, q = pose.position, pose.orientation
                 lidar2world = (
-                    pose_to_transform(np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z])) @ rig.lidar2base
+                    pose_to_transform(np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z])) @ rig.lidar2ego
                 )
             cam2lidar = {} if rig is None else {c: rig.cameras[c].cam2lidar for c in frame_images if c in rig.cameras}
             yield FoxgloveFrame(

@@ -10,9 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tacocc_core.bags.calibration import BagCalibration
 from tacocc_core.demo.bag_images import CameraImages
 from tacocc_core.geometry import GridSpec
+from tacocc_core.rig.calibration_file import RigCalibration
 from tacocc_core.viz.bev import BevStyle
 from tacocc_core.viz.cameras import camera_mosaic
 from tacocc_core.viz.figure import grid_figure
@@ -22,14 +22,15 @@ from tacocc_core.viz.voxels3d import View3D
 LIDAR_FORWARD = "+y"  # nuScenes LIDAR_TOP: y points forward
 
 
-def _overlay(cameras: CameraImages, pred: np.ndarray, grid: GridSpec, rig: BagCalibration | None):
+def _overlay(cameras: CameraImages, pred: np.ndarray, grid: GridSpec, rig: RigCalibration | None):
     """(labels, grid, cam2img (V, 3, 3), cam2lidar (V, 4, 4)) for `camera_mosaic`, or None without a rig."""
-    if rig is None or any(name not in rig.cameras for name in cameras.names):
+    if rig is None or any(name not in rig.cameras or rig.cameras[name].image_size is None for name in cameras.names):
         return None
     h, w = cameras.images.shape[1:3]
     cam2img = []
     for name in cameras.names:
         calib = rig.cameras[name]
+        assert calib.image_size is not None  # checked above
         scale = np.diag([w / calib.image_size[1], h / calib.image_size[0], 1.0])  # if decoded at another size
         cam2img.append(scale @ calib.cam2img)
     cam2lidar = np.stack([rig.cameras[n].cam2lidar for n in cameras.names])
@@ -42,7 +43,7 @@ def frame_picture(
     gt: np.ndarray | None,
     grid: GridSpec,
     cameras: CameraImages | None = None,
-    rig: BagCalibration | None = None,
+    rig: RigCalibration | None = None,
     width: int = 1200,
 ) -> np.ndarray:
     """Draw one frame.

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tacocc_core.bags.calibration import FILE_NAME as CALIBRATION_FILE
-from tacocc_core.bags.calibration import read_calibration
 from tacocc_core.config import NUSCENES_CAMERAS
 from tacocc_core.demo.bag_images import nearest_camera_images
 from tacocc_core.demo.markdown import report_markdown
@@ -27,6 +25,8 @@ from tacocc_core.demo.pictures import frame_picture, shrink
 from tacocc_core.demo.provenance import Provenance
 from tacocc_core.geometry import GridSpec
 from tacocc_core.recording import Recording
+from tacocc_core.rig.calibration_file import FILE_NAME as CALIBRATION_FILE
+from tacocc_core.rig.calibration_file import load_calibration
 from tacocc_core.viz.animation import write_gif
 from tacocc_core.viz.image_io import write_png
 
@@ -95,7 +95,7 @@ def write_demo_report(
         )
     numbers = demo_numbers(recording, grid, baseline)
     bag = Path(bag)
-    rig = read_calibration(bag / CALIBRATION_FILE) if (bag / CALIBRATION_FILE).is_file() else None
+    rig = load_calibration(bag / CALIBRATION_FILE) if (bag / CALIBRATION_FILE).is_file() else None
     stamps = [f.stamp_ns for f in numbers.frames]
     images = nearest_camera_images(bag, stamps, options.cameras)
     out = Path(out_dir)

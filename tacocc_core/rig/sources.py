@@ -1,4 +1,4 @@
-"""Where a calibration file's rig comes from: a nuScenes scene, a bag, or a `calib.json` (no ROS).
+"""Where a rig comes from: a nuScenes scene, a bag, its calibration file, or a `calib.json` (no ROS).
 
 Every source gives the *rig* transforms: camera -> LiDAR through the vehicle frame with both sensors on
 the same vehicle pose, `cam2lidar = inv(lidar2ego) @ cam2ego`, from nuScenes' `calibrated_sensor` table.
@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from tacocc_core.bags.topics import SensorTopics
 from tacocc_core.config import NUSCENES_CAMERAS
 from tacocc_core.geometry import invert_transform
-from tacocc_core.rig.calibration_file import CalibrationError, CameraCalibration, RigCalibration
+from tacocc_core.rig.calibration_file import (
+    FILE_NAME,
+    CalibrationError,
+    CameraCalibration,
+    RigCalibration,
+    load_calibration,
+)
 from tacocc_core.rig.transform_tree import TransformTreeError, rig_from_transforms
 
 LIDAR_CHANNEL = "LIDAR_TOP"
@@ -156,44 +164,58 @@ def sample_lidar2cam(nusc, sample_token: str, camera: str) -> np.ndarray:
     return invert_transform(cam2global) @ lidar2global
 
 
-# --- a bag: /tf_static + camera_info, or the converter's calibration.yaml ------------------------------------
+# --- a bag: /tf_static + camera_info, or the calibration.yaml beside it -------------------------------------
 def rig_from_bag(
-    path: str | os.PathLike[str], cameras: Sequence[str] | None = None, ego_frame: str = "base_link"
+    path: str | os.PathLike[str],
+    cameras: Sequence[str] | None = None,
+    ego_frame: str | None = None,
+    topics: SensorTopics | None = None,
+    note: Callable[[str], object] | None = None,
 ) -> RigCalibration:
-    """The rig a bag carries: /tf_static resolved by the TF logic the node uses, K from each camera_info.
+    """The rig a bag carries: /tf_static resolved by the TF logic the node uses, K and size from each camera_info.
 
-    A bag without /tf_static falls back to the `calibration.yaml` that `tacocc convert-nuscenes` writes
-    beside it. The LiDAR frame is the first /LIDAR_TOP cloud's frame id; each camera's frame is its
-    camera_info's frame id.
+    A bag without /tf_static falls back to the `calibration.yaml` beside it (what `tacocc convert-nuscenes`
+    writes). The LiDAR frame is the first LiDAR cloud's frame id; each camera's frame is its camera_info's
+    frame id. Topic names come from `topics` (the nodes' parameters; default the converter's names);
+    the cameras are `cameras`, else those `topics` names, else every `/<NAME>/camera_info` of the bag.
+    `ego_frame` overrides `topics.ego_frame`. CalibrationError names the bag and what is missing.
     """
-    from tacocc_core.bags.calibration import FILE_NAME, read_calibration
     from tacocc_core.bags.reading import BagError, BagReader
-    from tacocc_core.bags.topics import LIDAR_TOPIC, TF_STATIC_TOPIC, camera_topics
-    from tacocc_core.rig.calibration_file import from_bag_calibration
 
     path = Path(path)
+    topics = topics or SensorTopics()
+    ego_frame = ego_frame or topics.ego_frame
     with BagReader(path) as reader:
-        if TF_STATIC_TOPIC not in reader.topics:
+        if topics.tf_static not in reader.topics:
             side = (path if path.is_dir() else path.parent) / FILE_NAME
             if not side.is_file():
-                raise CalibrationError(f"{path}: the bag has no {TF_STATIC_TOPIC} and there is no {side}")
-            rig = from_bag_calibration(read_calibration(side))
+                raise CalibrationError(f"{path}: the bag has no {topics.tf_static} and there is no {side}")
+            rig = load_calibration(side, note)
             names = _pick(list(rig.cameras), cameras, str(side))
-            return RigCalibration(rig.lidar_frame, {n: rig.cameras[n] for n in names}, rig.lidar2ego, rig.ego_frame)
-        available = [t.split("/")[1] for t in reader.topics if t.endswith("/camera_info")]
-        names = _pick(available, cameras, str(path))
-        info_topics = {camera_topics(n)[1]: n for n in names}
-        wanted = [TF_STATIC_TOPIC, *info_topics, *([LIDAR_TOPIC] if LIDAR_TOPIC in reader.topics else [])]
+            return replace(rig, cameras={n: rig.cameras[n] for n in names})
+        if cameras is None and topics.cameras:
+            cameras = topics.cameras
+        if cameras is None:
+            available = [t.split("/")[1] for t in reader.topics if t.endswith("/camera_info") and t.count("/") == 2]
+            names = _pick(available, None, str(path))
+        else:
+            names = list(cameras)
+        info_topics = {topics.info(n): n for n in names}
+        absent = [f"no topic {t} (sensor_msgs/msg/CameraInfo); set {topics.param_of('info', n)}"
+                  for t, n in info_topics.items() if t not in reader.topics]  # fmt: skip
+        if absent:
+            raise CalibrationError(f"{path}: " + "; ".join(absent))
+        lidar = [topics.lidar] if topics.lidar in reader.topics else []
         transforms, infos, lidar_frame = [], {}, None
         try:
-            for raw in reader.messages(wanted):
-                if raw.topic == TF_STATIC_TOPIC:
+            for raw in reader.messages([topics.tf_static, *info_topics, *lidar]):
+                if raw.topic == topics.tf_static:
                     transforms.extend(reader.decode(raw).transforms)
-                elif raw.topic == LIDAR_TOPIC:
+                elif raw.topic == topics.lidar:
                     lidar_frame = lidar_frame or reader.decode(raw).header.frame_id
                 elif info_topics[raw.topic] not in infos:
                     infos[info_topics[raw.topic]] = reader.decode(raw)
-                if lidar_frame is not None and len(infos) == len(names) and transforms:
+                if (lidar_frame is not None or not lidar) and len(infos) == len(names) and transforms:
                     break
         except BagError as err:
             raise CalibrationError(str(err)) from None
@@ -203,16 +225,41 @@ def rig_from_bag(
             transforms, lidar_frame, ego_frame, {n: infos[n].header.frame_id or n for n in infos}
         )
     except TransformTreeError as err:
-        raise CalibrationError(f"{path}: {TF_STATIC_TOPIC}: {err}") from None
+        raise CalibrationError(f"{path}: {topics.tf_static}: {err}") from None
     problems = [f"{n}: {why}" for n, why in found.missing.items()]
-    problems += [f"{n}: no camera_info message" for n in names if n not in infos]
+    problems += [f"{n}: no camera_info message on {topics.info(n)}" for n in names if n not in infos]
     if problems:
-        raise CalibrationError(f"{path}: {TF_STATIC_TOPIC} does not give the rig: " + "; ".join(problems))
+        raise CalibrationError(f"{path}: {topics.tf_static} does not give the rig: " + "; ".join(problems))
     assert found.lidar2ego is not None  # else "lidar2ego" is among found.missing, raised above
-    cams = {
-        n: CameraCalibration(
-            found.cam2lidar[n], np.asarray(infos[n].k, dtype=np.float64).reshape(3, 3), infos[n].header.frame_id or n
+    cams = {}
+    for n in names:
+        info = infos[n]
+        size = (int(info.height), int(info.width)) if info.height > 0 and info.width > 0 else None
+        cams[n] = CameraCalibration(
+            found.cam2lidar[n], np.asarray(info.k, dtype=np.float64).reshape(3, 3), info.header.frame_id or n, size
         )
-        for n in names
-    }
     return RigCalibration(lidar_frame, cams, found.lidar2ego, ego_frame)
+
+
+def bag_rig(
+    path: str | os.PathLike[str],
+    cameras: Sequence[str],
+    topics: SensorTopics | None = None,
+    calibration: str | os.PathLike[str] = "",
+    note: Callable[[str], object] | None = None,
+) -> tuple[RigCalibration, str]:
+    """(rig, where it came from) for reading a bag: from a file or derived from the bag.
+
+    `calibration` if given, else the bag's calibration.yaml, else the rig derived from its /tf_static and
+    camera_info (`rig_from_bag`). The second item is a sentence for the log: "rig of BAG from FILE" or
+    "rig of BAG from its /tf_static and camera_info". CalibrationError names the file or bag and the problem.
+    """
+    path = Path(path)
+    topics = topics or SensorTopics()
+    side = (path if path.is_dir() else path.parent) / FILE_NAME
+    file = Path(calibration) if calibration else side if side.is_file() else None
+    if file is not None:
+        rig = load_calibration(file, note)
+        return rig, f"rig of {path} from {file}"
+    rig = rig_from_bag(path, cameras, topics.ego_frame, topics, note)
+    return rig, f"rig of {path} from its {topics.tf_static} and camera_info"

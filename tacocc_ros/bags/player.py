@@ -34,10 +34,10 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 from rclpy.serialization import deserialize_message
 from rosbags.interfaces import QosDurability, QosHistory, QosReliability
 
-from tacocc_core.bags.calibration import CalibrationError, read_calibration
 from tacocc_core.bags.reading import BagError, BagReader, TopicInfo, sensor_topic_problems
 from tacocc_core.bags.topics import TF_STATIC_TOPIC
 from tacocc_core.config import NUSCENES_CAMERAS
+from tacocc_core.rig.calibration_file import CalibrationError, load_calibration
 from tacocc_ros.messages.transport import large_message_environment
 
 
@@ -204,7 +204,7 @@ def warn_missing_sensors(node: Node, reader: BagReader) -> None:
     cameras: tuple[str, ...] = NUSCENES_CAMERAS
     if reader.path.is_dir():
         try:
-            cameras = tuple(read_calibration(reader.path).cameras)
+            cameras = tuple(load_calibration(reader.path, note=node.get_logger().warning).cameras)
         except CalibrationError:
             pass
     for problem in sensor_topic_problems(reader.topics, cameras):

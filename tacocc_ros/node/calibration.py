@@ -6,7 +6,6 @@ from tacocc_core.rig.calibration_file import (
     RigCalibration,
     calibration_from_dict,
     calibration_to_dict,
-    from_bag_calibration,
     load_calibration,
     save_calibration,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "RigCalibration",
     "calibration_from_dict",
     "calibration_to_dict",
-    "from_bag_calibration",
     "load_calibration",
     "save_calibration",
 ]

@@ -163,7 +163,7 @@ class OccupancyNode(SensorCallbacks, LifecycleNode):
     def _configure(self, v: dict) -> None:
         self.log_throttle = LogThrottle(round(v["log_throttle_s"] * NS_PER_S))
         self.sync = make_synchronizer(self._sync_config(v), v["use_message_filters"])  # an error before the model
-        calibration = load_calibration(v["calibration"]) if v["calibration"] else None
+        calibration = load_calibration(v["calibration"], note=self.get_logger().warning) if v["calibration"] else None
         info_choice = QosChoice("auto", v["camera_info_durability"], 100)
         static_offers = [p.qos_profile for p in self.get_publishers_info_by_topic("/tf_static")]
         static_qos = adapted_profile(static_offers, info_choice) if static_offers else None  # None: tf2's latched

@@ -152,7 +152,12 @@ def training_node_section() -> str:
     launch_defaults = dict(launch_arguments(LAUNCH_FILES[1]))
     head = ["parameter", "type", "default", "`train.launch.py` default", "what it does"]
     rows = [_row(head), "|" + "---|" * len(head)]
-    for name, (default, description) in training_node.PARAMS.items():
+    params = {
+        **training_node.PARAMS,
+        **training_node.INPUT_PARAMS,
+        **training_node.camera_param_defaults(CAMERA_PLACEHOLDER),
+    }
+    for name, (default, description) in params.items():
         launch_default = launch_defaults.get(name, ("(not an argument)", ""))[0]
         rows.append(
             _row(
@@ -170,7 +175,9 @@ def training_node_section() -> str:
             "## Training node parameters (`training_node`, `launch/train.launch.py`)",
             "",
             "Declared in `tacocc_ros/training/training_node.py`, all read-only (set them at start). The launch file "
-            "passes each of its arguments on as the parameter of the same name.",
+            "passes each of its arguments on as the parameter of the same name. The topic and matching parameters "
+            "are the occupancy node's (same names and checks), so one params file serves both nodes; "
+            f"`{CAMERA_PLACEHOLDER}` stands for each camera of the model config.",
             "",
             *rows,
             "",

@@ -42,12 +42,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tacocc_core.bags.calibration import read_calibration
 from tacocc_core.bags.reading import BagError, BagReader, image_topics, require_sensor_topics
 from tacocc_core.bags.topics import LABELS_TOPIC, LIDAR_TOPIC, ODOM_TOPIC, camera_topics
 from tacocc_core.config import ModelConfig, load_preset
 from tacocc_core.geometry import GridSpec
 from tacocc_core.recording import Recording, load_recording, save_recording
+from tacocc_core.rig.calibration_file import load_calibration
 from tacocc_ros.bags.bag_frames import bag_frames
 from tacocc_ros.node.node_params import param_values, sync_config
 from tacocc_ros.node.sync import SyncConfig
@@ -148,7 +148,7 @@ def plan_replay(bag: str | os.PathLike[str], config: ModelConfig, sync: SyncConf
         topics = tuple(t for t in wanted if t in reader.topics)
         duration_s = reader.duration_ns / 1e9
     expected = tuple(sorted(item.frame.stamp_ns for item in bag_frames(bag, config, sync)))
-    label_grid = read_calibration(bag).label_grid if LABELS_TOPIC in topics else None
+    label_grid = load_calibration(bag).label_grid if LABELS_TOPIC in topics else None
     return ReplayPlan(bag, config, topics, expected, label_grid, duration_s)
 
 

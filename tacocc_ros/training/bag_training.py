@@ -8,7 +8,7 @@ others), `make_optimizer` / `make_scheduler`, the loop's `backward_and_step` (Na
 checkpoint written here is an ordinary checkpoint: the occupancy node's `reload` / `checkpoint`
 parameter takes it while running.
 
-Modes: "supervised" needs `/occupancy/gt` in every bag (BagError naming the bag otherwise);
+Modes: "supervised" needs the labels topic (`/occupancy/gt`) in every bag (BagError naming the bag otherwise);
 "self_supervised" drops all labels and needs a label-efficient weight (geometry, photometric or teacher) > 0;
 "auto" uses labels where a bag has them.
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from tacocc_core.bags.reading import BagError, BagReader
-from tacocc_core.bags.topics import LABELS_TOPIC
+from tacocc_core.bags.topics import SensorTopics
 from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
 from tacocc_core.config import ModelConfig
 from tacocc_core.data.dataset import make_collate
@@ -46,6 +46,7 @@ from tacocc_core.train.run_state import CheckpointManager
 from tacocc_core.train.schedule import make_optimizer, make_scheduler
 from tacocc_core.train.train_config import TrainConfig, train_config_to_dict
 from tacocc_ros.bags.bag_frames import bag_frames, sequences
+from tacocc_ros.node.sync import SyncConfig
 
 Mode = Literal["auto", "supervised", "self_supervised"]
 
@@ -55,7 +56,7 @@ class FineTuneSpec:
     """One fine-tuning run.
 
     Args:
-        bags: rosbag2 folders written by `tacocc convert-nuscenes` (calibration.yaml inside).
+        bags: rosbag2 bags (folders, .mcap or .db3 files).
         config: the model config (its network must match the initial checkpoint; loss and renderer may differ).
         train_config: steps, lr, schedule, label-efficient weights, ckpt_every.
         out_dir: run folder (`latest.pt` goes here).
@@ -64,6 +65,10 @@ class FineTuneSpec:
         mode: "auto", "supervised" or "self_supervised" (module docstring).
         label_fraction: keep this fraction of the labels (train_config.label_efficient.label_mode).
         device: "cpu", "cuda" or "cuda:N".
+        topics: the bags' topic names (the occupancy node's parameters); default the converter's names.
+        calibration: calibration file for every bag; "" = each bag's calibration.yaml, else its
+            /tf_static + camera_info (`bag_frames`).
+        sync: image-to-sweep matching; None = the node's defaults.
     """
 
     bags: tuple[str, ...]
@@ -75,6 +80,9 @@ class FineTuneSpec:
     mode: Mode = "auto"
     label_fraction: float = 1.0
     device: str = "cpu"
+    topics: SensorTopics = SensorTopics()
+    calibration: str = ""
+    sync: SyncConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,11 @@ class Progress:
         }
 
 
-def load_sequences(spec: FineTuneSpec) -> list[list[Frame]]:
-    """All T-frame sequences of the bags, labels attached per the mode and the label fraction."""
+def load_sequences(spec: FineTuneSpec, log: Callable[[str], object] | None = None) -> list[list[Frame]]:
+    """All T-frame sequences of the bags, labels attached per the mode and the label fraction.
+
+    `log` receives where each bag's rig came from and the notes of `bag_frames`.
+    """
     if spec.mode not in ("auto", "supervised", "self_supervised"):
         raise ValueError(f"mode must be auto, supervised or self_supervised, got {spec.mode!r}")
     if not spec.bags:
@@ -114,11 +125,15 @@ def load_sequences(spec: FineTuneSpec) -> list[list[Frame]]:
     out: list[list[Frame]] = []
     for bag in spec.bags:
         if spec.mode == "supervised":
+            labels_topic = spec.topics.labels
             with BagReader(bag) as reader:
-                if reader.topics.get(LABELS_TOPIC) is None or reader.topics[LABELS_TOPIC].count == 0:
-                    raise BagError(f"{bag}: no {LABELS_TOPIC} messages, but the mode is supervised")
+                if reader.topics.get(labels_topic) is None or reader.topics[labels_topic].count == 0:
+                    raise BagError(
+                        f"{bag}: no {labels_topic} messages, but the mode is supervised; set labels_topic, "
+                        "or mode self_supervised"
+                    )
         frames = []
-        for item in bag_frames(bag, spec.config):
+        for item in bag_frames(bag, spec.config, spec.sync, spec.topics, spec.calibration, log):
             labels = None if spec.mode == "self_supervised" else item.labels
             token = f"{Path(bag).name}:{item.frame.stamp_ns}"
             frames.append((item.frame, labels, token))
@@ -149,12 +164,12 @@ def _with_labels(frame: Frame, labels: np.ndarray | None, token: str) -> Frame:
 class FineTuner:
     """Holds the objective, optimiser, scheduler and checkpoints of one run; `run()` does the steps."""
 
-    def __init__(self, spec: FineTuneSpec) -> None:
+    def __init__(self, spec: FineTuneSpec, log: Callable[[str], object] | None = None) -> None:
         self.spec = spec
         tc = with_label_fraction(spec.train_config, spec.label_fraction)
         self.train_config = tc
         self.device = torch.device(spec.device)
-        self.sequences = load_sequences(spec)
+        self.sequences = load_sequences(spec, log)
         if len(self.sequences) < tc.batch_size:
             raise ValueError(f"{len(self.sequences)} sequences in the bags, fewer than batch_size {tc.batch_size}")
         torch.manual_seed(tc.seed)

@@ -14,7 +14,6 @@ from mcap_ros2.decoder import DecoderFactory
 from nuscenes.nuscenes import NuScenes
 from scipy.spatial.transform import Rotation
 
-from tacocc_core.bags.calibration import read_calibration
 from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
 from tacocc_core.bags.reading import BagReader, require_sensor_topics
 from tacocc_core.cli import main
@@ -22,6 +21,7 @@ from tacocc_core.config import NUSCENES_CAMERAS
 from tacocc_core.data.nuscenes_reader import DataError
 from tacocc_core.geometry import invert_transform, pose_to_transform
 from tacocc_core.labels import SURROUNDOCC_GRID, load_surroundocc
+from tacocc_core.rig.calibration_file import load_calibration
 from tacocc_ros.messages.pointcloud import cloud_to_array
 
 VERSION = "v1.0-mini"
@@ -153,10 +153,10 @@ def test_static_transforms_and_calibration_file_match_calibrated_sensor(bags, nu
         np.testing.assert_allclose([tr.x, tr.y, tr.z], expected[:3, 3], atol=1e-9)
         assert same_rotation([rot.x, rot.y, rot.z, rot.w], Rotation.from_matrix(expected[:3, :3]).as_quat())
 
-    calib = read_calibration(bags[0])
+    calib = load_calibration(bags[0])
     assert list(calib.cameras) == list(NUSCENES_CAMERAS)
     assert calib.lidar_frame == "LIDAR_TOP" and calib.label_grid == SURROUNDOCC_GRID
-    np.testing.assert_allclose(calib.lidar2base, sensor2ego("LIDAR_TOP"), atol=1e-12)
+    np.testing.assert_allclose(calib.lidar2ego, sensor2ego("LIDAR_TOP"), atol=1e-12)
     for name, cam in calib.cameras.items():
         np.testing.assert_allclose(
             cam.cam2lidar, invert_transform(sensor2ego("LIDAR_TOP")) @ sensor2ego(name), atol=1e-9
@@ -229,7 +229,7 @@ def test_sqlite3_storage_holds_the_same_messages(synthetic_dataset, nusc, tmp_pa
     [bag] = convert_nuscenes(synthetic_dataset, VERSION, tmp_path, [name], options)
     assert (bag / f"{name}.db3").is_file()
     sqlite_msgs, mcap_msgs = read_all(bag), read_all(bags[1])
-    assert "/occupancy/gt" not in sqlite_msgs and read_calibration(bag).label_grid is None
+    assert "/occupancy/gt" not in sqlite_msgs and load_calibration(bag).label_grid is None
     assert set(sqlite_msgs) == set(mcap_msgs) - {"/occupancy/gt"}
     for topic in sqlite_msgs:
         assert [s for s, _ in sqlite_msgs[topic]] == [s for s, _ in mcap_msgs[topic]]

@@ -85,7 +85,9 @@ def test_missing_camera_topic_names_bag_and_topic(bag, tiny, tmp_path):
             if c.id in conns:
                 dst.write(conns[c.id], stamp, data)
     shutil.copy(bag / "calibration.yaml", broken / "calibration.yaml")
-    with pytest.raises(BagError, match=r"broken.*/CAM_BACK/image_rect/compressed"):
+    with pytest.raises(
+        BagError, match=r"no topic /CAM_BACK/image_rect/compressed .* in .*broken; set cameras.CAM_BACK"
+    ):
         list(bag_frames(broken, tiny))
 
 
@@ -169,3 +171,61 @@ def test_frames_equal_what_the_occupancy_node_builds(bag, frames):
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module", params=["mcap", "db3"])
+def robot_bag(bag, tmp_path_factory, request):
+    from robot_bag import write_robot_bag
+
+    return write_robot_bag(bag, tmp_path_factory.mktemp("robot") / f"robot_{request.param}", request.param)
+
+
+def robot_topics(tmp_path, cameras, **changes):
+    """SensorTopics from a ROS params file naming the robot bag's topics (the nodes' parameter names)."""
+    import yaml
+    from robot_bag import robot_params
+
+    from tacocc_core.bags.topics import SensorTopics, read_params_file
+
+    params = robot_params(cameras)
+    for camera, entries in changes.items():
+        params["cameras"][camera].update(entries)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    return SensorTopics.from_params(read_params_file(path))
+
+
+def test_a_robot_bag_gives_the_frames_of_the_converted_bag(robot_bag, frames, tiny, tmp_path):
+    """Other topic names, raw rgb8 images, the rig from /tf_static + camera_info, ego motion from /tf only."""
+    from robot_bag import MAP2ODOM
+
+    notes: list[str] = []
+    got = list(bag_frames(robot_bag, tiny, topics=robot_topics(tmp_path, tiny.cameras.names), log=notes.append))
+    assert notes == [f"rig of {robot_bag} from its /tf_static and camera_info"]
+    assert [f.frame.stamp_ns for f in got] == [f.frame.stamp_ns for f in frames]
+    for ours, want in zip(got, frames, strict=True):
+        a, b = ours.frame, want.frame
+        assert ours.labels is None and a.camera_valid.all()
+        np.testing.assert_array_equal(a.images, b.images)  # the same pixels, raw instead of JPEG
+        np.testing.assert_allclose(a.lidar2global, MAP2ODOM @ b.lidar2global, atol=1e-6)
+        np.testing.assert_allclose(a.points, b.points, atol=1e-4)  # previous sweeps through the /tf poses
+        np.testing.assert_allclose(a.cam2lidar, b.cam2lidar, atol=1e-6)
+        np.testing.assert_allclose(a.cam2img, b.cam2img, atol=1e-9)
+
+
+def test_a_robot_bag_without_the_named_topic_says_which_parameter_to_set(robot_bag, tiny, tmp_path):
+    topics = robot_topics(tmp_path, tiny.cameras.names, CAM_FRONT={"image_topic": "/cam_front/image_rect"})
+    message = (
+        r"no topic /cam_front/image_rect \(sensor_msgs/msg/Image or CompressedImage\) in .*robot_\w+; "
+        r"set cameras.CAM_FRONT.image_topic"
+    )
+    with pytest.raises(BagError, match=message):
+        list(bag_frames(robot_bag, tiny, topics=topics))
+
+
+def test_a_bag_without_odometry_or_tf_has_no_ego_motion(bag, tiny, tmp_path):
+    from robot_bag import write_robot_bag
+
+    still = write_robot_bag(bag, tmp_path / "no_motion", "mcap", ego_motion=False)
+    with pytest.raises(BagError, match=r"neither odom_topic /odom nor /tf with base_link in .*no_motion"):
+        list(bag_frames(still, tiny, topics=robot_topics(tmp_path, tiny.cameras.names)))

@@ -162,3 +162,36 @@ def test_self_supervised_learns_from_a_teacher_checkpoint(unlabelled_bag, tmp_pa
     seen = []
     tuner.run(seen.append)
     assert seen[0].terms["teacher"] > 0 and "geo" not in seen[0].terms and "occ" not in seen[0].terms
+
+
+def test_the_rig_tacocc_calibration_derives_from_a_bag_is_accepted_for_training(bag, tmp_path):
+    """A .db3 robot bag: `tacocc calibration --bag --params-file` writes its rig; training on the bag with that
+    file (the `calibration` parameter) gives the frames of the rig derived from the bag itself."""
+    import numpy as np
+    import yaml
+    from robot_bag import robot_params, write_robot_bag
+
+    from tacocc_core.bags.topics import SensorTopics, read_params_file
+    from tacocc_core.cli import main as tacocc
+
+    robot = write_robot_bag(bag, tmp_path / "robot", "db3")
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump({"/**": {"ros__parameters": robot_params(tuple(load_preset("tiny").cameras.names))}})
+    )
+    calibration = tmp_path / "calibration.yaml"
+    assert tacocc(["calibration", "--bag", str(robot), "--params-file", str(params), "--out", str(calibration)]) == 0
+    topics = SensorTopics.from_params(read_params_file(params))
+    from_file: list[str] = []
+    with_file = load_sequences(
+        spec(robot, tmp_path, mode="self_supervised", geometry_weight=1.0, topics=topics, calibration=str(calibration)),
+        from_file.append,
+    )
+    assert from_file == [f"rig of {robot} from {calibration}"]
+    derived = load_sequences(spec(robot, tmp_path, mode="self_supervised", geometry_weight=1.0, topics=topics))
+    assert len(with_file) == len(derived) > 0
+    for a, b in zip(with_file, derived, strict=True):
+        for fa, fb in zip(a, b, strict=True):
+            np.testing.assert_allclose(fa.cam2lidar, fb.cam2lidar, atol=1e-9)
+            np.testing.assert_allclose(fa.lidar2global, fb.lidar2global, atol=1e-9)
+            assert fa.labels is None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import rclpy
+import yaml
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader, Writer
 from std_msgs.msg import String
@@ -178,3 +179,86 @@ def test_bad_bag_names_bag_and_topic_and_leaves_nothing(bag, tmp_path, prefix, e
     assert result.returncode == 1
     assert str(broken) in result.stderr and expected in result.stderr, result.stderr
     assert not run.exists() or not any(run.iterdir())
+
+
+@pytest.fixture(scope="module")
+def robot(bag, tmp_path_factory) -> Path:
+    from robot_bag import write_robot_bag
+
+    return write_robot_bag(bag, tmp_path_factory.mktemp("robot") / "robot", "mcap")
+
+
+def shared_params_file(path: Path, bag: Path, out_dir: Path, calibration: str = "") -> Path:
+    """One ROS params file for both nodes: the occupancy node's topic parameters naming a robot bag's topics,
+    its model and device, and the training node's own parameters beside them (each node ignores the other's)."""
+    from robot_bag import robot_params
+
+    params = {
+        "model_config": "tiny",
+        "device": "cpu",
+        "calibration": calibration,
+        **robot_params(tuple(load_preset("tiny").cameras.names)),
+        "bags": [str(bag)],
+        "train_config": str(REPO / "config" / "train_finetune_bags.yaml"),
+        "out_dir": str(out_dir),
+        "steps": 1,
+        "mode": "self_supervised",
+    }
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    return path
+
+
+def test_fine_tunes_on_a_robot_bag_with_the_params_file_of_the_occupancy_node(robot, tmp_path, capfd):
+    """A bag as a robot records it (other topic names, raw images, /tf ego motion, no calibration file, no
+    labels) and the params file the occupancy node takes: the rig comes from the bag, a step runs."""
+    from tacocc_ros.training.training_node import TrainingNode
+
+    params = shared_params_file(tmp_path / "params.yaml", robot, tmp_path / "run")
+    rclpy.init(args=["--ros-args", "--params-file", str(params)])
+    node = None
+    seen: list[dict] = []
+    try:
+        node = TrainingNode()
+        node.on_progress = lambda p: seen.append(p.as_dict())  # type: ignore[method-assign]
+        assert node.run() == 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    assert f"rig of {robot} from its /tf_static and camera_info" in capfd.readouterr().err
+    assert [p["step"] for p in seen] == [1] and seen[0]["terms"]["geo"] > 0 and "occ" not in seen[0]["terms"]
+    assert load_checkpoint(tmp_path / "run" / "latest.pt", expected=load_preset("tiny"))["step"] == 1
+
+
+def test_the_shared_params_file_configures_the_occupancy_node(robot, tmp_path):
+    """`tacocc calibration --bag --params-file` writes the rig of the robot bag; the same params file, naming
+    that calibration, sets the occupancy node's inputs to the robot bag's topics (raw images)."""
+    from robot_bag import LIDAR, image_topic, info_topic
+
+    from tacocc_core.cli import main as tacocc
+    from tacocc_ros.node.node_params import camera_inputs
+    from tacocc_ros.node.occupancy_node import OccupancyNode
+
+    calibration = tmp_path / "calibration.yaml"
+    topics_only = shared_params_file(tmp_path / "topics.yaml", robot, tmp_path / "run")
+    assert (
+        tacocc(["calibration", "--bag", str(robot), "--params-file", str(topics_only), "--out", str(calibration)]) == 0
+    )
+    params = shared_params_file(tmp_path / "params.yaml", robot, tmp_path / "run", str(calibration))
+    rclpy.init(args=["--ros-args", "--params-file", str(params)])
+    node = None
+    try:
+        node = OccupancyNode()
+        assert node.values["lidar_topic"] == LIDAR and node.values["calibration"] == str(calibration)
+        for cam in camera_inputs(node.values, node.cameras):
+            assert (cam.image_topic, cam.info_topic, cam.transport) == (
+                image_topic(cam.name),
+                info_topic(cam.name),
+                "raw",
+            )
+        assert node.active, node.configure_error  # every value passed the node's checks (configure ran)
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()

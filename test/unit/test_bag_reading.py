@@ -123,10 +123,11 @@ def test_missing_camera_and_camera_info_topics_are_listed(bag, tmp_path):
     with BagReader(lacking) as reader:
         problems = sensor_topic_problems(reader.topics, NUSCENES_CAMERAS)
         assert problems == [
-            "no topic /CAM_FRONT/image_rect/compressed (sensor_msgs/msg/CompressedImage)",
-            "no topic /CAM_BACK/camera_info (sensor_msgs/msg/CameraInfo)",
+            "no topic /CAM_FRONT/image_rect/compressed (sensor_msgs/msg/Image or CompressedImage) in the bag; "
+            "set cameras.CAM_FRONT.image_topic",
+            "no topic /CAM_BACK/camera_info (sensor_msgs/msg/CameraInfo) in the bag; set cameras.CAM_BACK.info_topic",
         ]
-        with pytest.raises(BagError, match=f"{lacking}: no topic /CAM_FRONT/image_rect/compressed"):
+        with pytest.raises(BagError, match=f"no topic /CAM_FRONT/image_rect/compressed .* in {lacking}; set"):
             require_sensor_topics(reader, NUSCENES_CAMERAS)
         assert sensor_topic_problems(reader.topics, ["CAM_FRONT_LEFT"]) == []
 
