@@ -10,15 +10,11 @@ the entries of a ROS 2 params file written for the occupancy node.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tacocc_core.bags.topics import TF_STATIC_TOPIC
+from tacocc_core.bags.topics import TF_STATIC_TOPIC, TF_TOPIC, read_params_file
 from tacocc_ros.node.node_params import camera_inputs, param_values
 
-TF_TOPIC = "/tf"
 NODE_NAME = "occupancy_node"
 
 
@@ -26,36 +22,15 @@ class TopicSelectionError(ValueError):
     """A params file or topic list that does not give topics to record (names the file and the entry)."""
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested YAML mappings as ROS 2 dotted parameter names ({"cameras": {"A": {"x": 1}}} -> {"cameras.A.x": 1})."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def params_file_values(path: str | os.PathLike[str], node_name: str = NODE_NAME) -> dict[str, Any]:
-    """The occupancy node's parameters in a ROS 2 params file: `/**`, `occupancy_node` or `/occupancy_node`.
+    """The occupancy node's parameters in a ROS 2 params file (`/**`, then its own section), dotted names.
 
-    Returns the dotted names and values of that section's `ros__parameters`; TopicSelectionError when the
-    file is missing, not YAML or has no such section.
+    `tacocc_core.bags.topics.read_params_file`, whose ValueError becomes a TopicSelectionError.
     """
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise TopicSelectionError(f"{path}: {err}") from None
-    if not isinstance(data, dict):
-        raise TopicSelectionError(f"{path}: not a ROS 2 params file (a mapping of node names)")
-    for key in (node_name, f"/{node_name}", "/**"):
-        section = data.get(key)
-        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-            return _flatten(section["ros__parameters"])
-    raise TopicSelectionError(f"{path}: no `{node_name}:` or `/**:` section with `ros__parameters`")
+        return read_params_file(path, node_name)
+    except ValueError as err:
+        raise TopicSelectionError(str(err)) from None
 
 
 def node_input_topics(cameras: tuple[str, ...], overrides: dict[str, Any] | None = None) -> tuple[str, ...]:

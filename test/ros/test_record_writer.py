@@ -128,7 +128,7 @@ def test_default_topics_are_the_node_inputs_and_a_params_file_renames_them(tmp_p
         "/CAM_BACK/camera_info",
     )  # fmt: skip
     params.write_text("other_node:\n  ros__parameters: {}\n")
-    with pytest.raises(TopicSelectionError, match="no `occupancy_node:` or `/\\*\\*:` section"):
+    with pytest.raises(TopicSelectionError, match="node.yaml: no /\\*\\* section or 'occupancy_node'"):
         params_file_values(params)
     assert check_topics(["odom", "/tf", "/odom"]) == ("/odom", "/tf")
     with pytest.raises(TopicSelectionError):
