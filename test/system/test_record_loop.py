@@ -6,8 +6,10 @@ that bag (self-supervised, no labels), and the running node reloads the new `lat
 parameter service and keeps publishing grids for sweeps sent after the reload.
 
 The rig: the drive publishes it on /tf_static where tf2_msgs is installed (a ROS 2 install) and the
-training node derives it from the recording; without tf2_msgs (the PyPI wheels) the training node is
-given the node's own calibration file as its `calibration` parameter, as one params file serves both.
+training node derives it from the recording's /tf_static and camera_info; without tf2_msgs (the PyPI
+wheels cannot publish or subscribe /tf_static) the training node is given the node's own calibration file
+as its `calibration` parameter, as one params file serves both nodes. Either way the recorded bag folder
+holds only the bag. Slow: over a minute on a 2-core machine (two node processes, two drives, a fine-tune).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def test_drive_record_finetune_and_reload_into_the_running_node(repo_root, nusce
                 assert counts.get(topic, 0) > 0, (topic, counts)
             assert (TF_STATIC_TOPIC in counts) == HAS_TF2_MSGS, counts
             assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+            assert sorted(p.name for p in bag.iterdir()) == ["bag.mcap", "metadata.yaml"]  # no calibration file
 
             # Fine-tune the node's checkpoint on the recording: a few self-supervised steps, no labels.
             train_config = yaml.safe_load((repo_root / "config" / "train_finetune_bags.yaml").read_text())
@@ -127,6 +130,8 @@ def test_drive_record_finetune_and_reload_into_the_running_node(repo_root, nusce
                 command += ["-p", f"{name}:={value}"]
             trained = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
             assert trained.returncode == 0, trained.stderr[-4000:]
+            rig_from = f"from its {TF_STATIC_TOPIC} and camera_info" if HAS_TF2_MSGS else f"from {calibration}"
+            assert f"rig of {bag} {rig_from}" in trained.stderr, trained.stderr[-4000:]
             latest = run / "latest.pt"
             assert load_checkpoint(latest, expected=load_preset("demo"))["step"] >= 2
 
