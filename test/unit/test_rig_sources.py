@@ -81,10 +81,44 @@ def test_a_bags_tf_static_gives_the_same_rig(nusc, synthetic_dataset, tmp_path):
     for name, cam in from_nuscenes.cameras.items():
         np.testing.assert_allclose(from_tf.cameras[name].cam2lidar, cam.cam2lidar, atol=1e-6)
         np.testing.assert_allclose(from_tf.cameras[name].cam2img, cam.cam2img, atol=1e-9)
+        assert from_tf.cameras[name].image_size == (90, 160)  # (height, width) of the camera_info
     np.testing.assert_allclose(from_tf.lidar2ego, from_nuscenes.lidar2ego, atol=1e-6)
+    assert from_tf.label_grid is None
     out = tmp_path / "calibration.yaml"
     assert cli.main(["calibration", "--bag", str(bag), "--out", str(out), "--cameras", "CAM_FRONT", "CAM_BACK"]) == 0
     assert list(load_calibration(out).cameras) == ["CAM_FRONT", "CAM_BACK"]
+
+
+def test_a_rig_split_over_two_static_broadcasters_is_read_whole(nusc, synthetic_dataset, tmp_path):
+    """Two /tf_static messages, the second one at the end of the bag: the rig needs both."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
+    from tacocc_core.bags.messages import TF_MESSAGE, TYPESTORE, serialize
+    from tacocc_core.bags.reading import BagReader
+
+    scene = nusc.scene[0]["name"]
+    (bag,) = convert_nuscenes(
+        synthetic_dataset, "v1.0-mini", tmp_path / "bags", [scene], ConvertOptions(labels="none", progress=False)
+    )
+    split = tmp_path / "split"
+    with BagReader(bag) as reader, Writer(split, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {t: writer.add_connection(t, i.msgtype, typestore=TYPESTORE) for t, i in reader.topics.items()}
+        end = reader.start_ns + reader.duration_ns
+        for raw in reader.messages():
+            if raw.topic != "/tf_static":
+                writer.write(conns[raw.topic], raw.stamp_ns, raw.data)
+                continue
+            transforms = reader.decode(raw).transforms
+            late = [t for t in transforms if t.child_frame_id == "CAM_BACK"]
+            first = [t for t in transforms if t.child_frame_id != "CAM_BACK"]
+            tf_message = TYPESTORE.types[TF_MESSAGE]
+            writer.write(conns[raw.topic], raw.stamp_ns, serialize(tf_message(transforms=first)))
+            writer.write(conns[raw.topic], end, serialize(tf_message(transforms=late)))
+    whole = sources.rig_from_bag(split)
+    assert "CAM_BACK" in whole.cameras
+    expected = sources.rig_from_nuscenes(nusc, scene)
+    np.testing.assert_allclose(whole.cameras["CAM_BACK"].cam2lidar, expected.cameras["CAM_BACK"].cam2lidar, atol=1e-6)
 
 
 def test_bad_sources_are_named(nusc, synthetic_dataset, tmp_path, capsys):
