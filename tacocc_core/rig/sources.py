@@ -216,7 +216,8 @@ def rig_from_bag(
                 elif info_topics[raw.topic] not in infos:
                     infos[info_topics[raw.topic]] = reader.decode(raw)
                 if (lidar_frame is not None or not lidar) and len(infos) == len(names) and transforms:
-                    break
+                    if _resolves(transforms, lidar_frame or LIDAR_CHANNEL, ego_frame, infos):
+                        break  # else a later /tf_static message (another static broadcaster) may complete it
         except BagError as err:
             raise CalibrationError(str(err)) from None
     lidar_frame = lidar_frame or LIDAR_CHANNEL
@@ -239,6 +240,17 @@ def rig_from_bag(
             found.cam2lidar[n], np.asarray(info.k, dtype=np.float64).reshape(3, 3), info.header.frame_id or n, size
         )
     return RigCalibration(lidar_frame, cams, found.lidar2ego, ego_frame)
+
+
+def _resolves(transforms: list, lidar_frame: str, ego_frame: str, infos: dict) -> bool:
+    """Whether the /tf_static transforms read so far give every camera and lidar2ego."""
+    try:
+        found = rig_from_transforms(
+            transforms, lidar_frame, ego_frame, {n: i.header.frame_id or n for n, i in infos.items()}
+        )
+    except TransformTreeError:
+        return False
+    return not found.missing
 
 
 def bag_rig(

@@ -252,7 +252,7 @@ def test_a_missing_bag_fails_before_any_process_starts(tmp_path, initial_checkpo
 
 def test_a_bag_without_lidar_fails_before_any_process_starts(bag, tmp_path):
     broken = copy_without(bag, tmp_path / "no_lidar", "/LIDAR_TOP")
-    with pytest.raises(BagError, match=r"no_lidar.*no topic /LIDAR_TOP"):
+    with pytest.raises(BagError, match=r"no topic /LIDAR_TOP .* in .*no_lidar; set lidar_topic"):
         record_replay(broken, tmp_path / "rec", {"model_config": "tiny"}, log_path=tmp_path / "node.log")
     assert not (tmp_path / "node.log").exists() and not (tmp_path / "rec").exists()
 

@@ -22,6 +22,18 @@ def nusc(synthetic_dataset):
     return sources.open_nuscenes(synthetic_dataset, "v1.0-mini")
 
 
+@pytest.fixture(scope="module")
+def tf_bag(nusc, synthetic_dataset, tmp_path_factory):
+    """The first scene converted, its calibration.yaml moved aside (not needed: /tf_static says it all)."""
+    from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
+
+    out = tmp_path_factory.mktemp("rig_bags")
+    options = ConvertOptions(labels="none", progress=False)
+    (bag,) = convert_nuscenes(synthetic_dataset, "v1.0-mini", out / "bags", [nusc.scene[0]["name"]], options)
+    (bag / "calibration.yaml").rename(out / "converter_calibration.yaml")
+    return bag
+
+
 def calibrated_sensor(nusc, sample: dict, channel: str) -> np.ndarray:
     cs = nusc.get("calibrated_sensor", nusc.get("sample_data", sample["data"][channel])["calibrated_sensor_token"])
     return pose_to_transform(cs["translation"], cs["rotation"])
@@ -67,24 +79,48 @@ def test_nuscenes_scene_gives_the_calibrated_sensor_rig_and_differs_from_a_sampl
     assert min(gaps) > 1e-3 and max(gaps) > 0.05, gaps
 
 
-def test_a_bags_tf_static_gives_the_same_rig(nusc, synthetic_dataset, tmp_path):
-    from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
-
-    scene = nusc.scene[0]["name"]
-    (bag,) = convert_nuscenes(
-        synthetic_dataset, "v1.0-mini", tmp_path / "bags", [scene], ConvertOptions(labels="none", progress=False)
-    )
-    from_nuscenes = sources.rig_from_nuscenes(nusc, scene)
-    (bag / "calibration.yaml").rename(tmp_path / "converter_calibration.yaml")  # not needed: TF says it all
+def test_a_bags_tf_static_gives_the_same_rig(nusc, tf_bag, tmp_path):
+    bag = tf_bag
+    from_nuscenes = sources.rig_from_nuscenes(nusc, nusc.scene[0]["name"])
     from_tf = sources.rig_from_bag(bag)  # /tf_static through the TF logic, K from camera_info
     assert set(from_tf.cameras) == set(from_nuscenes.cameras)
     for name, cam in from_nuscenes.cameras.items():
         np.testing.assert_allclose(from_tf.cameras[name].cam2lidar, cam.cam2lidar, atol=1e-6)
         np.testing.assert_allclose(from_tf.cameras[name].cam2img, cam.cam2img, atol=1e-9)
+        assert from_tf.cameras[name].image_size == (90, 160)  # (height, width) of the camera_info
     np.testing.assert_allclose(from_tf.lidar2ego, from_nuscenes.lidar2ego, atol=1e-6)
+    assert from_tf.label_grid is None
     out = tmp_path / "calibration.yaml"
     assert cli.main(["calibration", "--bag", str(bag), "--out", str(out), "--cameras", "CAM_FRONT", "CAM_BACK"]) == 0
     assert list(load_calibration(out).cameras) == ["CAM_FRONT", "CAM_BACK"]
+
+
+def test_a_rig_split_over_two_static_broadcasters_is_read_whole(nusc, tf_bag, tmp_path):
+    """Two /tf_static messages, the second one at the end of the bag: the rig needs both."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from tacocc_core.bags.messages import TF_MESSAGE, TYPESTORE, serialize
+    from tacocc_core.bags.reading import BagReader
+
+    bag = tf_bag
+    split = tmp_path / "split"
+    with BagReader(bag) as reader, Writer(split, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {t: writer.add_connection(t, i.msgtype, typestore=TYPESTORE) for t, i in reader.topics.items()}
+        end = reader.start_ns + reader.duration_ns
+        for raw in reader.messages():
+            if raw.topic != "/tf_static":
+                writer.write(conns[raw.topic], raw.stamp_ns, raw.data)
+                continue
+            transforms = reader.decode(raw).transforms
+            late = [t for t in transforms if t.child_frame_id == "CAM_BACK"]
+            first = [t for t in transforms if t.child_frame_id != "CAM_BACK"]
+            tf_message = TYPESTORE.types[TF_MESSAGE]
+            writer.write(conns[raw.topic], raw.stamp_ns, serialize(tf_message(transforms=first)))
+            writer.write(conns[raw.topic], end, serialize(tf_message(transforms=late)))
+    whole = sources.rig_from_bag(split)
+    assert "CAM_BACK" in whole.cameras
+    expected = sources.rig_from_nuscenes(nusc, nusc.scene[0]["name"])
+    np.testing.assert_allclose(whole.cameras["CAM_BACK"].cam2lidar, expected.cameras["CAM_BACK"].cam2lidar, atol=1e-6)
 
 
 def test_bad_sources_are_named(nusc, synthetic_dataset, tmp_path, capsys):
