@@ -6,11 +6,17 @@ import importlib.util
 
 import numpy as np
 import pytest
+from rclpy.serialization import serialize_message
+from rosbags.rosbag2 import StoragePlugin, Writer
 
-from tacocc_core.bags.messages import TF_MESSAGE, TYPESTORE
+from tacocc_core.bags.convert import LATCHED_QOS, SENSOR_QOS
+from tacocc_core.bags.messages import CAMERA_INFO, POINT_CLOUD2, TF_MESSAGE, TYPESTORE
+from tacocc_core.bags.topics import LIDAR_TOPIC, TF_STATIC_TOPIC, camera_topics
+from tacocc_core.rig.sources import rig_from_bag
 from tacocc_core.rig.transform_tree import rig_from_transforms
 from tacocc_ros.tooling.drive_source import frame_from_fixture
 from tacocc_ros.tooling.drive_tf import TfStaticPublisher, rig_tf_static
+from tacocc_ros.tooling.load_driver import DriveOptions, FrameMessages
 from tacocc_ros.tooling.node_process import RosHandle
 
 
@@ -31,6 +37,28 @@ def test_tf_static_gives_back_the_rig_of_the_fixture(frame):
     np.testing.assert_allclose(rig.lidar2ego, frame.calibration.lidar2ego, atol=1e-9)
     for name in frame.cameras:
         np.testing.assert_allclose(rig.cam2lidar[name], frame.calibration.cameras[name].cam2lidar, atol=1e-9)
+
+
+def test_a_recording_of_the_drive_gives_the_training_node_its_rig(frame, tmp_path):
+    """The drive's messages as a recorder stores them (CDR bytes): /tf_static, each CameraInfo, a sweep."""
+    messages = FrameMessages(frame, DriveOptions(raw_camera=None))
+    stamp = 1_700_000_000_000_000_000
+    with Writer(tmp_path / "drive", version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+
+        def put(topic: str, msgtype: str, qos, data: bytes) -> None:
+            conn = writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos])
+            writer.write(conn, stamp, data)
+
+        put(TF_STATIC_TOPIC, TF_MESSAGE, LATCHED_QOS, rig_tf_static(frame, stamp))
+        for name, info in messages.infos.items():
+            put(camera_topics(name)[1], CAMERA_INFO, LATCHED_QOS, serialize_message(messages.stamp(info, stamp)))
+        put(LIDAR_TOPIC, POINT_CLOUD2, SENSOR_QOS, serialize_message(messages.stamp(messages.cloud, stamp)))
+    rig = rig_from_bag(tmp_path / "drive", frame.cameras)
+    assert rig.lidar_frame == frame.lidar_frame
+    np.testing.assert_allclose(rig.lidar2ego, frame.calibration.lidar2ego, atol=1e-9)
+    for name in frame.cameras:
+        np.testing.assert_allclose(rig.cameras[name].cam2lidar, frame.calibration.cameras[name].cam2lidar, atol=1e-9)
+        np.testing.assert_allclose(rig.cameras[name].cam2img, frame.intrinsics[name], atol=1e-9)
 
 
 def test_publisher_is_there_exactly_where_tf2_msgs_is(frame):
