@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         from rclpy.signals import SignalHandlerOptions
 
         from tacocc_ros.recording.recorder import Recorder, RecordOptions, summary_lines
-        from tacocc_ros.recording.split_writer import RecordingError, SplitOptions
+        from tacocc_ros.recording.split_writer import RecordingError, SplitOptions, SplitWriter
         from tacocc_ros.recording.topics import TopicSelectionError
         from tacocc_ros.tooling.node_process import apply_ros_environment
     except ImportError as err:
@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         topics = _topics(args)
         split = SplitOptions(args.out, args.storage, args.max_bag_size, round(args.max_bag_duration * 1e9))
         options = RecordOptions(topics, split, queue_bytes=args.queue_size)
+        writer = SplitWriter(split)  # an existing output is refused here, before ROS starts
     except (TopicSelectionError, RecordingError, ValueError, OSError) as err:
         print(f"tacocc record: error: {err}", file=sys.stderr)
         return 1
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         node = rclpy.create_node("tacocc_record", context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        recorder = Recorder(node, options)
+        recorder = Recorder(node, options, writer)
         print(f"recording {len(topics)} topics into {args.out} (Ctrl-C to stop)", flush=True)
         end = time.monotonic() + args.duration if args.duration > 0 else None
         while not stop.is_set() and not recorder.failed.is_set():
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"tacocc record: stopped at once{where}", file=sys.stderr)
         return 130
     finally:
+        if recorder is None:  # ROS did not start: nothing was recorded, nothing is left behind
+            writer.discard()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown(context=context)

@@ -123,13 +123,16 @@ def bag_qos(profile: QoSProfile) -> Qos:
 class Recorder:
     """Subscribes `options.topics` on `node` and writes them to bags (see the module docstring).
 
+    `writer` is the bag writer of `options.split`, when the caller opened it already (so that an unusable
+    output is refused before ROS starts); None opens it here.
+
     The caller spins `node` (the callbacks and the discovery timer run there) and calls `finish()` once.
     `error` holds the writer thread's failure (a full disk), if any; `failed` is set with it.
     """
 
-    def __init__(self, node: Any, options: RecordOptions) -> None:
+    def __init__(self, node: Any, options: RecordOptions, writer: SplitWriter | None = None) -> None:
         self.node, self.options = node, options
-        self.writer = SplitWriter(options.split)
+        self.writer = writer if writer is not None else SplitWriter(options.split)
         self.queue = ByteQueue(options.queue_bytes)
         self.stats: dict[str, TopicStats] = {t: TopicStats() for t in options.topics}
         self.not_recorded: dict[str, str] = {}

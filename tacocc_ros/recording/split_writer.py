@@ -25,6 +25,7 @@ does not define (its definition goes into the bag).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,17 @@ class SplitWriter:
         if self._writer is not None:
             self._close_current()
         return list(self.bags)
+
+    def discard(self) -> None:
+        """Drop the bag being written (its staging folder is removed); complete bags stay."""
+        if self._writer is None or self._final is None:
+            return
+        writer, staging = self._writer, partial_path(self._final)
+        self._writer, self._final = None, None
+        writer.abort()
+        shutil.rmtree(staging, ignore_errors=True)
+        if self.options.splits and not self.bags:
+            shutil.rmtree(self.out, ignore_errors=True)
 
     # --- internals -----------------------------------------------------------------------------------
     def _full(self, timestamp_ns: int, size: int) -> bool:

@@ -102,6 +102,15 @@ def test_refuses_an_existing_output_an_interrupted_one_and_an_unknown_type(tmp_p
         SplitOptions(tmp_path / "x", storage="bag")
 
 
+def test_a_discarded_recording_leaves_nothing(tmp_path):
+    for options in (SplitOptions(tmp_path / "one"), SplitOptions(tmp_path / "split", max_bytes=10)):
+        writer = SplitWriter(options)
+        writer.add_topic("/data", STRING, [SENSOR_QOS])
+        writer.write("/data", 1, cdr("x"))
+        writer.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_default_topics_are_the_node_inputs_and_a_params_file_renames_them(tmp_path):
     cameras = ("CAM_FRONT", "CAM_BACK")
     assert node_input_topics(cameras) == (
