@@ -144,6 +144,22 @@ def test_default_topics_are_the_node_inputs_and_a_params_file_renames_them(tmp_p
         check_topics(["a b"])
 
 
+def test_the_command_takes_the_cameras_of_the_params_file_model_config(tmp_path):
+    import argparse
+
+    from tacocc_ros.commands import record
+
+    parser = argparse.ArgumentParser()
+    record.add_parser(parser.add_subparsers())
+    params = tmp_path / "node.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    model_config: demo\n    odom_topic: /ego/odom\n")
+    args = parser.parse_args(["record", "-o", str(tmp_path / "bag"), "--params-file", str(params)])
+    topics = record._topics(args)
+    assert len(topics) == 1 + 2 * 6 + 3 and "/ego/odom" in topics and "/CAM_BACK_RIGHT/camera_info" in topics
+    args = parser.parse_args(["record", "-o", str(tmp_path / "bag"), "--topics", "odom", "/tf"])
+    assert record._topics(args) == ("/odom", "/tf")
+
+
 def test_sizes_parse_in_binary_units():
     sizes = [byte_size(s) for s in ("1G", "500M", "64k", "1024", "1.5MiB")]
     assert sizes == [1 << 30, 500 << 20, 64 << 10, 1024, 3 << 19]
