@@ -32,6 +32,7 @@ from typing import Any
 from rclpy.qos import QoSProfile
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
+from tacocc_core.bags.messages import TYPESTORE
 from tacocc_ros.bags.player import message_class
 from tacocc_ros.node.input_qos import QosChoice, adapted_profile, describe
 from tacocc_ros.node.log_throttle import LogThrottle
@@ -166,7 +167,7 @@ class Recorder:
                 self._refuse(topic, f"message type {msgtype}: its package is not installed here")
                 continue
             try:
-                self.writer_add(topic, msgtype, offered)
+                self._register(topic, msgtype, offered)
             except RecordingError as err:
                 self._refuse(topic, str(err).removeprefix(f"{topic}: "))
                 continue
@@ -179,10 +180,8 @@ class Recorder:
             )
             self.node.get_logger().info(f"recording {topic} ({msgtype}, {describe(profile)})")
 
-    def writer_add(self, topic: str, msgtype: str, offered: list[QoSProfile]) -> None:
+    def _register(self, topic: str, msgtype: str, offered: list[QoSProfile]) -> None:
         """Check the type now (a clear error) and register the topic with the writer thread, in order."""
-        from tacocc_core.bags.messages import TYPESTORE
-
         if msgtype not in TYPESTORE.types:
             raise RecordingError(f"{topic}: message type {msgtype} is unknown to the bag writer's type store")
         self.queue.put(("topic", topic, msgtype, [bag_qos(q) for q in offered]), 0, force=True)
