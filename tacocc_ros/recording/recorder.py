@@ -60,7 +60,7 @@ class RecordOptions:
     split: SplitOptions
     queue_bytes: int = 512 * MIB
     depth: int = 100
-    discovery_period_s: float = 0.5
+    discovery_period_s: float = 0.1  # as rosbag2 polls: what comes before the subscription is not recorded
     log_throttle_s: float = 5.0
 
     def __post_init__(self) -> None:
