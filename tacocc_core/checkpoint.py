@@ -13,16 +13,9 @@ from typing import Any
 
 import torch
 
-from tacocc_core.config import ConfigError, ModelConfig, config_dirs, config_from_dict, config_to_dict, diff_configs
+from tacocc_core.config import ConfigError, ModelConfig, config_from_dict, config_to_dict, diff_configs
 
 FORMAT_VERSION = 1
-
-
-def demo_checkpoint_path() -> Path:
-    """`checkpoints/demo.pt` beside the first preset folder that has one (source tree, then install prefixes)."""
-    candidates = [folder.parent / "checkpoints" / "demo.pt" for folder in config_dirs()]
-    fallback = Path(__file__).resolve().parents[1] / "checkpoints" / "demo.pt"
-    return next((c for c in candidates if c.is_file()), fallback)
 
 
 class CheckpointError(ValueError):

@@ -402,6 +402,13 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
+def demo_checkpoint_path() -> Path:
+    """`checkpoints/demo.pt` beside the first preset folder that has one (source tree, then install prefixes)."""
+    candidates = [folder.parent / "checkpoints" / "demo.pt" for folder in config_dirs()]
+    fallback = Path(__file__).resolve().parents[1] / "checkpoints" / "demo.pt"
+    return next((c for c in candidates if c.is_file()), fallback)
+
+
 PRESETS = ("nuscenes_r50_256x704", "tiny", "demo", "nuscenes_r101_896x1600")
 
 

@@ -213,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tacocc_core.allocator import malloc_stats
-    from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, demo_checkpoint_path, load_checkpoint
+    from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, CheckpointError, load_checkpoint
+    from tacocc_core.config import demo_checkpoint_path
     from tacocc_core.model.inference_folding import fold_for_inference
     from tacocc_core.model.tacocc import TACOcc
     from tacocc_core.predictor import native_bf16

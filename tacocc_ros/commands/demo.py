@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from tacocc_core.checkpoint import demo_checkpoint_path
 from tacocc_core.commands.generate_scenes import _size
+from tacocc_core.config import demo_checkpoint_path
 
 DEFAULT_CHECKPOINT = demo_checkpoint_path()
 DEFAULT_MODEL_CONFIG = "demo"

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, demo_checkpoint_path, load_checkpoint
-from tacocc_core.config import load_preset
+from tacocc_core.checkpoint import INFERENCE_IRRELEVANT, load_checkpoint
+from tacocc_core.config import demo_checkpoint_path, load_preset
 from tacocc_core.model.inference_folding import OneDnnConv3d, fold_for_inference
 from tacocc_core.model.tacocc import TACOcc
 from tacocc_core.synthetic_batch import synthetic_step_batch

@@ -12,9 +12,9 @@ import torch
 onnx = pytest.importorskip("onnx", reason="tacocc export --onnx needs the onnx package")
 ort = pytest.importorskip("onnxruntime", reason="the ONNX parts run in onnxruntime")
 
-from tacocc_core.checkpoint import demo_checkpoint_path, load_checkpoint  # noqa: E402
+from tacocc_core.checkpoint import load_checkpoint  # noqa: E402
 from tacocc_core.cli import main  # noqa: E402
-from tacocc_core.config import load_preset  # noqa: E402
+from tacocc_core.config import demo_checkpoint_path, load_preset  # noqa: E402
 from tacocc_core.data.nuscenes_reader import NuScenesReader  # noqa: E402
 from tacocc_core.deploy import onnx_files  # noqa: E402
 from tacocc_core.deploy.onnx_files import (  # noqa: E402

@@ -9,8 +9,8 @@ import torch
 pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs onnxruntime")
 pytest.importorskip("onnx", reason="the in-memory export needs the onnx package")
 
-from tacocc_core.checkpoint import CheckpointError, demo_checkpoint_path, load_checkpoint, save_checkpoint  # noqa: E402
-from tacocc_core.config import load_preset  # noqa: E402
+from tacocc_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from tacocc_core.config import demo_checkpoint_path, load_preset  # noqa: E402
 from tacocc_core.data.nuscenes_reader import NuScenesReader  # noqa: E402
 from tacocc_core.deploy.onnx_files import OnnxModelError, export_onnx  # noqa: E402
 from tacocc_core.deploy.ort_network import OrtNetwork  # noqa: E402
