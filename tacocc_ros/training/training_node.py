@@ -115,6 +115,7 @@ class TrainingNode(LifecycleNode):
         self.finished = threading.Event()  # the steps are done, or a step failed
         self.finalized = False  # the shutdown transition was taken
         self._pause = threading.Event()
+        self._resumable_by_activate = False
         self._worker: threading.Thread | None = None
         self._configure_exception: Exception | None = None
         refuse_with_reason(self, self._on_refused)
@@ -158,7 +159,7 @@ class TrainingNode(LifecycleNode):
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._join_worker()  # its last progress goes out before ~/progress is disabled
+        self._join_worker(deactivating=True)  # its last progress goes out before ~/progress is disabled
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -200,10 +201,10 @@ class TrainingNode(LifecycleNode):
             step = tuner.run(self.on_progress, should_stop=self._should_stop)
             if step > tuner.saved_step:
                 path = tuner.save()
-                if self._pause.is_set():
-                    self.get_logger().info(f"paused at step {step}: wrote {path}; activate continues from it")
-                else:
+                if not self._resumable_by_activate or self.stop.is_set() or not self.context.ok():
                     self.get_logger().info(f"stopped at step {step}: wrote {path}; resume:=true continues from it")
+                else:
+                    self.get_logger().info(f"paused at step {step}: wrote {path}; activate continues from it")
             if step >= total:
                 self.get_logger().info(f"done at step {step}")
                 self.finished.set()
@@ -212,8 +213,9 @@ class TrainingNode(LifecycleNode):
             self.get_logger().error(f"training failed at step {tuner.step + 1}: {self.train_error}")
             self.finished.set()
 
-    def _join_worker(self) -> None:
+    def _join_worker(self, deactivating: bool = False) -> None:
         """Ask the worker to stop after the step in progress and wait for it (it writes latest.pt)."""
+        self._resumable_by_activate = deactivating  # what its log line says continues the run
         self._pause.set()
         while self._worker is not None and self._worker.is_alive():
             self._worker.join(JOIN_POLL_S)
