@@ -2,7 +2,7 @@
 
     ros2 launch tacocc_ros train.launch.py bags:="['/data/bags/scene-0061']" out_dir:=runs/online \
         [model_config:=tiny] [train_config:=FILE] [checkpoint:=FILE] [checkpoint_interval:=100] \
-        [device:=cpu] [label_fraction:=1.0] [mode:=auto] [resume:=false] [calibration:=FILE]
+        [device:=cpu] [label_fraction:=1.0] [mode:=auto] [resume:=false] [calibration:=FILE] [autostart:=true]
 
 The topic names of the bags are the occupancy node's parameters (`lidar_topic`, `cameras.<NAME>.image_topic`,
 ...): for a bag with other names, run the node with the params file the occupancy node takes
@@ -31,8 +31,16 @@ ARGUMENTS = {
     "mode": ("auto", "auto, supervised or self_supervised"),
     "resume": ("false", "continue from out_dir/latest.pt"),
     "calibration": ("", "calibration YAML for every bag ('' = the bag's calibration.yaml, else its /tf_static)"),
+    "autostart": ("true", "configure and train at startup, exit when done; false waits for a lifecycle manager"),
 }
-TYPES = {"checkpoint_interval": int, "steps": int, "label_fraction": float, "resume": bool, "bags": list}
+TYPES = {
+    "checkpoint_interval": int,
+    "steps": int,
+    "label_fraction": float,
+    "resume": bool,
+    "autostart": bool,
+    "bags": list,
+}
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -179,12 +179,13 @@ class FineTuner:
         self.guard = NanGuard(tc.max_nan_in_a_row)
         self.ckpt = CheckpointManager(spec.out_dir, spec.config, train_config_to_dict(tc))
         self.step = 0
+        self.saved_step = 0  # the step of the last latest.pt this run wrote or resumed from
         self.model_step_offset = 0  # the initial checkpoint's training step (module docstring)
         if spec.resume and self.ckpt.latest_path.exists():
             state = self.ckpt.resume(self.objective.net, self.optimizer, self.scheduler)
             if "nan_guard" in state.extra:
                 self.guard.load_state_dict(state.extra["nan_guard"])
-            self.step = state.step
+            self.step = self.saved_step = state.step
             self.model_step_offset = int(state.extra.get("model_step_offset", 0))
         elif self.ckpt.latest_path.exists():
             raise CheckpointError(
@@ -217,6 +218,7 @@ class FineTuner:
         return self.model_step_offset + step
 
     def save(self) -> Path:
+        """Write `out_dir/latest.pt` at the current step (atomically) and return its path."""
         extra = {
             "nan_guard": self.guard.state_dict(),
             "skipped_unlearnable": 0,
@@ -225,6 +227,7 @@ class FineTuner:
         if self.objective.renderer is not None:
             extra["renderer"] = self.objective.renderer.state_dict()
         self.ckpt.save(self.step, self.objective.net, self.optimizer, self.scheduler, extra=extra)
+        self.saved_step = self.step
         return self.ckpt.latest_path
 
     def run(self, on_progress: Callable[[Progress], None] | None = None, should_stop: Callable[[], bool] | None = None):
