@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tacocc_core import cli as core_cli
 from tacocc_core.checkpoint import save_checkpoint
 from tacocc_core.config import load_preset
 from tacocc_core.demo.numbers import k_histogram
@@ -34,6 +35,7 @@ from tacocc_core.viz.foxglove_messages import (
     camera_topic,
     labels_from_cells,
 )
+from tacocc_ros import cli as ros_cli
 from tacocc_ros.commands.demo import FOXGLOVE_FILE, WORK_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,17 +160,25 @@ def test_demo_full_size_and_second_run_uses_the_cache(tmp_path, read_foxglove_mc
     check_outputs(out, read_foxglove_mcap)
 
 
-def test_missing_checkpoint_is_one_clear_line(tmp_path):
-    result = run_demo(tmp_path / "out", tmp_path / "nope.pt", timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"tacocc demo: error: --checkpoint {tmp_path / 'nope.pt'}: file not found"
+def demo_here(capsys, out: Path, checkpoint: Path, *extra: str) -> tuple[int, str]:
+    """`tacocc demo` run in this process (the refusals come before any process starts): (exit code, stderr).
+    The console script itself runs in test_demo_end_to_end_reduced."""
+    capsys.readouterr()
+    code = core_cli.main(["demo", "--out", str(out), "--checkpoint", str(checkpoint), *extra], ros_cli.COMMANDS)
+    return code, capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
+    code, stderr = demo_here(capsys, tmp_path / "out", tmp_path / "nope.pt")
+    assert code == 2
+    assert stderr.strip() == f"tacocc demo: error: --checkpoint {tmp_path / 'nope.pt'}: file not found"
     assert not (tmp_path / "out").exists()
 
 
-def test_checkpoint_of_another_network_is_refused_before_any_work(tmp_path, random_checkpoint):
-    result = run_demo(tmp_path / "out", random_checkpoint, "--model-config", "tiny", timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "does not match the requested config 'tiny'" in lines[0], result.stderr
+def test_checkpoint_of_another_network_is_refused_before_any_work(tmp_path, random_checkpoint, capsys):
+    code, stderr = demo_here(capsys, tmp_path / "out", random_checkpoint, "--model-config", "tiny")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not match the requested config 'tiny'" in lines[0], stderr
     assert str(random_checkpoint) in lines[0]
     assert not (tmp_path / "out").exists()
