@@ -134,11 +134,14 @@ def session(bag, workdir, initial_checkpoint):
 
 def replay_without_drops(session, bag, attempts: int = 3):
     """A pass in which the node kept up with every frame: on a CPU shared with other jobs a keep-latest node
-    may drop one (counted `dropped replaced`); the bag is then played again, at most `attempts` times."""
+    may drop one (counted `dropped replaced`); the bag is then played again at half the rate, at most
+    `attempts` times (the grids do not depend on the rate, only whether the node keeps up does)."""
+    rate = RATE
     for _ in range(attempts):
-        recording = session.replay(bag, RATE)
+        recording = session.replay(bag, rate)
         if not recording.dropped_stamps:
             return recording
+        rate /= 2
     raise AssertionError(f"frames dropped in {attempts} passes: {recording.dropped_stamps}; {recording.diagnostics}")
 
 
@@ -173,7 +176,7 @@ def test_the_recording_round_trips_through_its_directory(first, workdir):
     directory = save_recording(workdir / "rec", first)
     back = load_recording(directory)
     assert back.expected_stamps == first.expected_stamps and back.received_stamps == first.received_stamps
-    assert back.checkpoint == first.checkpoint and back.rate == RATE and back.bag == first.bag
+    assert back.checkpoint == first.checkpoint and back.rate == first.rate and back.bag == first.bag
     assert back.latency_ms == pytest.approx(first.latency_ms)
     for stamp, grid in first.preds.items():
         np.testing.assert_array_equal(back.preds[stamp], grid)
