@@ -57,6 +57,13 @@ def run_demo(out: Path, checkpoint: Path, *extra: str, timeout: float = 300) -> 
     return subprocess.run([*command, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def demo_here(capsys, out: Path, checkpoint: Path, *extra: str) -> tuple[int, str]:
+    """`tacocc demo` run in this process: (exit code, stderr)."""
+    capsys.readouterr()
+    code = core_cli.main(["demo", "--out", str(out), "--checkpoint", str(checkpoint), *extra], ros_cli.COMMANDS)
+    return code, capsys.readouterr().err
+
+
 def check_outputs(out: Path, read_foxglove_mcap) -> dict:
     """Everything the demo promises is there, whole, and its numbers follow from the recorded grids."""
     assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "recording", "node.log", FOXGLOVE_FILE, WORK_DIR])
@@ -137,14 +144,17 @@ def check_foxglove_mcap(path: Path, recording, read_foxglove_mcap) -> None:
     assert all(counts[topic] == len(recording.received_stamps) for topic in schemas if topic != GROUND_TRUTH_TOPIC)
 
 
-def test_demo_end_to_end_reduced(tmp_path, read_foxglove_mcap):
+def test_demo_end_to_end_reduced(tmp_path, read_foxglove_mcap, capsys, monkeypatch):
+    # The command runs in this process (its node and bag player are processes of their own, as always); the
+    # full-size run below goes through `python -m tacocc_ros.cli` like a user's.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the node and the player it starts
     out = tmp_path / "demo_out"
-    result = run_demo(out, DEMO_CHECKPOINT, "--keyframes", "4", "--image-size", "176x99", "--rate", "0.5")
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, stderr = demo_here(capsys, out, DEMO_CHECKPOINT, "--keyframes", "4", "--image-size", "176x99")
+    assert code == 0, stderr[-3000:]
     numbers = check_outputs(out, read_foxglove_mcap)
     assert numbers["scores"]["geometry_iou"] > 0.6  # the trained network, on a scene it has not seen
     for stage in ("generating", "converting", "replaying", "drawing", "finished"):
-        assert f"[demo] {stage}" in result.stderr
+        assert f"[demo] {stage}" in stderr
 
 
 @pytest.mark.slow
@@ -158,14 +168,6 @@ def test_demo_full_size_and_second_run_uses_the_cache(tmp_path, read_foxglove_mc
     assert "[demo] scenes: cached" in second.stderr and "[demo] bags: cached" in second.stderr
     assert "[demo] generating" not in second.stderr
     check_outputs(out, read_foxglove_mcap)
-
-
-def demo_here(capsys, out: Path, checkpoint: Path, *extra: str) -> tuple[int, str]:
-    """`tacocc demo` run in this process (the refusals come before any process starts): (exit code, stderr).
-    The console script itself runs in test_demo_end_to_end_reduced."""
-    capsys.readouterr()
-    code = core_cli.main(["demo", "--out", str(out), "--checkpoint", str(checkpoint), *extra], ros_cli.COMMANDS)
-    return code, capsys.readouterr().err
 
 
 def test_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
