@@ -22,10 +22,12 @@ from PIL import Image
 from tacocc_core import cli as core_cli
 from tacocc_core.checkpoint import save_checkpoint
 from tacocc_core.config import load_preset
+from tacocc_core.data.synthetic.rig import load_rig
 from tacocc_core.demo.numbers import k_histogram
 from tacocc_core.demo.report import OUTPUTS
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.predictor import Predictor, PredictorOptions
 from tacocc_core.recording import load_recording
 from tacocc_core.viz.foxglove_messages import (
     GROUND_TRUTH_TOPIC,
@@ -36,7 +38,9 @@ from tacocc_core.viz.foxglove_messages import (
     labels_from_cells,
 )
 from tacocc_ros import cli as ros_cli
-from tacocc_ros.commands.demo import FOXGLOVE_FILE, WORK_DIR
+from tacocc_ros.bags.bag_frames import bag_frames
+from tacocc_ros.commands.demo import FOXGLOVE_FILE, SLOP_S, TIMEOUT_S, WORK_DIR
+from tacocc_ros.tooling.replay import node_sync_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo.pt"
@@ -155,6 +159,36 @@ def test_demo_end_to_end_reduced(tmp_path, read_foxglove_mcap, capsys, monkeypat
     assert numbers["scores"]["geometry_iou"] > 0.6  # the trained network, on a scene it has not seen
     for stage in ("generating", "converting", "replaying", "drawing", "finished"):
         assert f"[demo] {stage}" in stderr
+    check_direct_path(load_recording(out / "recording"))
+
+
+def check_direct_path(recording) -> None:
+    """The replay through the node over DDS equals the direct path: a Predictor here, on the bag's frames as
+    `bag_frames` builds them with the node's sync parameters, run on the frames the node ran (the received
+    ones: a frame the keep-latest node dropped never reached its network), with the node's torch threads.
+    And the recorded labels are the bag's labels as `bag_frames` reads them. (test_replay.py checks the same
+    on a random tiny network through `ReplaySession` directly; those phases are `slow`.)"""
+    config = load_preset("demo")
+    params = {"slop_s": SLOP_S, "timeout_s": TIMEOUT_S}
+    params |= {f"cameras.{name}.offset_s": us * 1e-6 for name, us in load_rig(None).camera_offset_us.items()}
+    frames = {item.frame.stamp_ns: item for item in bag_frames(recording.bag, config, node_sync_config(params, config))}
+    assert tuple(sorted(frames)) == recording.expected_stamps
+    labelled = {stamp: item.labels for stamp, item in frames.items() if item.labels is not None}
+    assert labelled and set(recording.gts) == set(labelled)
+    for stamp, labels in labelled.items():
+        np.testing.assert_array_equal(recording.gts[stamp], labels, err_msg=f"labels of stamp {stamp}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the node's inference_threads 0: every core it may use
+    try:
+        options = PredictorOptions(device="cpu", timings=False)
+        predictor = Predictor.from_checkpoint(DEMO_CHECKPOINT, config, options)
+        for stamp in recording.received_stamps:
+            prediction = predictor.predict(frames[stamp].frame)
+            assert prediction.error is None, prediction.error
+            want = np.where((prediction.labels > 0) & (prediction.labels < 17), prediction.labels, 0)
+            np.testing.assert_array_equal(recording.preds[stamp], want, err_msg=f"grid of stamp {stamp}")
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
