@@ -128,18 +128,3 @@ def test_an_export_folder_runs_its_weights_and_refuses_others(tmp_path, frames):
     assert np.array_equal(predictor.predict(frames[0]).labels, first.labels)  # the running network was kept
     with pytest.raises(OnnxModelError, match="exported from other weights"):
         Predictor.from_checkpoint(tmp_path / "other.pt", options=options)
-
-
-def test_the_node_s_inference_process_runs_the_backend(onnx_predictor, frames, demo):
-    """The occupancy node's default way to run the network (a child process) takes the backend option."""
-    from tacocc_core.inference_process import InferenceProcess, InferenceProcessOptions
-
-    options = InferenceProcessOptions(threads=1, backend="onnxruntime")
-    process = InferenceProcess(demo, str(demo_checkpoint_path()), "cpu", "fp32", options)
-    try:
-        onnx_predictor.reset()
-        for frame in frames[:2]:
-            got, expected = process.predict(frame), onnx_predictor.predict(frame)
-            assert got.error is None and (got.labels == expected.labels).mean() >= 0.999
-    finally:
-        process.close()
