@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -43,14 +44,23 @@ def occ3d_labels_path() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:
-    """A tiny generated nuScenes-layout dataset (2 scenes x 4 keyframes, 160x90 images, the built-in rig)."""
+    """A tiny generated nuScenes-layout dataset (2 scenes x 4 keyframes, 160x90 images, the built-in rig).
+
+    Read-only for the tests. Under pytest-xdist the workers share one copy in this run's temporary folder:
+    the first to get the lock generates it (the generator renames a finished folder into place)."""
     from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
 
-    out = tmp_path_factory.mktemp("synthetic") / "nuscenes"
     opts = GenerateOptions(
         scenes=2, keyframes=4, seed=3, image_size=(160, 90), sweeps_per_keyframe=2, lidar_azimuths=540
     )
-    return generate_dataset(out, opts)
+    if not _WORKER:
+        return generate_dataset(tmp_path_factory.mktemp("synthetic") / "nuscenes", opts)
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, the parent of every worker's popen-gwK/
+    out = shared / "synthetic" / "nuscenes"
+    out.parent.mkdir(exist_ok=True)
+    with open(shared / "synthetic.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return out if out.is_dir() else generate_dataset(out, opts)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import pytest
 
 from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
 from tacocc_core.bags.reading import BagError
+from tacocc_core.checkpoint import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.train.train_config import load_train_config
 from tacocc_ros.training.bag_training import FineTuner, FineTuneSpec, load_sequences
@@ -42,6 +43,11 @@ def test_supervised_loss_goes_down_and_resume_continues(bag, tmp_path):
     losses = [p.terms["loss"] for p in seen]
     assert losses[-1] < losses[0], losses
     assert [p.checkpoint is not None for p in seen] == [False, True, False, True]
+    # Without resume, the existing run is refused and left as it was.
+    latest = (tmp_path / "latest.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="latest.pt exists: set resume to continue that run"):
+        FineTuner(spec(bag, tmp_path, steps=5, mode="supervised"))
+    assert (tmp_path / "latest.pt").read_bytes() == latest
     more = FineTuner(spec(bag, tmp_path, steps=5, mode="supervised", resume=True))
     assert more.step == 4
     resumed = []

@@ -88,11 +88,11 @@ def drive(frame, seconds: float) -> threading.Thread:
 
 
 def drive_until(frame, done, timeout_s: float = 180.0) -> None:
-    """Drive the frame in 5 s bursts until `done()` (a node on a busy machine makes few grids a second)."""
+    """Drive the frame in 3 s bursts until `done()` (a node on a busy machine makes few grids a second)."""
     deadline = time.monotonic() + timeout_s
     while not done():
         assert time.monotonic() < deadline, f"not done after {timeout_s:.0f} s of driving"
-        drive(frame, 5.0).join(120)
+        drive(frame, 3.0).join(120)
 
 
 @pytest.fixture(scope="module")
@@ -153,16 +153,19 @@ def test_a_client_decodes_the_grid_the_node_published(served):
                 assert image.frame_id == camera and image.format == "jpeg" and image.data[:2] == b"\xff\xd8"
                 if camera != RAW_CAMERA:
                     assert image.data == frame.jpegs[camera]  # sent as they arrived
-            for _ in range(10):  # the first frames may come before every camera's transform is known
-                _, tf = client.wait_for(TF_TOPIC, timeout_s=5)
-                children = {t.child_frame_id: t for t in tf.transforms}
-                if set(frame.cameras) <= set(children):
-                    break
-            assert set(frame.cameras) <= set(children)
-            cam2lidar = frame.calibration.cameras["CAM_FRONT"].cam2lidar
-            assert np.allclose(
-                [getattr(children["CAM_FRONT"].translation, a) for a in "xyz"], cam2lidar[:3, 3], atol=1e-6
-            )
+            # A frame's TF names the cameras that frame used: a frame run without a late camera (min_cameras 5,
+            # a loaded machine) leaves that one out. Every camera is in some frame's TF, each where the rig has it.
+            client.wait_for(TF_TOPIC, timeout_s=5)
+            seen = set()
+            for _, payload in list(client.messages[TF_TOPIC]):
+                for t in client.decode(TF_TOPIC, payload).transforms:
+                    if t.child_frame_id in frame.cameras:
+                        assert t.parent_frame_id == frame.lidar_frame, t.parent_frame_id
+                        cam2lidar = frame.calibration.cameras[t.child_frame_id].cam2lidar
+                        got = [getattr(t.translation, a) for a in "xyz"]
+                        assert np.allclose(got, cam2lidar[:3, 3], atol=1e-6), (t.child_frame_id, got)
+                        seen.add(t.child_frame_id)
+            assert seen == set(frame.cameras), seen
     finally:
         listener.ros.close()
 

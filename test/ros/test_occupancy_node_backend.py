@@ -1,11 +1,13 @@
 """The occupancy node's `backend` parameter: onnxruntime publishes the grids eager PyTorch publishes.
 
 Real in-process OccupancyNodes fed the fixture frame through their callbacks (as
-test_occupancy_node_inference.py does), `checkpoints/demo.pt`, the network in a thread of the node.
+test_occupancy_node_inference.py does), `checkpoints/demo.pt`, the network in the node's inference process
+(so the backend option reaches the child: the onnxruntime node's child exports and runs the ONNX parts).
 """
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ pytest.importorskip("onnx", reason="the node exports the ONNX parts at startup")
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
+from tacocc_core.inference_process import InferenceProcess  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
 from tacocc_ros.tooling.drive_source import frame_from_fixture  # noqa: E402
 from tacocc_ros.tooling.load_driver import DriveOptions, FrameMessages, driver_node_params  # noqa: E402
@@ -27,12 +30,16 @@ STAMP = 1_700_000_000 * S
 
 def grids_of(repo_root, frame, calibration, backend: str, domain_offset: int) -> list[np.ndarray]:
     params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions())
-    params.update(inference="thread", inference_threads=1, backend=backend)
+    params.update(inference_threads=1, backend=backend)
     context = Context()
     rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + domain_offset) % 101)
     node = OccupancyNode(
         context=context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
     )
+    assert isinstance(node.predictor, InferenceProcess) and node.predictor.alive
+    # The backend option reached the network's process: onnxruntime is loaded there for that backend only.
+    maps = Path(f"/proc/{node.predictor.pid}/maps").read_text()
+    assert ("onnxruntime" in maps) == (backend == "onnxruntime"), backend
     grids: list[np.ndarray] = []
     publish = node._publish
 

@@ -88,15 +88,24 @@ def fixture(repo_root, nuscenes_frame_dir, tmp_path_factory):
     return frame, frame.write_calibration(tmp_path_factory.mktemp("calib") / "calibration.yaml")
 
 
-def test_the_network_process_publishes_what_a_predictor_makes_of_the_same_frames(repo_root, fixture):
+@pytest.fixture(scope="module")
+def running(repo_root, fixture):
+    """One node for the tests of this file (its start costs seconds); they run in file order, the last stops it."""
     node, context = start_node(repo_root, *fixture, 60)
+    node.stopped = False
     try:
-        for i in range(3):  # one after the other: the temporal state carries over
-            feed(node, STAMP + i * S // 2)
-            wait_grids(node, i + 1)
-        grids, frames = node.grids, node.frames_in
+        yield node, context
     finally:
-        stop_node(node, context)
+        if not node.stopped:
+            stop_node(node, context)
+
+
+def test_the_network_process_publishes_what_a_predictor_makes_of_the_same_frames(repo_root, running):
+    node, _ = running
+    for i in range(3):  # one after the other: the temporal state carries over
+        feed(node, STAMP + i * S // 2)
+        wait_grids(node, i + 1)
+    grids, frames = list(node.grids), list(node.frames_in)
     assert len(frames) == len(grids) == 3
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -111,15 +120,17 @@ def test_the_network_process_publishes_what_a_predictor_makes_of_the_same_frames
     assert ((grids[-1][1] > 0) & (grids[-1][1] < 17)).sum() > 1000  # a real scene
 
 
-def test_a_dead_inference_process_is_reported_restarted_and_serves_again(repo_root, fixture):
-    node, context = start_node(repo_root, *fixture, 62)
+def test_a_dead_inference_process_is_reported_restarted_and_serves_again(running):
+    node, context = running
+    start = STAMP + 10 * S  # after the previous test's frames
     try:
         assert isinstance(node.predictor, InferenceProcess)
-        feed(node, STAMP)
-        wait_grids(node, 1)
+        served = len(node.grids)
+        feed(node, start)
+        wait_grids(node, served + 1)
         first = node.predictor.pid
         os.kill(first, signal.SIGKILL)
-        feed(node, STAMP + S)  # this frame meets the dead process
+        feed(node, start + S)  # this frame meets the dead process
         deadline = time.monotonic() + 120
         while node.stats.snapshot(0)["events"].get("inference process restarts", 0) < 1:
             assert time.monotonic() < deadline, node.stats.snapshot(0)
@@ -129,10 +140,11 @@ def test_a_dead_inference_process_is_reported_restarted_and_serves_again(repo_ro
         status = build_diagnostics(snap, 0).status[0]
         assert status.level != 0  # not OK: a failure since the previous snapshot
         assert node.predictor.pid not in (None, first) and node.predictor.alive
-        feed(node, STAMP + 2 * S)
-        wait_grids(node, 2)
+        feed(node, start + 2 * S)
+        wait_grids(node, served + 2)
         assert node.worker.failed == 0
         second = node.predictor.pid
     finally:
+        node.stopped = True
         stop_node(node, context)
     assert not Path(f"/proc/{second}").exists(), "the inference process outlived node.close()"

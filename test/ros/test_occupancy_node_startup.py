@@ -21,6 +21,7 @@ rclpy = pytest.importorskip("rclpy")
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2  # noqa: E402
@@ -32,8 +33,9 @@ from tacocc_core.data.nuscenes_reader import read_pcd_bin  # noqa: E402
 from tacocc_ros.messages.pointcloud import array_to_cloud  # noqa: E402
 from tacocc_ros.messages.stamps import make_header, stamp_to_ns  # noqa: E402
 from tacocc_ros.node import sync_message_filters  # noqa: E402
+from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
 from tacocc_ros.tooling.load_driver import child_pids  # noqa: E402
-from tacocc_ros.tooling.node_process import NodeProcessError, OccupancyNodeProcess, child_environment  # noqa: E402
+from tacocc_ros.tooling.node_process import OccupancyNodeProcess, child_environment  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
@@ -214,9 +216,14 @@ def test_node_alone_publishes_what_rviz_shows_logs_what_runs_and_stops_cleanly(
 
 
 @pytest.mark.skipif(sync_message_filters.have_message_filters(), reason="message_filters is importable here")
-def test_asking_for_message_filters_without_it_stops_at_startup(calibration_file, tmp_path):
-    process = OccupancyNodeProcess(node_params(calibration_file, use_message_filters=True), tmp_path / "node.log")
-    with pytest.raises(NodeProcessError) as caught:
-        process.start()
-    assert process.returncode == 1
-    assert "use_message_filters is true but message_filters is not importable" in str(caught.value)
+def test_asking_for_message_filters_without_it_stops_at_startup(calibration_file):
+    """The node is built here (the process's way out of a startup error, exit 1 with the message, is
+    test_replay.py's test_a_node_that_exits_early_raises_with_its_log): construction fails before the model."""
+    params = node_params(calibration_file, use_message_filters=True)
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(RuntimeError, match="use_message_filters is true but message_filters is not importable"):
+            OccupancyNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    finally:
+        rclpy.try_shutdown(context=context)

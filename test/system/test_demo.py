@@ -19,12 +19,15 @@ import pytest
 import torch
 from PIL import Image
 
+from tacocc_core import cli as core_cli
 from tacocc_core.checkpoint import save_checkpoint
 from tacocc_core.config import load_preset
+from tacocc_core.data.synthetic.rig import load_rig
 from tacocc_core.demo.numbers import k_histogram
 from tacocc_core.demo.report import OUTPUTS
 from tacocc_core.metrics import OccupancyEvaluator
 from tacocc_core.model.tacocc import TACOcc
+from tacocc_core.predictor import Predictor, PredictorOptions
 from tacocc_core.recording import load_recording
 from tacocc_core.viz.foxglove_messages import (
     GROUND_TRUTH_TOPIC,
@@ -34,7 +37,10 @@ from tacocc_core.viz.foxglove_messages import (
     camera_topic,
     labels_from_cells,
 )
-from tacocc_ros.commands.demo import FOXGLOVE_FILE, WORK_DIR
+from tacocc_ros import cli as ros_cli
+from tacocc_ros.bags.bag_frames import bag_frames
+from tacocc_ros.commands.demo import FOXGLOVE_FILE, SLOP_S, TIMEOUT_S, WORK_DIR
+from tacocc_ros.tooling.replay import node_sync_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO / "checkpoints" / "demo.pt"
@@ -53,6 +59,13 @@ def run_demo(out: Path, checkpoint: Path, *extra: str, timeout: float = 300) -> 
     command = [sys.executable, "-m", "tacocc_ros.cli", "demo", "--out", str(out), "--checkpoint", str(checkpoint)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*command, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def demo_here(capsys, out: Path, checkpoint: Path, *extra: str) -> tuple[int, str]:
+    """`tacocc demo` run in this process: (exit code, stderr)."""
+    capsys.readouterr()
+    code = core_cli.main(["demo", "--out", str(out), "--checkpoint", str(checkpoint), *extra], ros_cli.COMMANDS)
+    return code, capsys.readouterr().err
 
 
 def check_outputs(out: Path, read_foxglove_mcap) -> dict:
@@ -135,14 +148,47 @@ def check_foxglove_mcap(path: Path, recording, read_foxglove_mcap) -> None:
     assert all(counts[topic] == len(recording.received_stamps) for topic in schemas if topic != GROUND_TRUTH_TOPIC)
 
 
-def test_demo_end_to_end_reduced(tmp_path, read_foxglove_mcap):
+def test_demo_end_to_end_reduced(tmp_path, read_foxglove_mcap, capsys, monkeypatch):
+    # The command runs in this process (its node and bag player are processes of their own, as always); the
+    # full-size run below goes through `python -m tacocc_ros.cli` like a user's.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the node and the player it starts
     out = tmp_path / "demo_out"
-    result = run_demo(out, DEMO_CHECKPOINT, "--keyframes", "4", "--image-size", "176x99", "--rate", "0.5")
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, stderr = demo_here(capsys, out, DEMO_CHECKPOINT, "--keyframes", "4", "--image-size", "176x99")
+    assert code == 0, stderr[-3000:]
     numbers = check_outputs(out, read_foxglove_mcap)
     assert numbers["scores"]["geometry_iou"] > 0.6  # the trained network, on a scene it has not seen
     for stage in ("generating", "converting", "replaying", "drawing", "finished"):
-        assert f"[demo] {stage}" in result.stderr
+        assert f"[demo] {stage}" in stderr
+    check_direct_path(load_recording(out / "recording"))
+
+
+def check_direct_path(recording) -> None:
+    """The replay through the node over DDS equals the direct path: a Predictor here, on the bag's frames as
+    `bag_frames` builds them with the node's sync parameters, run on the frames the node ran (the received
+    ones: a frame the keep-latest node dropped never reached its network), with the node's torch threads.
+    And the recorded labels are the bag's labels as `bag_frames` reads them. (test_replay.py checks the same
+    on a random tiny network through `ReplaySession` directly; those phases are `slow`.)"""
+    config = load_preset("demo")
+    params = {"slop_s": SLOP_S, "timeout_s": TIMEOUT_S}
+    params |= {f"cameras.{name}.offset_s": us * 1e-6 for name, us in load_rig(None).camera_offset_us.items()}
+    frames = {item.frame.stamp_ns: item for item in bag_frames(recording.bag, config, node_sync_config(params, config))}
+    assert tuple(sorted(frames)) == recording.expected_stamps
+    labelled = {stamp: item.labels for stamp, item in frames.items() if item.labels is not None}
+    assert labelled and set(recording.gts) == set(labelled)
+    for stamp, labels in labelled.items():
+        np.testing.assert_array_equal(recording.gts[stamp], labels, err_msg=f"labels of stamp {stamp}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the node's inference_threads 0: every core it may use
+    try:
+        options = PredictorOptions(device="cpu", timings=False)
+        predictor = Predictor.from_checkpoint(DEMO_CHECKPOINT, config, options)
+        for stamp in recording.received_stamps:
+            prediction = predictor.predict(frames[stamp].frame)
+            assert prediction.error is None, prediction.error
+            want = np.where((prediction.labels > 0) & (prediction.labels < 17), prediction.labels, 0)
+            np.testing.assert_array_equal(recording.preds[stamp], want, err_msg=f"grid of stamp {stamp}")
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
@@ -158,17 +204,17 @@ def test_demo_full_size_and_second_run_uses_the_cache(tmp_path, read_foxglove_mc
     check_outputs(out, read_foxglove_mcap)
 
 
-def test_missing_checkpoint_is_one_clear_line(tmp_path):
-    result = run_demo(tmp_path / "out", tmp_path / "nope.pt", timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"tacocc demo: error: --checkpoint {tmp_path / 'nope.pt'}: file not found"
+def test_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
+    code, stderr = demo_here(capsys, tmp_path / "out", tmp_path / "nope.pt")
+    assert code == 2
+    assert stderr.strip() == f"tacocc demo: error: --checkpoint {tmp_path / 'nope.pt'}: file not found"
     assert not (tmp_path / "out").exists()
 
 
-def test_checkpoint_of_another_network_is_refused_before_any_work(tmp_path, random_checkpoint):
-    result = run_demo(tmp_path / "out", random_checkpoint, "--model-config", "tiny", timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "does not match the requested config 'tiny'" in lines[0], result.stderr
+def test_checkpoint_of_another_network_is_refused_before_any_work(tmp_path, random_checkpoint, capsys):
+    code, stderr = demo_here(capsys, tmp_path / "out", random_checkpoint, "--model-config", "tiny")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not match the requested config 'tiny'" in lines[0], stderr
     assert str(random_checkpoint) in lines[0]
     assert not (tmp_path / "out").exists()

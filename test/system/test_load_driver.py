@@ -1,10 +1,12 @@
-"""`tacocc drive` against a real occupancy node process: every fault class survived and counted, outputs after.
+"""`tacocc drive` against a real occupancy node process: every fault class survived and counted, outputs after;
+then generated malformed messages on the same node (`--generated`).
 
-The 35-second run is the CI version of the 30-minute soak (same driver, same faults); it checks survival,
+The 24-second run is the CI version of the 30-minute soak (same driver, same faults); it checks survival,
 counting and outputs after the last fault, never timings (the machine is shared). The soak is `slow`.
 """
 
 import socket
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from tacocc_core.viz.foxglove_messages import OCCUPANCY_TOPIC, TF_TOPIC, camera_
 from tacocc_ros.tooling import faults  # noqa: E402
 from tacocc_ros.tooling.drive_session import SessionOptions, drive  # noqa: E402
 from tacocc_ros.tooling.drive_source import frame_from_fixture  # noqa: E402
-from tacocc_ros.tooling.load_driver import DriveOptions  # noqa: E402
+from tacocc_ros.tooling.load_driver import DriveOptions, driver_node_params  # noqa: E402
+from tacocc_ros.tooling.node_process import OccupancyNodeProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -30,6 +33,12 @@ def check_survived(report: dict, injected_each: int) -> None:
     __tracebackhide__ = True
     assert report["node_alive_at_end"], f"the node died; see {report['node_log']}"
     assert report["node_exit_code"] == 0, f"exit code {report['node_exit_code']}; see {report['node_log']}"
+    check_counted(report, injected_each)
+
+
+def check_counted(report: dict, injected_each: int) -> None:
+    """Every fault injected, counted under its /diagnostics keys (a fresh node's counters), grids after."""
+    __tracebackhide__ = True
     counted = report["faults_counted"]
     assert set(counted) == set(faults.FAULTS)
     for fault, c in counted.items():
@@ -61,33 +70,82 @@ def check_foxglove(report: dict, read_foxglove_mcap) -> None:
     assert all(np.count_nonzero(labels_from_cells(g.data, shape)) > 0 for g in grids)
 
 
+@pytest.fixture(scope="module")
+def node(repo_root, nuscenes_frame_dir, tmp_path_factory):
+    """One node process for the two drives of this file (a start costs seconds), as `tacocc drive` starts it,
+    with its Foxglove bridge on. The drives run in file order; the last one stops it."""
+    tmp = tmp_path_factory.mktemp("drive_node")
+    frame = frame_from_fixture(nuscenes_frame_dir)
+    port = free_port()
+    calibration = frame.write_calibration(tmp / "calibration.yaml")
+    params = driver_node_params(
+        calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions(), {"foxglove_port": port}
+    )
+    process = OccupancyNodeProcess(params, tmp / "node.log")
+    with process:
+        yield SimpleNamespace(process=process, frame=frame, port=port, log=tmp / "node.log", failed_before=None)
+
+
+def session_on(node, repo_root, **changes) -> SessionOptions:
+    return SessionOptions(
+        checkpoint=str(repo_root / "checkpoints" / "demo.pt"), bench=False, start_node=False,
+        node_pid=node.process.pid, **changes,
+    )  # fmt: skip
+
+
 @pytest.mark.timeout(400)
 def test_half_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(
-    repo_root, nuscenes_frame_dir, tmp_path, read_foxglove_mcap
+    node, repo_root, tmp_path, read_foxglove_mcap
 ):
-    # Every fault, one every 1.5 s from t=5 s; the last at 23 s, the silent camera until 28 s, then 7 s clean.
+    # Every fault, one a second from t=3 s; the last at 15 s, the silent camera until 17 s, then 7 s clean.
     # Each replaces 6 messages of its stream (0.5 s of camera_info, which the node queues one deep): a node
     # on a loaded machine may take no single given message of a topic. The huge cloud keeps a loaded node
     # busy for a while, so it comes after the faults of single messages, followed only by the two that last
-    # (every stamp from then on earlier, a camera silent for 5 s).
+    # (every stamp from then on earlier, a camera silent for 2 s: its frames time out or run degraded
+    # after the 0.2 s sync timeout).
     lasting = ("huge_cloud", "time_jump", "silent_camera")
     order = tuple(f for f in faults.FAULTS if f not in lasting) + lasting
     options = DriveOptions(
-        duration_s=35.0, warmup_s=5.0, faults=order, fault_every_s=1.5, faults_until_s=24.0, fault_repeat=6
-    )
+        duration_s=24.0, warmup_s=3.0, faults=order, fault_start_s=3.0, fault_every_s=1.0, faults_until_s=16.0,
+        fault_repeat=6, silence_s=2.0,
+    )  # fmt: skip
     # With the Foxglove bridge served to a client all along, and the run's .mcap.
-    session = SessionOptions(
-        checkpoint=str(repo_root / "checkpoints" / "demo.pt"),
-        bench=False,
-        node_params={"foxglove_port": free_port()},
+    session = session_on(
+        node,
+        repo_root,
+        node_params={"foxglove_port": node.port},
         foxglove_client=True,
         mcap=str(tmp_path / "drive.mcap"),
     )
-    report = drive(frame_from_fixture(nuscenes_frame_dir), options, session, tmp_path / "drive.json")
-    check_survived(report, injected_each=1)
+    report = drive(node.frame, options, session, tmp_path / "drive.json")
+    node.process.check_alive(f"after the fault drive (log {node.log})")
+    check_counted(report, injected_each=1)
+    node.failed_before = report["failed"]
     check_foxglove(report, read_foxglove_mcap)
     assert (tmp_path / "drive.json").is_file() and (tmp_path / "drive.png").is_file()
     assert report["rss_mb"] and report["published"]["lidar"] > 0 and report["outputs"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_a_short_drive_with_generated_bad_messages_keeps_the_node_publishing(node, repo_root, tmp_path):
+    """`tacocc drive --generated`: a fifth of every stream malformed (3 s of it, about 130 messages, then
+    3.5 s clean) leaves the node alive, publishing grids after the last bad message, with a bounded log.
+    Its counters are compared with those at the end of the fault drive before it (None: a fresh node)."""
+    options = DriveOptions(
+        duration_s=7.5, warmup_s=1.5, fault_start_s=1.5, faults_until_s=4.5, generated_fraction=0.2, settle_s=3.0
+    )
+    before = node.failed_before or {}
+    lines_before = len(node.log.read_text(errors="replace").splitlines())
+    report = drive(node.frame, options, session_on(node, repo_root), tmp_path / "drive.json")
+    node.process.check_alive(f"after the generated drive (log {node.log})")
+    assert report["generated_total"] > 50, report["generated"]
+    assert {key.split()[0] for key in report["generated"]} >= {"lidar", "compressed", "info", "odom"}
+    assert report["outputs_after_last_generated"] >= 1, "no grid after the last generated message"
+    counted = {k: n - before.get(k, 0) for k, n in report["failed"].items() if n > before.get(k, 0)}
+    assert counted, f"the node counted none of the malformed messages: {report['failed']} (before: {before})"
+    lines = len(node.log.read_text(errors="replace").splitlines()) - lines_before
+    assert lines < 200, f"{lines} log lines in 7.5 s: not throttled"
+    assert node.process.stop() == 0, node.log.read_text()[-3000:]
 
 
 @pytest.mark.slow

@@ -116,8 +116,8 @@ def test_a_killed_child_is_reported_and_a_restart_serves_again(frames, child):
     assert child.predict(frames[0]).error is None
 
 
-def test_close_stops_the_child_and_frees_its_shared_memory(config, frames):
-    process = InferenceProcess(config, None, options=InferenceProcessOptions(threads=1))
+def test_close_stops_the_child_and_frees_its_shared_memory(frames, child):
+    process = child  # the module's child, after the tests above (a new one would cost a start): closed here
     process.predict(frames[0])
     pid = process.pid
     # This process's blocks by name: /dev/shm also holds those of every other process that comes and goes

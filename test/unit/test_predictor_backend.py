@@ -53,6 +53,26 @@ def onnx_predictor():
     return Predictor.from_checkpoint(demo_checkpoint_path(), options=options)
 
 
+def k_total(histogram: dict) -> int:
+    """Voxels counted in a `k_histogram` ({modality: {scale: {k: count}}})."""
+    return sum(n for scales in histogram.values() for ks in scales.values() for n in ks.values())
+
+
+def k_flips(a: dict, b: dict) -> int:
+    """The fewest voxels whose k differs between two histograms of the same voxels (each move changes two
+    counts); a different set of modalities, scales or voxel counts is a mismatch of every voxel."""
+    if {m: {s: sum(ks.values()) for s, ks in scales.items()} for m, scales in a.items()} != {
+        m: {s: sum(ks.values()) for s, ks in scales.items()} for m, scales in b.items()
+    }:
+        return max(k_total(a), 1)
+    moved = 0
+    for m, scales in a.items():
+        for s, ks in scales.items():
+            other = b[m][s]
+            moved += sum(abs(ks.get(k, 0) - other.get(k, 0)) for k in set(ks) | set(other)) // 2
+    return moved
+
+
 def test_predict_gives_the_grids_of_the_torch_backend(onnx_predictor, frames):
     eager = Predictor.from_checkpoint(demo_checkpoint_path(), options=PredictorOptions(device="cpu"))
     onnx_predictor.reset()
@@ -64,10 +84,14 @@ def test_predict_gives_the_grids_of_the_torch_backend(onnx_predictor, frames):
         assert a.error is None and b.error is None
         assert b.temporal_reset == a.temporal_reset == ("no previous state" if i == 0 else None)
         assert (a.labels == b.labels).mean() >= 0.999
-        # Summation order differs between the backends' kernels (and with the thread count); through the
-        # temporal state over four frames it reaches ~2e-3 in a probability, far below a class flip.
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-2)
-        assert b.k_histogram == a.k_histogram  # the fuser (PyTorch) saw the same volumes
+        # The backends' kernels sum in different orders: float32 rounding, at most 1.0e-6 in a probability
+        # over these frames and those of another seed, with one or two threads. The one discontinuity is the
+        # fuser's k (the candidate nearest the expected k): a voxel whose expectation lies within that
+        # rounding of a midpoint between candidates may take the other k, and the grid near it then differs
+        # by more. So the fuser (PyTorch) must see the same volumes up to such voxels, and all but the
+        # voxels near them must agree to rounding.
+        assert k_flips(a.k_histogram, b.k_histogram) <= 1e-3 * k_total(a.k_histogram), (a.k_histogram, b.k_histogram)
+        assert np.quantile(np.abs(a.probabilities - b.probabilities), 0.999) < 1e-4
         assert tuple(b.timings_ms)[:-1] == ORT_STAGES and b.timings_ms["total"] > 0
     assert len(frames) == 4 and (b.labels != 0).any()
 
@@ -104,18 +128,3 @@ def test_an_export_folder_runs_its_weights_and_refuses_others(tmp_path, frames):
     assert np.array_equal(predictor.predict(frames[0]).labels, first.labels)  # the running network was kept
     with pytest.raises(OnnxModelError, match="exported from other weights"):
         Predictor.from_checkpoint(tmp_path / "other.pt", options=options)
-
-
-def test_the_node_s_inference_process_runs_the_backend(onnx_predictor, frames, demo):
-    """The occupancy node's default way to run the network (a child process) takes the backend option."""
-    from tacocc_core.inference_process import InferenceProcess, InferenceProcessOptions
-
-    options = InferenceProcessOptions(threads=1, backend="onnxruntime")
-    process = InferenceProcess(demo, str(demo_checkpoint_path()), "cpu", "fp32", options)
-    try:
-        onnx_predictor.reset()
-        for frame in frames[:2]:
-            got, expected = process.predict(frame), onnx_predictor.predict(frame)
-            assert got.error is None and (got.labels == expected.labels).mean() >= 0.999
-    finally:
-        process.close()
