@@ -31,8 +31,11 @@ if [ ! -d "$DATA" ]; then
   $PY -m tacocc_core.cli generate-scenes --out "$DATA" --scenes "$SCENES" --val-scenes "$VAL_SCENES" \
     --keyframes "$KEYFRAMES" --seed "$GEN_SEED" --image-size "$IMAGE_SIZE" --domain "$DOMAIN" --workers 1
 fi
-# bags and the start's scores first, then the fine-tunes (each lane trains and scores its own runs)
-SEEDS="" TEACHER_SEEDS="" bash "$here/run_bag_finetune.sh" > /dev/null
+# bags and the start's scores first (kept when RUNS has them), then the fine-tunes (each lane trains and
+# scores its own runs; a run whose latest.pt exists is scored again, not trained again)
+if [ ! -f "$RUNS/start/seed0/eval_val.json" ]; then
+  SEEDS="" TEACHER_SEEDS="" bash "$here/run_bag_finetune.sh" > /dev/null
+fi
 if [ "$JOBS" -ge 2 ]; then
   SCORE_START=0 TEACHER_SEEDS="" bash "$here/run_bag_finetune.sh" > "$RUNS/lane_geo.log" 2>&1 &
   geo=$!
