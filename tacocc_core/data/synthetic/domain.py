@@ -23,6 +23,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -123,7 +124,7 @@ def load_domain(path: str | os.PathLike[str]) -> Domain:
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
     try:
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key == "colours":
                 if not isinstance(value, dict):
@@ -141,6 +142,6 @@ def load_domain(path: str | os.PathLike[str]) -> Domain:
                 kwargs[key] = float(value)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
-    domain = Domain(**kwargs)  # type: ignore[arg-type]
+    domain = Domain(**kwargs)
     domain.validate(str(path))
     return domain
