@@ -5,7 +5,7 @@
 # run_bag_finetune.sh (ssl_geo and ssl_geo_teacher, the same START for every seed) in JOBS parallel lanes,
 # scores START on the original domain's held-out scenes for reference (REF_DATA, when present), and prints
 # mean +- std and every seed beside plain LiDAR accumulation on the same frames. Usage:
-#   START=checkpoints/demo.pt RUNS=runs/domain_finetune STEPS=100 SEEDS="0 1 2" JOBS=2 \
+#   START=checkpoints/demo.pt RUNS=runs/domain_finetune STEPS=150 SEEDS="0 1 2" JOBS=2 \
 #     bash benchmarks/experiments/run_domain_finetune.sh
 # Smoke check (minutes): SCENES=3 VAL_SCENES=1 KEYFRAMES=4 STEPS=2 SEEDS=0 EVAL_FRAMES=2 DATA=data/smoke ...
 [[ ${1:-} == -h || ${1:-} == --help ]] && { echo "usage: [SETTING=value ...] bash $0"; sed -n '2,/^set /s/^# \{0,1\}//p' "$0"; exit 0; }
