@@ -25,7 +25,7 @@ RUNS=${RUNS:-runs/bag_finetune}
 TRAIN_CONFIG=${TRAIN_CONFIG:-config/train_finetune_bags.yaml}
 STEPS=${STEPS:-300}
 LR=${LR:-1e-4}
-SEEDS=${SEEDS:-0 1 2}
+SEEDS=${SEEDS-0 1 2}                  # "" runs no ssl_geo (only the start is scored)
 GEO_WEIGHT=${GEO_WEIGHT:-1.0}
 PHOTO_SEEDS=${PHOTO_SEEDS:-}           # seeds of ssl_photo ('' = not run: its renderer steps are slow on a CPU)
 TEACHER_SEEDS=${TEACHER_SEEDS:-}       # seeds of ssl_geo_teacher ('' = not run)
@@ -38,6 +38,7 @@ PHOTO_STEPS=${PHOTO_STEPS:-$STEPS}
 PHOTO_WEIGHT=${PHOTO_WEIGHT:-1.0}
 PHOTO_RENDERER=${PHOTO_RENDERER:-}     # renderer settings over PRESET's, e.g. "neighbour_frames=0 inner_steps=3"
 EVAL_FRAMES=${EVAL_FRAMES:-}           # score only the first N held-out frames (smoke runs)
+SCORE_START=${SCORE_START:-1}          # 0: do not score START (a parallel run of other seeds already does)
 DEVICE=${DEVICE:-cpu}
 PY=${PYTHON:-python}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -100,7 +101,7 @@ finetune() {  # variant, seed, steps, model config, train-config settings...
 }
 
 mkdir -p "$RUNS"/{start/seed0,ssl_geo,ssl_photo,ssl_geo_teacher,sup_render_off,sup_render_on}
-score "$RUNS/start/seed0" "$START"
+[ "$SCORE_START" = 0 ] || score "$RUNS/start/seed0" "$START"
 for seed in $SEEDS; do
   finetune ssl_geo "$seed" "$STEPS" "$PRESET" renderer=false "label_efficient.geometry_weight=$GEO_WEIGHT" \
     label_efficient.photometric_weight=0.0

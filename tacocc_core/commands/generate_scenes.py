@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from tacocc_core.data.synthetic.domain import Domain, load_domain
 from tacocc_core.data.synthetic.writer import GenerateOptions, generate_dataset
 
 
@@ -35,10 +36,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="rig calibration in the layout of a nuScenes calibration dump (calib.json), e.g. a real car's; "
         "default: the built-in six-camera rig ($TACOCC_CALIB overrides the default)",
     )
+    p.add_argument(
+        "--domain",
+        default=None,
+        help="YAML of the recording domain (colours, lighting, LiDAR beams and intensity scale, camera mount; "
+        "see config/domains/); default: the built-in domain",
+    )
+    p.add_argument(
+        "--val-scenes", type=int, default=None, help="scenes of the val split (the last ones); default: a fifth"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        domain = load_domain(args.domain) if args.domain else Domain()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"tacocc generate-scenes: error: {err}", file=sys.stderr)
+        return 2
     opts = GenerateOptions(
         scenes=args.scenes,
         keyframes=args.keyframes,
@@ -48,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         sweeps_per_keyframe=args.sweeps,
         lidar_azimuths=args.lidar_azimuths,
         workers=args.workers,
+        val_scenes=args.val_scenes,
+        domain=domain,
     )
     start = time.perf_counter()
     try:

@@ -5,6 +5,7 @@ with runpy, which is what `-m` does, so that the suite does not start a dozen in
 `python -m` checks the command itself). Shell scripts print their usage on `--help` and do nothing else.
 """
 
+import json
 import runpy
 import subprocess
 import sys
@@ -73,3 +74,23 @@ def test_shell_script_help(path, tmp_path):
     assert result.stdout.startswith("usage:"), result.stdout[:300]
     assert len(result.stdout.splitlines()) > 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summarize_seeds_per_seed_rows_and_lidar_baseline(tmp_path, capsys):
+    from benchmarks.experiments.summarize_seeds import main
+
+    def report(iou: float, miou: float, lidar: float) -> dict:
+        scores = {"geometry_iou": iou, "miou": miou, "class_iou": {"car": miou}}
+        return {"checkpoint": "latest.pt", "scores": {"all": scores}, "flicker": {"flicker": 0.02},
+                "lidar_accumulation_iou": {"all": lidar}}  # fmt: skip
+
+    for seed, (iou, miou) in enumerate([(0.80, 0.40), (0.90, 0.50)]):
+        folder = tmp_path / "geo" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "eval_val.json").write_text(json.dumps(report(iou, miou, 0.25)))
+    assert main(["--per-seed", "--lidar", str(tmp_path), "geo"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("| geo | 0,1 | latest.pt | 85.00 +- 7.07 | 45.00 +- 7.07 |")
+    assert rows[3].startswith("| geo seed 0 | 0 | latest.pt | 80.00 | 40.00 |")
+    assert rows[4].startswith("| geo seed 1 | 1 | latest.pt | 90.00 | 50.00 |")
+    assert rows[5] == "| LiDAR accumulation | - | - | 25.00 | - | - | - | - |"

@@ -5,13 +5,15 @@ and a brightness-only texture (windows, paving, noise), so that colour tells the
 network has a visual cue to learn; the sky is a blue gradient. The LiDAR is modelled on the nuScenes
 Velodyne HDL-32E: 32 beams from +10.67 to -30.67 degrees (1.33 degree steps), 20 Hz; its intensity comes
 from the hit material's reflectance with range and incidence falloff, noise and the unit's gain
-(intensity.py), so that it hints at the class without naming it.
+(intensity.py), so that it hints at the class without naming it. A `Domain` (domain.py) changes colours,
+lighting and the LiDAR's beams; the module constants are those of the built-in domain.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tacocc_core.data.synthetic.domain import Domain
 from tacocc_core.data.synthetic.intensity import lidar_intensity, material_reflectance
 from tacocc_core.data.synthetic.primitives import inside_part
 from tacocc_core.data.synthetic.raycast import Hits, PinholeGrid, SpinningGrid, cast
@@ -40,7 +42,17 @@ for _name, _rgb in {
 }.items():
     APPEARANCE[CLASS_IDS[_name]] = _rgb
 
-_SUN = np.array([0.4, 0.3, 0.86]) / np.linalg.norm([0.4, 0.3, 0.86])
+DEFAULT_DOMAIN = Domain()
+
+
+def appearance(domain: Domain) -> np.ndarray:
+    """(17, 3) float RGB base colour per class: APPEARANCE with the domain's colours replaced."""
+    if not domain.colours:
+        return APPEARANCE
+    out = APPEARANCE.copy()
+    for name, rgb in domain.colours:
+        out[CLASS_IDS[name]] = rgb
+    return out
 
 
 def _hash_noise(p: np.ndarray, cell: float) -> np.ndarray:
@@ -62,11 +74,13 @@ def _texture(label: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(green, 0.75 + 0.25 * _hash_noise(p, 0.3), f)
 
 
-def shade(hits: Hits, dirs: np.ndarray) -> np.ndarray:
-    """(R,) hits of unit rays `dirs` (R, 3) -> (R, 3) uint8 RGB."""
-    lit = 0.55 + 0.45 * np.clip(hits.normal @ _SUN, 0.0, 1.0)
+def shade(hits: Hits, dirs: np.ndarray, domain: Domain = DEFAULT_DOMAIN) -> np.ndarray:
+    """(R,) hits of unit rays `dirs` (R, 3) -> (R, 3) uint8 RGB, colours and sun of `domain`."""
+    lit = 0.55 + 0.45 * np.clip(hits.normal @ domain.sun_direction(), 0.0, 1.0)
+    if domain.brightness != 1.0:
+        lit = lit * domain.brightness
     finite = np.where(np.isfinite(hits.point), hits.point, 0.0)
-    colour = APPEARANCE[hits.label] * (lit * _texture(hits.label, finite))[:, None]
+    colour = appearance(domain)[hits.label] * (lit * _texture(hits.label, finite))[:, None]
     sky = hits.part == -2
     up = np.clip(dirs[sky, 2], 0.0, 1.0)[:, None]
     colour[sky] = np.array([200.0, 222.0, 245.0]) * (1 - up) + np.array([110.0, 160.0, 230.0]) * up
@@ -74,12 +88,20 @@ def shade(hits: Hits, dirs: np.ndarray) -> np.ndarray:
 
 
 def render_camera(
-    street: Street, t: float, cam2ego: np.ndarray, cam2img: np.ndarray, size: tuple[int, int]
+    street: Street,
+    t: float,
+    cam2ego: np.ndarray,
+    cam2img: np.ndarray,
+    size: tuple[int, int],
+    domain: Domain = DEFAULT_DOMAIN,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Image of a camera mounted at `cam2ego` at time t -> ((H, W, 3) uint8 RGB, (H, W) uint8 class ids)."""
+    """Image of a camera mounted at `cam2ego` at time t -> ((H, W, 3) uint8 RGB, (H, W) uint8 class ids).
+
+    `domain` gives the colours and the lighting; the mount is `cam2ego` as given.
+    """
     grid = PinholeGrid(cam2img, street.ego2street(t) @ cam2ego, size)
     hits = cast(grid, street.parts_at(t))
-    rgb = shade(hits, grid.dirs.reshape(-1, 3))
+    rgb = shade(hits, grid.dirs.reshape(-1, 3), domain)
     return rgb.reshape(*size, 3), hits.label.reshape(size)
 
 
@@ -91,15 +113,17 @@ def lidar_sweep(
     rng: np.random.Generator,
     gain: float = 1.0,
     material_seed: int = 0,
+    elevations_deg: np.ndarray = LIDAR_ELEVATIONS_DEG,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One revolution at time t -> ((N, 5) float32 [x, y, z, intensity, ring] in the LiDAR frame, (N,) instance).
 
     Returns every ray that hits something within LIDAR_MAX_RANGE, with 1 cm range noise. `gain` is the
     sensor unit's intensity scale, `material_seed` picks the street's materials (the same in every sweep
-    of one recording); `rng` draws the range and intensity noise.
+    of one recording); `rng` draws the range and intensity noise. `elevations_deg` (B,) are the beams,
+    top first (ring 0); the default is the HDL-32E's.
     """
     lidar2street = street.ego2street(t) @ lidar2ego
-    grid = SpinningGrid(np.deg2rad(LIDAR_ELEVATIONS_DEG), azimuths, lidar2street)
+    grid = SpinningGrid(np.deg2rad(elevations_deg), azimuths, lidar2street)
     hits = cast(grid, street.parts_at(t), max_range=LIDAR_MAX_RANGE)
     keep = np.isfinite(hits.t)
     local = grid.local_dirs.reshape(-1, 3)[keep]

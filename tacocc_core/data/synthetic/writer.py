@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from tacocc_core.data.synthetic.domain import Domain
 from tacocc_core.data.synthetic.intensity import sensor_gain
 from tacocc_core.data.synthetic.rig import Rig, load_rig
 from tacocc_core.data.synthetic.sensors import lidar_sweep, render_camera, voxelize
@@ -51,6 +52,9 @@ class GenerateOptions:
         lidar_azimuths: firing directions per revolution (the HDL-32E at 20 Hz has about 1084).
         jpeg_quality: quality of the written JPEGs.
         workers: processes, one scene each at a time.
+        val_scenes: scenes of the `val` split in splits.json (the last ones); None: a fifth of them
+            (at least one when there are two or more scenes).
+        domain: colours, lighting, LiDAR and camera mounting (domain.py); the default is the built-in one.
     """
 
     scenes: int = 2
@@ -62,6 +66,8 @@ class GenerateOptions:
     lidar_azimuths: int = 1084
     jpeg_quality: int = 90
     workers: int = 1
+    val_scenes: int | None = None
+    domain: Domain = field(default_factory=Domain)
 
     def validate(self) -> None:
         for name in ("scenes", "keyframes", "lidar_azimuths", "workers"):
@@ -74,6 +80,9 @@ class GenerateOptions:
             raise ValueError(f"generate: image size must be at least 16x16, got {w}x{h}")
         if not self.version or "/" in self.version:
             raise ValueError(f"generate: version must be a plain folder name, got {self.version!r}")
+        if self.val_scenes is not None and not 0 <= self.val_scenes <= self.scenes:
+            raise ValueError(f"generate: val_scenes must be in 0..scenes ({self.scenes}), got {self.val_scenes}")
+        self.domain.validate("generate: domain")
 
 
 def token(*parts: object) -> str:
@@ -133,7 +142,7 @@ def _scene_tables(root: Path, opts: GenerateOptions, rig: Rig, scene_idx: int) -
         {
             "token": t_log,
             "logfile": log_name,
-            "vehicle": "tacocc-synth",
+            "vehicle": opts.domain.name,
             "date_captured": "2026-01-01",
             "location": "synthetic-street",
         }
@@ -185,6 +194,9 @@ def _scene_tables(root: Path, opts: GenerateOptions, rig: Rig, scene_idx: int) -
 
     lidar_rng = np.random.default_rng([seed, scene_idx, 1])
     gain = sensor_gain(np.random.default_rng([seed, scene_idx, 2]))  # the scene's LiDAR unit
+    if opts.domain.intensity_scale != 1.0:
+        gain *= opts.domain.intensity_scale
+    elevations = opts.domain.lidar_elevations()
     instance_pts: list[np.ndarray] = []
     for k in range(opts.keyframes):
         key_us = base_us + k * KEYFRAME_US
@@ -200,6 +212,7 @@ def _scene_tables(root: Path, opts: GenerateOptions, rig: Rig, scene_idx: int) -
                 lidar_rng,
                 gain,
                 seed * 1000 + scene_idx,
+                elevations,
             )
             points.tofile(root / filename)
             add_sample_data("LIDAR_TOP", stamp, j == 0, sample_tokens[k], filename, (0, 0))
@@ -211,7 +224,12 @@ def _scene_tables(root: Path, opts: GenerateOptions, rig: Rig, scene_idx: int) -
             stamp = key_us + rig.camera_offset_us[channel]
             filename = f"samples/{channel}/{log_name}__{channel}__{stamp}.jpg"
             rgb, _ = render_camera(
-                street, (stamp - base_us) / 1e6, rig.cam2ego[channel], rig.intrinsics(channel, (h, w)), (h, w)
+                street,
+                (stamp - base_us) / 1e6,
+                rig.cam2ego[channel],
+                rig.intrinsics(channel, (h, w)),
+                (h, w),
+                opts.domain,
             )
             ok, data = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, opts.jpeg_quality])
             assert ok, "JPEG encoding failed"
@@ -311,6 +329,14 @@ def _global_tables(rig: Rig) -> dict[str, list[dict]]:
     }
 
 
+def mounted(rig: Rig, domain: Domain) -> Rig:
+    """`rig` with every camera moved to the domain's mount (`Domain.mount_camera`); the LiDAR stays."""
+    if not domain.camera_pitch_deg and not domain.camera_height_offset_m:
+        return rig
+    cam2ego = {name: domain.mount_camera(pose) for name, pose in rig.cam2ego.items()}
+    return Rig(rig.cameras, cam2ego, rig.cam2img, rig.lidar2ego, rig.camera_offset_us)
+
+
 def generate_dataset(
     out: str | os.PathLike[str], opts: GenerateOptions, calib_path: str | os.PathLike[str] | None = None
 ) -> Path:
@@ -319,7 +345,7 @@ def generate_dataset(
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out}: output folder already exists; choose a new path or remove it")
-    rig = load_rig(calib_path)
+    rig = mounted(load_rig(calib_path), opts.domain)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         for sub in [*(f"samples/{c}" for c in (*rig.cameras, "LIDAR_TOP")), "sweeps/LIDAR_TOP", "surroundocc/samples"]:
@@ -338,7 +364,10 @@ def generate_dataset(
         for name, rows in tables.items():
             (tmp / opts.version / f"{name}.json").write_text(json.dumps(rows, indent=0))
         names = [s["name"] for s in tables["scene"]]
-        n_val = 0 if len(names) < 2 else max(1, round(0.2 * len(names)))
+        if opts.val_scenes is not None:
+            n_val = opts.val_scenes
+        else:
+            n_val = 0 if len(names) < 2 else max(1, round(0.2 * len(names)))
         split = {"train": names[: len(names) - n_val], "val": names[len(names) - n_val :]}
         (tmp / "splits.json").write_text(json.dumps(split, indent=1))
         os.rename(tmp, out)
