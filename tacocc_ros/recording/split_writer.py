@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rosbags.interfaces import Qos
+from rosbags.interfaces import Connection, Qos
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
 
@@ -101,7 +101,7 @@ class SplitWriter:
         self._topics: dict[str, _Topic] = {}
         self._writer: Writer | None = None
         self._final: Path | None = None
-        self._connections: dict[str, object] = {}
+        self._connections: dict[str, Connection] = {}
         self._bytes = 0
         self._start_ns: int | None = None
         self._index = 0
@@ -136,7 +136,7 @@ class SplitWriter:
         assert self._writer is not None
         if self._start_ns is None:
             self._start_ns = timestamp_ns
-        self._writer.write(self._connections[topic], timestamp_ns, data)  # type: ignore[arg-type]
+        self._writer.write(self._connections[topic], timestamp_ns, data)
         self._bytes += len(data)
         if info.latched:
             info.last = bytes(data)
@@ -186,7 +186,7 @@ class SplitWriter:
             self._connect(topic)
         for topic, info in self._topics.items():
             if info.last is not None:
-                self._writer.write(self._connections[topic], stamp_ns, info.last)  # type: ignore[arg-type]
+                self._writer.write(self._connections[topic], stamp_ns, info.last)
 
     def _connect(self, topic: str) -> None:
         assert self._writer is not None
