@@ -1,4 +1,4 @@
-"""The `tacocc` command: every `tacocc_core` command plus the ones that run ROS 2 (`play`, `record`, `demo`, `drive`).
+"""The `tacocc` command: every `tacocc_core` command plus the ROS 2 ones (`play`, `record`, `reload`, `demo`, `drive`).
 
 The ROS commands import rclpy only when they run, so `tacocc train` and the other core commands still work on
 a machine without ROS packages.
@@ -10,10 +10,10 @@ import sys
 
 from tacocc_core import cli as core_cli
 from tacocc_core.allocator import keep_freed_memory
-from tacocc_ros.commands import demo, drive, play, record
+from tacocc_ros.commands import demo, drive, play, record, reload
 
-# The order `tacocc --help` shows: `play` and `record` beside the bag commands, then `demo` and `drive` last.
-COMMANDS = core_cli.COMMANDS[:5] + (play, record) + core_cli.COMMANDS[5:] + (demo, drive)
+# The order `tacocc --help` shows: `play` and `record` beside the bag commands, then `reload`, `demo` and `drive` last.
+COMMANDS = core_cli.COMMANDS[:5] + (play, record) + core_cli.COMMANDS[5:] + (reload, demo, drive)
 
 
 def build_parser():

@@ -61,6 +61,11 @@ class ByteQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def __len__(self) -> int:
+        """Items held now (control entries included)."""
+        with self._cond:
+            return len(self._items)
+
     @property
     def closed_and_empty(self) -> bool:
         with self._cond:

@@ -460,3 +460,26 @@ def test_checkpoint_reload_by_service_and_parameter(session):
     read_only = session.set_param("device", "cuda")
     assert not read_only.successful
     session.wait_diagnostics(lambda v: v.get("checkpoint reloads") == "1", "one checkpoint reload")
+
+
+def test_tacocc_reload_hands_new_weights_to_the_running_node(session, tmp_path, capsys):
+    """`tacocc reload` (the guide's `ros2 param set` without ROS): re-read, a new file, a refused file."""
+    from tacocc_ros.cli import main as tacocc
+
+    counted = session.wait_diagnostics(lambda v: "checkpoint reloads" in v, "the reload count")
+    before = int(counted["checkpoint reloads"])
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(session.checkpoint.read_bytes())
+    assert tacocc(["reload", "--node", NODE, "--timeout", "60"]) == 0
+    assert tacocc(["reload", "--node", NODE, "--checkpoint", str(copy), "--timeout", "60"]) == 0
+    assert tacocc(["reload", "--node", NODE, "--checkpoint", str(session.checkpoint), "--timeout", "60"]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert tacocc(["reload", "--node", NODE, "--checkpoint", str(bad), "--timeout", "60"]) == 1
+    assert f"{NODE} refused the weights: checkpoint:" in capsys.readouterr().err
+    assert tacocc(["reload", "--node", "/no_such_node", "--timeout", "1"]) == 1
+    assert "no service /no_such_node/reload_checkpoint within 1 s" in capsys.readouterr().err
+    session.wait_diagnostics(
+        lambda v: int(v.get("checkpoint reloads", 0)) == before + 3, "three more reloads (re-read, copy, original)"
+    )

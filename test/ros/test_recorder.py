@@ -125,6 +125,8 @@ def test_a_full_queue_drops_the_newest_and_counts_them(ros, tmp_path, capfd):
     write = recorder.writer.write
     recorder.writer.write = lambda *args: (disk.wait(30), write(*args))  # type: ignore[method-assign]
     wait_for(lambda: topic.get_subscription_count() > 0, what="match")
+    # The writer has taken the topic's control entry (size 0): an empty queue takes the first message whole.
+    wait_for(lambda: len(recorder.queue) == 0, what="the writer to take the topic entry")
     for i in range(20):
         topic.publish(String(data=f"m{i}"))
     # The writer holds one message and the queue (1 byte) one more, or the writer has not taken the first yet.

@@ -98,8 +98,9 @@ def test_half_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(
     node, repo_root, tmp_path, read_foxglove_mcap
 ):
     # Every fault, one a second from t=3 s; the last at 15 s, the silent camera until 17 s, then 7 s clean.
-    # Each replaces 6 messages of its stream (0.5 s of camera_info, which the node queues one deep): a node
-    # on a loaded machine may take no single given message of a topic. The huge cloud keeps a loaded node
+    # Each replaces 10 messages of its stream (0.8 s of camera_info, which the node queues one deep; the next
+    # camera fault comes 1 s later): a node on a loaded machine may take no single given message of a topic,
+    # and with 6 (0.5 s) a loaded node once took none of a zero-K CameraInfo's. The huge cloud keeps a loaded node
     # busy for a while, so it comes after the faults of single messages, followed only by the two that last
     # (every stamp from then on earlier, a camera silent for 2 s: its frames time out or run degraded
     # after the 0.2 s sync timeout).
@@ -107,7 +108,7 @@ def test_half_a_minute_of_every_fault_is_survived_counted_and_followed_by_grids(
     order = tuple(f for f in faults.FAULTS if f not in lasting) + lasting
     options = DriveOptions(
         duration_s=24.0, warmup_s=3.0, faults=order, fault_start_s=3.0, fault_every_s=1.0, faults_until_s=16.0,
-        fault_repeat=6, silence_s=2.0,
+        fault_repeat=10, silence_s=2.0,
     )  # fmt: skip
     # With the Foxglove bridge served to a client all along, and the run's .mcap.
     session = session_on(

@@ -82,7 +82,7 @@ def test_tacocc_core_never_imports_ros():
 
 
 # The ROS side, bottom to top: a subpackage imports only from those before it (and from tacocc_core).
-ROS_LAYERS = ("messages", "node", "bags", "training", "tooling", "commands", "cli")
+ROS_LAYERS = ("messages", "node", "bags", "recording", "training", "tooling", "commands", "cli")
 
 
 def test_ros_side_layers_import_downwards_only():

@@ -23,6 +23,7 @@ from tacocc_ros.cli import build_parser
 FENCE = re.compile(r"^```([\w-]*)\s*$")
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console", "zsh"}
 COMMAND_WORD = re.compile(r"(^|[\s;&|(])(tacocc|tacocc_core\.cli|tacocc_ros\.cli)(\s|$)")
+REDIRECTION = re.compile(r"^\d*(>>?|<)(&\d+)?\S*$")  # 2>&1, >out.log, 2>err.log
 
 
 def code_blocks(text: str) -> list[tuple[int, str, list[str]]]:
@@ -67,11 +68,16 @@ def tacocc_argvs(line: str) -> list[list[str]]:
     """The argument lists given to `tacocc` (or `-m tacocc_core.cli`) on one shell line."""
     tokens = shlex.split(line, comments=True)
     segments, current = [], []
+    redirected = False  # the previous token was a redirection whose target this one is
     for token in tokens:
-        if token in ("&&", "||", ";", "|"):
+        if redirected:
+            redirected = False
+        elif token in ("&&", "||", ";", "|", "&"):
             segments.append(current)
             current = []
-        else:
+        elif token in (">", ">>", "<", "2>", "&>"):
+            redirected = True
+        elif not REDIRECTION.match(token):
             current.append(token)
     segments.append(current)
     argvs = []

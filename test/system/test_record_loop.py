@@ -3,7 +3,7 @@
 `tacocc drive` publishes the real fixture frame into a running occupancy node (the vehicle), `tacocc
 record` records the node's inputs into a rosbag2 bag, `training_node` fine-tunes the node's checkpoint on
 that bag (self-supervised, no labels), and the running node reloads the new `latest.pt` through its
-parameter service and keeps publishing grids for sweeps sent after the reload.
+parameter service (`tacocc reload`) and keeps publishing grids for sweeps sent after the reload.
 
 The rig: the drive publishes it on /tf_static where tf2_msgs is installed (a ROS 2 install) and the
 training node derives it from the recording's /tf_static and camera_info; without tf2_msgs (the PyPI
@@ -140,10 +140,14 @@ def test_drive_record_finetune_and_reload_into_the_running_node(repo_root, nusce
             latest = run / "latest.pt"
             assert load_checkpoint(latest, expected=load_preset("demo"))["step"] >= 2
 
-            # The running node takes the new weights (`ros2 param set` through rclpy) and keeps publishing.
+            # The running node takes the new weights (`tacocc reload`, the `ros2 param set` of the guide) and
+            # keeps publishing.
             reloaded_at = time.time_ns()
-            node.reload_checkpoint(latest)
-            assert node.params["checkpoint"] == str(latest)
+            reloaded = subprocess.run(
+                tacocc(repo_root, "reload", "--checkpoint", str(latest)), env=env, capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+            assert reloaded.returncode == 0, reloaded.stderr
             after = DriveOptions(duration_s=2.0, warmup_s=0.0, raw_camera=None, settle_s=1.0)
             assert LoadDriver(frame, after).run()["published"]["lidar"] > 0  # `tacocc drive --no-start`'s driver
             deadline = time.monotonic() + 30

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from tacocc_core.checkpoint import demo_checkpoint_path
 from tacocc_core.cli import main
+from tacocc_core.config import demo_checkpoint_path
 
 
 def test_bench_writes_the_stage_table(tmp_path, capsys):

@@ -94,7 +94,7 @@ def test_tensorrt_engines_are_built_cached_and_match_pytorch(tmp_path):
     reason = _tensorrt_missing()
     if reason:
         pytest.skip(f"TensorRT engine build needs a GPU with TensorRT: {reason}")
-    from tacocc_core.checkpoint import demo_checkpoint_path
+    from tacocc_core.config import demo_checkpoint_path
     from tacocc_core.deploy.ort_network import OrtNetwork
     from tacocc_core.predictor import Predictor, PredictorOptions
     from tacocc_core.synthetic_batch import synthetic_step_batch
