@@ -78,6 +78,9 @@ def apply_ros_environment() -> None:
         os.environ.setdefault(key, value)
 
 
+REDISCOVER_AFTER_S = 30.0  # see OccupancyNodeProcess._wait_ready
+
+
 class RosHandle:
     """A private rclpy context with one node, spun on a background thread until `close()`."""
 
@@ -196,11 +199,17 @@ class OccupancyNodeProcess:
         return self
 
     def _wait_ready(self, topics: list[str]) -> None:
-        node = self._control.node
+        """Wait for the 'ready:' log line and, in the ROS graph, the node's input topics and reload service.
+
+        A DDS participant that has not discovered the node 30 s after its 'ready:' line (seen, rarely, on a
+        loaded machine with many participants come and gone) is replaced by a new one, which discovers anew.
+        """
         deadline = time.monotonic() + self.startup_timeout_s
         service = f"/{NODE_NAME}/reload_checkpoint"
+        ready_since: float | None = None
         while True:
             self.check_alive("while starting")
+            node = self._control.node
             try:
                 subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node(NODE_NAME, "/")}
                 services = {name for name, _ in node.get_service_names_and_types_by_node(NODE_NAME, "/")}
@@ -209,8 +218,15 @@ class OccupancyNodeProcess:
             missing = [t for t in topics if t not in subscribed] + ([service] if service not in services else [])
             if not self._said_ready():
                 missing.append("the 'ready:' log line")
+            elif ready_since is None:
+                ready_since = time.monotonic()
             if not missing:
                 return
+            if ready_since is not None and not subscribed and time.monotonic() - ready_since > REDISCOVER_AFTER_S:
+                if self._ros is not None:
+                    self._ros.close()
+                self._ros = RosHandle("occupancy_node_control")
+                ready_since = time.monotonic()
             if time.monotonic() > deadline:
                 raise NodeProcessError(
                     f"occupancy node not ready after {self.startup_timeout_s:.0f} s (still missing: "
