@@ -174,6 +174,7 @@ class SplitWriter:
         partial = partial_path(final)
         if final.exists() or partial.exists():
             raise RecordingError(f"{final}: exists already")
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.mkdir()
         writer = Writer(partial / final.name, version=BAG_VERSION, storage_plugin=STORAGES[self.options.storage])
         try:

@@ -88,6 +88,14 @@ def test_an_empty_recording_is_a_readable_bag_with_its_topics(tmp_path):
         assert [c.topic for c in reader.connections] == ["/data"] and reader.message_count == 0
 
 
+def test_the_folders_above_the_output_are_made(tmp_path):
+    writer = SplitWriter(SplitOptions(tmp_path / "bags" / "drive-0001"))  # `-o bags/drive-0001` in a new checkout
+    writer.add_topic("/data", STRING, [SENSOR_QOS])
+    writer.write("/data", 5, cdr("x"))
+    [bag] = writer.close()
+    assert bag == tmp_path / "bags" / "drive-0001" and read(bag) == {"/data": [(5, "x")]}
+
+
 def test_refuses_an_existing_output_an_interrupted_one_and_an_unknown_type(tmp_path):
     (tmp_path / "there").mkdir()
     with pytest.raises(RecordingError, match="there: exists already"):
