@@ -67,12 +67,12 @@ def reload(node_name: str, checkpoint: Path | None, timeout_s: float) -> tuple[b
     node_name = "/" + node_name.strip("/")
     context = Context()
     rclpy.init(context=context)
+    node = rclpy.create_node("tacocc_reload", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    spinner.start()
     try:
-        node = rclpy.create_node("tacocc_reload", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-        spinner.start()
         if checkpoint is not None:
             value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(checkpoint.resolve()))
             request = SetParameters.Request(parameters=[Parameter(name="checkpoint", value=value)])
@@ -80,8 +80,11 @@ def reload(node_name: str, checkpoint: Path | None, timeout_s: float) -> tuple[b
             return bool(result.successful), result.reason or f"{node_name} loaded {checkpoint}"
         response = _call(node, Trigger, f"{node_name}/reload_checkpoint", Trigger.Request(), timeout_s)
         return bool(response.success), response.message
-    finally:
+    finally:  # the spin thread ends before the node and the context go (else the process aborts at exit)
         rclpy.try_shutdown(context=context)
+        spinner.join(timeout=5)
+        executor.shutdown(timeout_sec=1)
+        node.destroy_node()
 
 
 def run(args: argparse.Namespace) -> int:
