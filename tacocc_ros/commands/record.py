@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
 import threading
 import time
@@ -65,18 +64,6 @@ def _topics(args: argparse.Namespace) -> tuple[str, ...]:
     return node_input_topics(tuple(load_preset(str(config)).cameras.names), overrides)
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT / SIGTERM set `stop` (the recording is closed cleanly); a second one interrupts at once."""
-
-    def handler(signum: int, _frame) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         import rclpy
@@ -84,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
+        from tacocc_ros.node.spin import stop_on_signals
         from tacocc_ros.recording.recorder import Recorder, RecordOptions, summary_lines
         from tacocc_ros.recording.split_writer import RecordingError, SplitOptions, SplitWriter
         from tacocc_ros.recording.topics import TopicSelectionError
@@ -103,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     apply_ros_environment()
     context = Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     node = recorder = None
     try:
         node = rclpy.create_node("tacocc_record", context=context)

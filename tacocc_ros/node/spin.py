@@ -73,3 +73,15 @@ def run_until_signal(
             node.destroy_node()
         rclpy.try_shutdown()
     return status
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT / SIGTERM set `stop` (the caller ends its work cleanly); a second one raises KeyboardInterrupt."""
+
+    def handler(signum: int, _frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

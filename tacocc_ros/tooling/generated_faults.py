@@ -153,7 +153,7 @@ class GeneratedFaults:
             setattr(q, str(self.rng.choice(["x", "y", "z", "w"])), float("nan"))
         elif m == "huge_quaternion":
             q.x, q.y, q.z, q.w = 1e300, 1e300, 0.0, 0.0
-        else:  # a pose 20-80 ms older than the good one: out of order, absorbed by the pose buffer
+        else:  # a pose 0.02-0.08 s older than the good one: out of order, absorbed by the pose buffer
             ns = (
                 bad.header.stamp.sec * 1_000_000_000 + bad.header.stamp.nanosec - int(self.rng.integers(20, 80)) * 10**6
             )

@@ -47,7 +47,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
 import sys
 import threading
 
@@ -64,6 +63,7 @@ from std_msgs.msg import String
 from tacocc_core.allocator import keep_freed_memory
 from tacocc_core.config import load_preset
 from tacocc_ros.node.lifecycle_guard import refuse_with_reason
+from tacocc_ros.node.spin import stop_on_signals
 from tacocc_ros.training.bag_training import FineTuner, Progress
 from tacocc_ros.training.training_params import (
     CAMERA_SHARED,
@@ -250,18 +250,6 @@ class TrainingNode(LifecycleNode):
         return self.tuner.step if self.tuner is not None else 0
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT / SIGTERM set `stop` (the step in progress ends and is saved); a second one interrupts at once."""
-
-    def handler(signum: int, _frame) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _spin(node: TrainingNode, stop: threading.Event) -> int:
     """Answer the lifecycle services until shutdown, a signal or (with autostart) the end of the steps."""
     executor = SingleThreadedExecutor()
@@ -281,7 +269,7 @@ def main(args: list[str] | None = None) -> int:
     malloc = keep_freed_memory()  # before the first step's tensors: see tacocc_core.allocator
     stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    _stop_on_signals(stop)
+    stop_on_signals(stop)
     rclpy.logging.get_logger("training_node").info(malloc or "glibc malloc settings left as they are")
     node = None
     status = 0

@@ -177,12 +177,12 @@ def test_a_first_signal_asks_to_stop_and_a_second_interrupts_at_once():
     import os
     import signal
 
-    from tacocc_ros.commands.record import _stop_on_signals
+    from tacocc_ros.node.spin import stop_on_signals
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     stop = threading.Event()
     try:
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(5)
         with pytest.raises(KeyboardInterrupt):
