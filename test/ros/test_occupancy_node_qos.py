@@ -71,7 +71,9 @@ def rig(repo_root, nuscenes_frame_dir, tmp_path_factory):
     diagnostics: list[DiagnosticArray] = []
     talker.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     talker.logs = []
-    talker.create_subscription(Log, "/rosout", lambda m: talker.logs.append(m), 100)
+    # /rosout is latched (transient local): the listener also gets lines logged before it was matched.
+    rosout = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    talker.create_subscription(Log, "/rosout", lambda m: talker.logs.append(m), rosout)
     talker_executor = SingleThreadedExecutor(context=talker_context)
     talker_executor.add_node(talker)
     threading.Thread(target=talker_executor.spin, daemon=True).start()
@@ -200,5 +202,12 @@ def test_a_publisher_the_node_cannot_hear_is_reported_in_the_log_and_on_diagnost
     assert {kv.key: kv.value for kv in status.values}[key] == "1"
     why = "publishes sensor_msgs/msg/Image, the node subscribes sensor_msgs/msg/CompressedImage"
     assert len(node.unheard[topic]) == 1 and why in node.unheard[topic][0]
-    lines = [m.msg for m in talker.logs if m.level == Log.WARN and "cannot hear" in m.msg]
-    assert any(topic in line and why in line for line in lines), [m.msg for m in talker.logs][-10:]
+
+    def warned() -> bool:
+        lines = [m.msg for m in list(talker.logs) if m.level == Log.WARN and "cannot hear" in m.msg]
+        return any(topic in line and why in line for line in lines)
+
+    deadline = time.monotonic() + 20  # /rosout is its own topic: the line may come after the diagnostics
+    while not warned() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert warned(), [m.msg for m in list(talker.logs)][-10:]

@@ -85,13 +85,15 @@ def test_predict_gives_the_grids_of_the_torch_backend(onnx_predictor, frames):
         assert b.temporal_reset == a.temporal_reset == ("no previous state" if i == 0 else None)
         assert (a.labels == b.labels).mean() >= 0.999
         # The backends' kernels sum in different orders: float32 rounding, at most 1.0e-6 in a probability
-        # over these frames and those of another seed, with one or two threads. The one discontinuity is the
+        # over these frames with one or two threads on this project's AMD EPYC machine; on another CPU the
+        # kernels differ more (1.8e-4 at the 0.999 quantile on a CI machine). The one discontinuity is the
         # fuser's k (the candidate nearest the expected k): a voxel whose expectation lies within that
         # rounding of a midpoint between candidates may take the other k, and the grid near it then differs
         # by more. So the fuser (PyTorch) must see the same volumes up to such voxels, and all but the
         # voxels near them must agree to rounding.
         assert k_flips(a.k_histogram, b.k_histogram) <= 1e-3 * k_total(a.k_histogram), (a.k_histogram, b.k_histogram)
-        assert np.quantile(np.abs(a.probabilities - b.probabilities), 0.999) < 1e-4
+        # A wrong weight, input or stage order moves probabilities by 1e-2 and more.
+        assert np.quantile(np.abs(a.probabilities - b.probabilities), 0.999) < 1e-3
         assert tuple(b.timings_ms)[:-1] == ORT_STAGES and b.timings_ms["total"] > 0
     assert len(frames) == 4 and (b.labels != 0).any()
 
