@@ -37,11 +37,13 @@ if [ ! -d "$DATA" ]; then
     --workers 1
 fi
 
+# Every mode names its whole fuser, so that a run means the same whatever the preset's defaults are.
+EQ1="--set model.fuser.context_terms=false --set model.fuser.exclude_own_voxel=false --set model.fuser.noise_fade=false"
 declare -A MODE_ARGS=(
-  [none]="--set model.fuser.mode=none"
-  [fixed_k1]="--set model.fuser.mode=fixed --set model.fuser.fixed_k=1"
-  [fixed_k3]="--set model.fuser.mode=fixed --set model.fuser.fixed_k=3"
-  [adaptive]="--set model.fuser.mode=adaptive"
+  [none]="--set model.fuser.mode=none $EQ1"
+  [fixed_k1]="--set model.fuser.mode=fixed --set model.fuser.fixed_k=1 $EQ1"
+  [fixed_k3]="--set model.fuser.mode=fixed --set model.fuser.fixed_k=3 $EQ1"
+  [adaptive]="--set model.fuser.mode=adaptive $EQ1"
   [context_adaptive]="--set model.fuser.mode=adaptive --set model.fuser.context_terms=true
     --set model.fuser.exclude_own_voxel=true --set model.fuser.noise_fade=true"
 )
@@ -84,8 +86,9 @@ import yaml
 from tacocc_core.config import config_to_dict, load_preset
 config, mode, out = sys.argv[1:]
 c = load_preset(config)
-fuser = {"none": dict(mode="none"), "fixed_k1": dict(mode="fixed", fixed_k=1),
-         "fixed_k3": dict(mode="fixed", fixed_k=3), "adaptive": dict(mode="adaptive"),
+eq1 = dict(context_terms=False, exclude_own_voxel=False, noise_fade=False)
+fuser = {"none": dict(mode="none", **eq1), "fixed_k1": dict(mode="fixed", fixed_k=1, **eq1),
+         "fixed_k3": dict(mode="fixed", fixed_k=3, **eq1), "adaptive": dict(mode="adaptive", **eq1),
          "context_adaptive": dict(mode="adaptive", context_terms=True, exclude_own_voxel=True, noise_fade=True)}[mode]
 c = dataclasses.replace(c, name=f"{c.name}_{mode}", fuser=dataclasses.replace(c.fuser, **fuser))
 with open(out, "w") as f:
