@@ -78,7 +78,7 @@ def apply_ros_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-REDISCOVER_AFTER_S = 8.0  # first wait before a new control participant; doubles each time (see _wait_ready)
+REDISCOVER_AFTER_S = 30.0  # see OccupancyNodeProcess._wait_ready
 
 
 class RosHandle:
@@ -201,15 +201,12 @@ class OccupancyNodeProcess:
     def _wait_ready(self, topics: list[str]) -> None:
         """Wait for the 'ready:' log line and, in the ROS graph, the node's input topics and reload service.
 
-        A DDS participant that has not discovered the node REDISCOVER_AFTER_S after its 'ready:' line (seen
-        on a machine with many participants come and gone: it then never does) is replaced by a new one, which
-        discovers anew; each replacement waits twice as long as the one before, so that a merely slow
-        discovery on a loaded machine is not cut short again and again.
+        A DDS participant that has not discovered the node 30 s after its 'ready:' line (seen, rarely, on a
+        loaded machine with many participants come and gone) is replaced by a new one, which discovers anew.
         """
         deadline = time.monotonic() + self.startup_timeout_s
         service = f"/{NODE_NAME}/reload_checkpoint"
         ready_since: float | None = None
-        rediscover_after_s = REDISCOVER_AFTER_S
         while True:
             self.check_alive("while starting")
             node = self._control.node
@@ -225,11 +222,11 @@ class OccupancyNodeProcess:
                 ready_since = time.monotonic()
             if not missing:
                 return
-            if ready_since is not None and not subscribed and time.monotonic() - ready_since > rediscover_after_s:
+            if ready_since is not None and not subscribed and time.monotonic() - ready_since > REDISCOVER_AFTER_S:
                 if self._ros is not None:
                     self._ros.close()
                 self._ros = RosHandle("occupancy_node_control")
-                ready_since, rediscover_after_s = time.monotonic(), 2 * rediscover_after_s
+                ready_since = time.monotonic()
             if time.monotonic() > deadline:
                 raise NodeProcessError(
                     f"occupancy node not ready after {self.startup_timeout_s:.0f} s (still missing: "
