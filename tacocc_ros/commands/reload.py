@@ -33,16 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _call(node: Any, srv_type: Any, name: str, request: Any, timeout_s: float) -> Any:
-    """Call service `name` and wait for the answer; TimeoutError naming the service otherwise."""
+    """Call service `name` of `node`'s graph and wait for the answer; TimeoutError naming the service otherwise."""
+    from tacocc_ros.tooling.node_process import call_service
+
     client = node.create_client(srv_type, name)
-    if not client.wait_for_service(timeout_sec=timeout_s):
-        raise TimeoutError(f"no service {name} within {timeout_s:.0f} s: is the node running on this ROS_DOMAIN_ID?")
-    future = client.call_async(request)
-    done = threading.Event()
-    future.add_done_callback(lambda _: done.set())
-    if not done.wait(timeout_s):
-        raise TimeoutError(f"{name} did not answer within {timeout_s:.0f} s")
-    return future.result()
+    return call_service(client, request, timeout_s, hint=": is the node running on this ROS_DOMAIN_ID?")
 
 
 def _spin(executor: Any) -> None:

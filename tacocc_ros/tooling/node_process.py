@@ -81,6 +81,22 @@ def apply_ros_environment() -> None:
 REDISCOVER_AFTER_S = 30.0  # see OccupancyNodeProcess._wait_ready
 
 
+def call_service(client: Any, request: Any, timeout_s: float, hint: str = "") -> Any:
+    """Call `client`'s service and wait for the answer, which a thread spinning the client's node delivers.
+
+    TimeoutError naming the service when it does not appear within `timeout_s` (with `hint` appended) or
+    does not answer within `timeout_s`.
+    """
+    if not client.wait_for_service(timeout_sec=timeout_s):
+        raise TimeoutError(f"no service {client.srv_name} within {timeout_s:.0f} s{hint}")
+    future = client.call_async(request)
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout_s):
+        raise TimeoutError(f"{client.srv_name} did not answer within {timeout_s:.0f} s")
+    return future.result()
+
+
 class RosHandle:
     """A private rclpy context with one node, spun on a background thread until `close()`."""
 
@@ -107,14 +123,7 @@ class RosHandle:
 
     def call(self, client, request, timeout_s: float):
         """Call a service and wait for its response (the spin thread delivers it); TimeoutError otherwise."""
-        if not client.wait_for_service(timeout_sec=timeout_s):
-            raise TimeoutError(f"service {client.srv_name} not available after {timeout_s:.0f} s")
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(timeout_s):
-            raise TimeoutError(f"no response from {client.srv_name} within {timeout_s:.0f} s")
-        return future.result()
+        return call_service(client, request, timeout_s)
 
     def close(self) -> None:
         rclpy.try_shutdown(context=self.context)
