@@ -13,13 +13,10 @@ from typing import Any
 
 import torch
 
+from tacocc_core.checkpoint_error import CheckpointError
 from tacocc_core.config import ConfigError, ModelConfig, config_from_dict, config_to_dict, diff_configs
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, has the wrong format, or does not fit the requested config."""
 
 
 def save_checkpoint(

@@ -33,16 +33,16 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import numpy as np
 
+# Torch-free modules only: the parent never imports torch (the child does, in `serve`).
+from tacocc_core.checkpoint_error import CheckpointError
 from tacocc_core.config import ModelConfig
 from tacocc_core.frame import Frame
+from tacocc_core.predictor_options import Backend, Precision, Prediction
 from tacocc_core.shared_arrays import SharedArrayReader, SharedArrayWriter
-
-if TYPE_CHECKING:  # the parent does not import torch
-    from tacocc_core.predictor import Backend, Precision, Prediction
 
 
 class InferenceProcessError(RuntimeError):
@@ -141,8 +141,6 @@ class InferenceProcess:
         kind, value = self._receive(self.options.start_timeout_s)
         if kind == "checkpoint_error":
             self._stop()
-            from tacocc_core.checkpoint import CheckpointError
-
             raise CheckpointError(value)
         if kind != "ready":
             self._stop()
@@ -236,8 +234,6 @@ class InferenceProcess:
         with self._lock:
             kind, value = self._call(("reload", str(path)))
         if kind == "checkpoint_error":
-            from tacocc_core.checkpoint import CheckpointError
-
             raise CheckpointError(value)
         self._startup = dataclasses.replace(self._startup, checkpoint=str(path))  # restarts load it
 
@@ -268,7 +264,7 @@ class InferenceProcess:
             kind, value = self._call(("predict", request))
             if kind != "prediction":
                 raise InferenceProcessError(f"unexpected answer {kind!r} from the inference process: {value}")
-            prediction = cast("Prediction", value)
+            prediction = cast(Prediction, value)
             prediction.labels = arrays.view(labels).copy()
             return prediction
 
@@ -291,7 +287,6 @@ def serve(conn, startup: _Startup) -> None:
     import torch
 
     from tacocc_core.allocator import keep_freed_memory
-    from tacocc_core.checkpoint import CheckpointError
     from tacocc_core.predictor import Predictor, PredictorOptions
 
     if startup.keep_freed_memory:

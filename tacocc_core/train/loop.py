@@ -34,7 +34,8 @@ from tacocc_core.config import ModelConfig
 from tacocc_core.data.dataset import AugmentOptions, SequenceDataset, make_collate
 from tacocc_core.data.nuscenes_reader import LabelSource, NuScenesReader, ReaderOptions
 from tacocc_core.model.tacocc import TACOcc
-from tacocc_core.predictor import Precision, Predictor, PredictorOptions
+from tacocc_core.predictor import Predictor, PredictorOptions
+from tacocc_core.predictor_options import Precision
 from tacocc_core.train.distributed import (
     DistContext,
     all_reduce_mean,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from tacocc_core.allocator import return_large_blocks
 from tacocc_core.config import ModelConfig
 from tacocc_core.inference_process import InferenceProcess, InferenceProcessError, InferenceProcessOptions
-from tacocc_core.predictor import Backend, Precision
+from tacocc_core.predictor_options import Backend, Precision
 
 __all__ = ["InferenceProcess", "InferenceProcessError", "make_inference"]
 

@@ -63,10 +63,10 @@ from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from tacocc_core.checkpoint import CheckpointError
+from tacocc_core.checkpoint_error import CheckpointError
 from tacocc_core.config import load_preset
 from tacocc_core.frame import Frame
-from tacocc_core.predictor import Precision
+from tacocc_core.predictor_options import Precision
 from tacocc_ros.messages.transport import transport_description
 from tacocc_ros.node.calibration import load_calibration
 from tacocc_ros.node.extrinsics import make_extrinsics

@@ -81,6 +81,18 @@ def test_tacocc_core_never_imports_ros():
                 assert name.split(".")[0] not in ros_modules, f"{path.relative_to(REPO)} imports {name}"
 
 
+def test_the_node_process_imports_no_network_library():
+    """The node's own process (messages, sync, publishing) leaves torch, torchvision and spconv to its
+    inference child: importing them costs seconds of every start and hundreds of MB of the node's memory."""
+    script = (
+        "import sys, tacocc_ros.node.occupancy_node, tacocc_ros.node.inference; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'spconv', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]", f"the node's process imports {out.stdout.strip()}"
+
+
 # The ROS side, bottom to top: a subpackage imports only from those before it (and from tacocc_core).
 ROS_LAYERS = ("messages", "node", "bags", "recording", "training", "tooling", "commands", "cli")
 
