@@ -235,6 +235,7 @@ class LoadDriver:
         self._cpu_start = time.process_time()
         self.driver_cpu_s: float | None = None
         self.tf_static = "not published"
+        self._stop = threading.Event()
 
     # --- ROS side ------------------------------------------------------------------------------------
     def _open(self) -> RosHandle:
@@ -413,11 +414,15 @@ class LoadDriver:
             heapq.heappush(queue, (due + periods[what], what))
 
     # --- the run -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the publishing of a `run()` in another thread early (it then settles and reports as usual)."""
+        self._stop.set()
+
     def run(self) -> dict:
-        """Publish for `duration_s`, wait `settle_s` for the last outputs, return the report dict."""
+        """Publish for `duration_s` (or until `stop()`), wait `settle_s` for the last outputs, return the report."""
         self._cpu_start = time.process_time()
         ros = self._open()
-        stop = threading.Event()
+        stop = self._stop
         try:
             self._wait_matched()
             self._t0_ns = time.monotonic_ns()

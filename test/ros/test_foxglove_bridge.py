@@ -79,20 +79,28 @@ class CloudListener:
         self.grids[stamp_to_ns(msg.header.stamp)] = cloud_to_grid(msg, GRID)
 
 
-def drive(frame, seconds: float) -> threading.Thread:
-    """The fixture frame at sensor rates for `seconds`, on a thread."""
-    options = DriveOptions(duration_s=seconds, warmup_s=0.0, settle_s=1.0, raw_camera=RAW_CAMERA)
-    thread = threading.Thread(target=LoadDriver(frame, options).run, daemon=True)
-    thread.start()
-    return thread
-
-
 def drive_until(frame, done, timeout_s: float = 180.0) -> None:
-    """Drive the frame in 3 s bursts until `done()` (a node on a busy machine makes few grids a second)."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"not done after {timeout_s:.0f} s of driving"
-        drive(frame, 3.0).join(120)
+    """Publish the frame at sensor rates until `done()` (a node on a busy machine makes few grids a second)."""
+    options = DriveOptions(duration_s=timeout_s, warmup_s=0.0, settle_s=0.0, raw_camera=RAW_CAMERA)
+    driver, failed = LoadDriver(frame, options), []
+
+    def run() -> None:
+        try:
+            driver.run()
+        except Exception as err:  # reported by the waiting test
+            failed.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert thread.is_alive(), f"the load driver stopped before it was done: {failed}"
+            assert time.monotonic() < deadline, f"not done after {timeout_s:.0f} s of driving"
+            time.sleep(0.05)
+    finally:
+        driver.stop()
+        thread.join(30)
 
 
 @pytest.fixture(scope="module")
