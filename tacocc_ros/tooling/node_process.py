@@ -239,9 +239,20 @@ class OccupancyNodeProcess:
             if time.monotonic() > deadline:
                 raise NodeProcessError(
                     f"occupancy node not ready after {self.startup_timeout_s:.0f} s (still missing: "
-                    f"{', '.join(missing)})\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
+                    f"{', '.join(missing)}){self._namesakes(node)}\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
                 )
             time.sleep(0.1)
+
+    @staticmethod
+    def _namesakes(node: Any) -> str:
+        """A note when the graph holds more than one node of the name: lookups by name may then read another."""
+        same = sum(1 for name, ns in node.get_node_names_and_namespaces() if (name, ns) == (NODE_NAME, "/"))
+        if same < 2:
+            return ""
+        return (
+            f"; the ROS graph of domain {os.environ.get('ROS_DOMAIN_ID', '0')} holds {same} nodes named /{NODE_NAME}"
+            " (another process, or a node built in this one, has the name)"
+        )
 
     def _said_ready(self) -> bool:
         if self._log is not None:

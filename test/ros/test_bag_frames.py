@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from nuscenes.nuscenes import NuScenes
+from ros_domains import in_process_domain
 from rosbags.rosbag2 import Reader, Writer
 
 from tacocc_core.bags.convert import ConvertOptions, convert_nuscenes
@@ -125,7 +126,7 @@ def test_frames_equal_what_the_occupancy_node_builds(bag, frames):
     from tacocc_ros.node.occupancy_node import OccupancyNode
     from tacocc_ros.node.sync import SyncedSet
 
-    rclpy.init()
+    rclpy.init(domain_id=in_process_domain("bag_frames"))
     node = None
     try:
         params = [

@@ -5,7 +5,6 @@ test_occupancy_node_inference.py does), `checkpoints/demo.pt`, the network in th
 (so the backend option reaches the child: the onnxruntime node's child exports and runs the ONNX parts).
 """
 
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs onnxrun
 pytest.importorskip("onnx", reason="the node exports the ONNX parts at startup")
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_domains import in_process_domain  # noqa: E402
 
 from tacocc_core.inference_process import InferenceProcess  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
@@ -28,11 +28,11 @@ S = 1_000_000_000
 STAMP = 1_700_000_000 * S
 
 
-def grids_of(repo_root, frame, calibration, backend: str, domain_offset: int) -> list[np.ndarray]:
+def grids_of(repo_root, frame, calibration, backend: str, domain: str) -> list[np.ndarray]:
     params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions())
     params.update(inference_threads=1, backend=backend)
     context = Context()
-    rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + domain_offset) % 101)
+    rclpy.init(context=context, domain_id=in_process_domain(domain))
     node = OccupancyNode(
         context=context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
     )
@@ -72,8 +72,8 @@ def grids_of(repo_root, frame, calibration, backend: str, domain_offset: int) ->
 def test_the_onnxruntime_backend_publishes_the_grids_of_the_torch_backend(repo_root, nuscenes_frame_dir, tmp_path):
     frame = frame_from_fixture(nuscenes_frame_dir)
     calibration = frame.write_calibration(tmp_path / "calibration.yaml")
-    torch_grids = grids_of(repo_root, frame, calibration, "torch", 70)
-    onnx_grids = grids_of(repo_root, frame, calibration, "onnxruntime", 71)
+    torch_grids = grids_of(repo_root, frame, calibration, "torch", "backend_torch")
+    onnx_grids = grids_of(repo_root, frame, calibration, "onnxruntime", "backend_onnxruntime")
     for want, got in zip(torch_grids, onnx_grids, strict=True):
         assert (want == got).mean() >= 0.999
     assert ((onnx_grids[-1] > 0) & (onnx_grids[-1] < 17)).sum() > 1000  # a real scene

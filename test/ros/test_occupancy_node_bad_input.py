@@ -5,7 +5,6 @@ tacocc_ros/tooling/faults.py): each is counted under its fixed /diagnostics key,
 next good frame is inferred and counted as published.
 """
 
-import os
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_domains import in_process_domain  # noqa: E402
 
 from tacocc_ros.messages.pointcloud import array_to_cloud, cloud_to_array  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
@@ -34,7 +34,7 @@ def node(repo_root, nuscenes_frame_dir, tmp_path_factory):
     context = Context()
     # A domain of its own: this node needs no DDS peer, and a node named occupancy_node must not show up in the
     # graph of the other node tests of this session.
-    rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + 50) % 101)
+    rclpy.init(context=context, domain_id=in_process_domain("bad_input"))
     node = OccupancyNode(
         context=context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
     )

@@ -16,6 +16,7 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from ros_domains import in_process_domain  # noqa: E402
 
 from tacocc_core.config import load_preset  # noqa: E402
 from tacocc_core.predictor import Predictor, PredictorOptions  # noqa: E402
@@ -30,11 +31,11 @@ S = 1_000_000_000
 STAMP = 1_700_000_000 * S
 
 
-def start_node(repo_root: Path, frame, calibration: Path, domain_offset: int):
+def start_node(repo_root: Path, frame, calibration: Path, domain: str):
     params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions())
     params.update(inference_threads=1)
     context = Context()
-    rclpy.init(context=context, domain_id=(int(os.environ.get("ROS_DOMAIN_ID", "0")) + domain_offset) % 101)
+    rclpy.init(context=context, domain_id=in_process_domain(domain))
     node = OccupancyNode(
         context=context, parameter_overrides=[Parameter(name, value=value) for name, value in params.items()]
     )
@@ -91,7 +92,7 @@ def fixture(repo_root, nuscenes_frame_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def running(repo_root, fixture):
     """One node for the tests of this file (its start costs seconds); they run in file order, the last stops it."""
-    node, context = start_node(repo_root, *fixture, 60)
+    node, context = start_node(repo_root, *fixture, "inference")
     node.stopped = False
     try:
         yield node, context

@@ -8,7 +8,6 @@ A camera whose only publisher uses the older `<base>_compressed` name is heard t
 another message type on a camera topic is reported in the log and on /diagnostics.
 """
 
-import os
 import threading
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from ros_domains import in_process_domain  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from tacocc_core.bags.topics import legacy_image_topic  # noqa: E402
@@ -48,7 +48,7 @@ def rig(repo_root, nuscenes_frame_dir, tmp_path_factory):
     params = driver_node_params(calibration, str(repo_root / "checkpoints" / "demo.pt"), DriveOptions(raw_camera=None))
     params.pop("sensor_reliability")  # auto: the QoS follows the publishers
     params.update(inference_threads=1, diagnostics_period_s=0.3)
-    domain = (int(os.environ.get("ROS_DOMAIN_ID", "0")) + 63) % 101
+    domain = in_process_domain("qos")
     node_context, talker_context = Context(), Context()
     rclpy.init(context=node_context, domain_id=domain)
     rclpy.init(context=talker_context, domain_id=domain)

@@ -23,6 +23,7 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_domains import in_process_domain  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
@@ -35,7 +36,12 @@ from tacocc_ros.messages.stamps import make_header, stamp_to_ns  # noqa: E402
 from tacocc_ros.node import sync_message_filters  # noqa: E402
 from tacocc_ros.node.occupancy_node import OccupancyNode  # noqa: E402
 from tacocc_ros.tooling.load_driver import child_pids  # noqa: E402
-from tacocc_ros.tooling.node_process import OccupancyNodeProcess, child_environment  # noqa: E402
+from tacocc_ros.tooling.node_process import (  # noqa: E402
+    NODE_NAME,
+    OccupancyNodeProcess,
+    RosHandle,
+    child_environment,
+)
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
@@ -221,9 +227,24 @@ def test_asking_for_message_filters_without_it_stops_at_startup(calibration_file
     test_replay.py's test_a_node_that_exits_early_raises_with_its_log): construction fails before the model."""
     params = node_params(calibration_file, use_message_filters=True)
     context = Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=in_process_domain("startup_error"))
     try:
         with pytest.raises(RuntimeError, match="use_message_filters is true but message_filters is not importable"):
             OccupancyNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_a_second_node_of_the_name_is_named_in_the_start_error():
+    """Two nodes named occupancy_node on the domain (a node built in the test process beside the node process)
+    make the graph lookups by name read either: the start's timeout error names them."""
+    first, second = RosHandle(NODE_NAME), RosHandle(NODE_NAME)
+    try:
+        deadline = time.monotonic() + 30
+        while not (note := OccupancyNodeProcess._namesakes(first.node)):
+            assert time.monotonic() < deadline, first.node.get_node_names_and_namespaces()
+            time.sleep(0.1)
+        assert f"holds 2 nodes named /{NODE_NAME}" in note
+    finally:
+        first.close()
+        second.close()

@@ -15,6 +15,7 @@ import pytest
 import rclpy
 import yaml
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_domains import in_process_domain
 from rosbags.rosbag2 import Reader, Writer
 from std_msgs.msg import String
 
@@ -205,7 +206,7 @@ def test_fine_tunes_on_a_robot_bag_with_the_params_file_of_the_occupancy_node(ro
     from tacocc_ros.training.training_node import TrainingNode
 
     params = shared_params_file(tmp_path / "params.yaml", robot, tmp_path / "run")
-    rclpy.init(args=["--ros-args", "--params-file", str(params)])
+    rclpy.init(args=["--ros-args", "--params-file", str(params)], domain_id=in_process_domain("shared_params"))
     node = None
     seen: list[dict] = []
     try:
@@ -236,7 +237,7 @@ def test_the_shared_params_file_configures_the_occupancy_node(robot, tmp_path):
         tacocc(["calibration", "--bag", str(robot), "--params-file", str(topics_only), "--out", str(calibration)]) == 0
     )
     params = shared_params_file(tmp_path / "params.yaml", robot, tmp_path / "run", str(calibration))
-    rclpy.init(args=["--ros-args", "--params-file", str(params)])
+    rclpy.init(args=["--ros-args", "--params-file", str(params)], domain_id=in_process_domain("shared_params"))
     node = None
     try:
         node = OccupancyNode()
