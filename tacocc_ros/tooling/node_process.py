@@ -78,9 +78,6 @@ def apply_ros_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-REDISCOVER_AFTER_S = 30.0  # see OccupancyNodeProcess._wait_ready
-
-
 def call_service(client: Any, request: Any, timeout_s: float, hint: str = "") -> Any:
     """Call `client`'s service and wait for the answer, which a thread spinning the client's node delivers.
 
@@ -210,12 +207,11 @@ class OccupancyNodeProcess:
     def _wait_ready(self, topics: list[str]) -> None:
         """Wait for the 'ready:' log line and, in the ROS graph, the node's input topics and reload service.
 
-        A DDS participant that has not discovered the node 30 s after its 'ready:' line (seen, rarely, on a
-        loaded machine with many participants come and gone) is replaced by a new one, which discovers anew.
+        The graph is read by node name: another node named occupancy_node on the domain (see `_namesakes`)
+        hides this one, and the timeout error then says so.
         """
         deadline = time.monotonic() + self.startup_timeout_s
         service = f"/{NODE_NAME}/reload_checkpoint"
-        ready_since: float | None = None
         while True:
             self.check_alive("while starting")
             node = self._control.node
@@ -227,15 +223,8 @@ class OccupancyNodeProcess:
             missing = [t for t in topics if t not in subscribed] + ([service] if service not in services else [])
             if not self._said_ready():
                 missing.append("the 'ready:' log line")
-            elif ready_since is None:
-                ready_since = time.monotonic()
             if not missing:
                 return
-            if ready_since is not None and not subscribed and time.monotonic() - ready_since > REDISCOVER_AFTER_S:
-                if self._ros is not None:
-                    self._ros.close()
-                self._ros = RosHandle("occupancy_node_control")
-                ready_since = time.monotonic()
             if time.monotonic() > deadline:
                 raise NodeProcessError(
                     f"occupancy node not ready after {self.startup_timeout_s:.0f} s (still missing: "
