@@ -115,3 +115,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--fuzz-report")
     if path:
         fuzz_tally.write_report(Path(path), settings.default.max_examples)
+
+
+# --- order ---------------------------------------------------------------------------------------------
+# The layers that start processes (nodes, trainings, the demo) run first and the short unit files last, so
+# that under `-n 2 --dist loadfile` the workers end together instead of one waiting for the other's long file.
+_LAYER_ORDER = {"system": 0, "ros": 1, "unit": 2}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def layer(item: pytest.Item) -> int:
+        parts = Path(str(item.path)).relative_to(REPO_ROOT / "test").parts
+        return _LAYER_ORDER.get(parts[0], len(_LAYER_ORDER)) if len(parts) > 1 else len(_LAYER_ORDER)
+
+    items.sort(key=layer)  # stable: within a layer, files and tests keep their order
