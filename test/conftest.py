@@ -16,6 +16,10 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ...: set by xdist before conftest is imported
 if _WORKER:
     os.environ["ROS_DOMAIN_ID"] = str(int(os.environ.get("TACOCC_TEST_DOMAIN_BASE", "40")) + int(_WORKER[2:]))
+    # The workers share the cores: each gets its share of torch threads (unless OMP_NUM_THREADS says otherwise),
+    # instead of every worker running as many threads as there are cores.
+    _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("TACOCC_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
