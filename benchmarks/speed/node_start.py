@@ -21,22 +21,14 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 from benchmarks.fixtures import REPO_ROOT  # noqa: E402
 from tacocc_ros.tooling.drive_source import default_fixture, frame_from_fixture  # noqa: E402
-from tacocc_ros.tooling.load_driver import DriveOptions, child_pids, driver_node_params  # noqa: E402
+from tacocc_ros.tooling.load_driver import DriveOptions, child_pids, driver_node_params, process_rss_mb  # noqa: E402
 from tacocc_ros.tooling.node_process import OccupancyNodeProcess  # noqa: E402
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of process `pid` in MB (VmRSS of /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def network_process(node_pid: int) -> int | None:
     """The node's network process: its largest child (the others are multiprocessing's resource trackers)."""
     children = child_pids(node_pid)
-    return max(children, key=rss_mb) if children else None
+    return max(children, key=lambda pid: process_rss_mb(pid) or 0.0) if children else None
 
 
 def main() -> None:
@@ -58,8 +50,9 @@ def main() -> None:
             ready = time.monotonic() - begin
             assert node.pid is not None
             child = network_process(node.pid)
-            child_mb = rss_mb(child) if child is not None else float("nan")
-            print(f"{i:5d}  {ready:7.2f}  {rss_mb(node.pid):14.0f}  {child_mb:18.0f}", flush=True)
+            node_mb = process_rss_mb(node.pid) or float("nan")
+            child_mb = (process_rss_mb(child) if child is not None else None) or float("nan")
+            print(f"{i:5d}  {ready:7.2f}  {node_mb:14.0f}  {child_mb:18.0f}", flush=True)
         seconds.append(ready)
     print(f"median ready {statistics.median(seconds):.2f} s over {len(seconds)} starts")
 

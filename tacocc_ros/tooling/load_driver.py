@@ -150,6 +150,12 @@ def read_proc(pid: int) -> tuple[float, float] | None:
     return rss, cpu
 
 
+def process_rss_mb(pid: int) -> float | None:
+    """RSS MB of process `pid` alone (not its children); None once it is gone."""
+    got = _read_one(pid, with_waited_children=False)
+    return None if got is None else got[0]
+
+
 def _read_one(pid: int, with_waited_children: bool) -> tuple[float, float] | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
