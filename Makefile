@@ -15,7 +15,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
 # Each pytest-xdist worker N takes domain TACOCC_TEST_DOMAIN_BASE + N (test/conftest.py): an even base in 2..98.
 export TACOCC_TEST_DOMAIN_BASE ?= $(shell echo $$(( $$$$ % 49 * 2 + 2 )))
 export PYTHONUNBUFFERED := 1
-# The suite starts some sixty Python processes (nodes, their network processes, commands) that import the same
+# The suite starts many Python processes (nodes, their network processes, commands) that import the same
 # modules: let them keep bytecode caches (__pycache__/, ignored by git) where the environment turned them off.
 unexport PYTHONDONTWRITEBYTECODE
 
