@@ -167,6 +167,7 @@ class OccupancyNodeProcess:
         self.returncode: int | None = None
         self._process: subprocess.Popen | None = None
         self._ros: RosHandle | None = None
+        self._clients: dict[str, Client[Any, Any]] = {}
         self._params_dir: tempfile.TemporaryDirectory | None = None
         self._log: TextIO | None = None
 
@@ -198,6 +199,12 @@ class OccupancyNodeProcess:
         self._process = subprocess.Popen(command, env=child_environment(), stdout=self._log, stderr=subprocess.STDOUT)
         try:
             self._ros = RosHandle("occupancy_node_control")
+            # The service clients are made with the control node, before the node is ready: a reply sent before
+            # the node has matched a client's reply path is lost, and a client made at the call would wait for it.
+            self._clients = {
+                "set_parameters": self._ros.node.create_client(SetParameters, f"/{NODE_NAME}/set_parameters"),
+                "reload_checkpoint": self._ros.node.create_client(Trigger, f"/{NODE_NAME}/reload_checkpoint"),
+            }
             self._wait_ready([lidar_topic, *image_topics])
         except BaseException:
             self.stop()
@@ -256,6 +263,7 @@ class OccupancyNodeProcess:
         if self._ros is not None:
             self._ros.close()
             self._ros = None
+            self._clients = {}
         if self._process is not None:
             if self._process.poll() is None:
                 self._process.send_signal(signal.SIGINT)
@@ -311,12 +319,8 @@ class OccupancyNodeProcess:
     def set_parameter(self, name: str, value: Any, timeout_s: float = 60.0) -> None:
         """Set one parameter of the running node; NodeProcessError with the node's reason when refused."""
         self.check_alive(f"before setting {name}")
-        client: Client[Any, Any] = self._control.node.create_client(SetParameters, f"/{NODE_NAME}/set_parameters")
-        try:
-            request = SetParameters.Request(parameters=[Parameter(name=name, value=_parameter_value(value))])
-            result = self._control.call(client, request, timeout_s).results[0]
-        finally:
-            self._control.node.destroy_client(client)
+        request = SetParameters.Request(parameters=[Parameter(name=name, value=_parameter_value(value))])
+        result = self._control.call(self._clients["set_parameters"], request, timeout_s).results[0]
         if not result.successful:
             raise NodeProcessError(f"occupancy node refused {name}={value!r}: {result.reason}")
         self.params[name] = value
@@ -331,11 +335,7 @@ class OccupancyNodeProcess:
             self.set_parameter("checkpoint", str(path), timeout_s)
             return f"checkpoint set to {path}"
         self.check_alive("before reloading the checkpoint")
-        client: Client[Any, Any] = self._control.node.create_client(Trigger, f"/{NODE_NAME}/reload_checkpoint")
-        try:
-            response = self._control.call(client, Trigger.Request(), timeout_s)
-        finally:
-            self._control.node.destroy_client(client)
+        response = self._control.call(self._clients["reload_checkpoint"], Trigger.Request(), timeout_s)
         if not response.success:
             raise NodeProcessError(f"occupancy node could not reload its checkpoint: {response.message}")
         return response.message
