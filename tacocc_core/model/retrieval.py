@@ -193,10 +193,17 @@ def knn_cube_then_exact(
 TREE_SPARE = 2
 # Queries from which the tree searches on torch's threads.
 TREE_THREADED_QUERIES = 20000
-# Cube cells (queries x (2r + 1)^3) up to which the cube search goes first (above, the tree alone is cheaper).
+# Chebyshev radius of the first cube search: where keys are dense, most queries find their k keys in the
+# 27 cells around them, and only the rest pay for the cube of the configured radius.
+FIRST_RADIUS = 1
+# Cells of the first cube search (queries x (2 FIRST_RADIUS + 1)^3) up to which the cubes go first (above, the
+# tree alone is cheaper).
 CUBE_FIRST_CELLS = 1 << 19
-# (query, key) pairs up to which the plain search answers the queries the cube leaves (above, the tree).
-PLAIN_EXACT_PAIRS = 1 << 20
+# The plain search answers the queries the cubes leave while their (query, key) pairs number at most
+# PLAIN_EXACT_PAIRS + PLAIN_EXACT_PAIRS_PER_KEY * keys: the tree's fixed cost and its build per key, in
+# pairs of the plain search (about where the two searches cost the same on a 2-core CPU, for 264 to 62k keys).
+PLAIN_EXACT_PAIRS = 1 << 14
+PLAIN_EXACT_PAIRS_PER_KEY = 6
 
 
 def knn(
@@ -209,9 +216,10 @@ def knn(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest keys per query, by whichever search is cheapest for the sizes (the same answer).
 
-    On CPU: many queries (queries x cube cells > `CUBE_FIRST_CELLS`): the KD-tree for all. Otherwise the
-    cube search first, then for the queries it cannot settle the plain search when they are few
-    (unsettled x keys <= `PLAIN_EXACT_PAIRS`), else the tree. Off the CPU: `knn_cube_then_exact`.
+    On CPU: many queries (queries x first cube cells > `CUBE_FIRST_CELLS`): the KD-tree for all. Otherwise
+    the cube search of radius `FIRST_RADIUS` first, the cube of `radius` for the queries it cannot settle,
+    then for those still unsettled the plain search when they are few (`PLAIN_EXACT_PAIRS`), else the
+    tree. Off the CPU: `knn_cube_then_exact`.
 
     Args:
         query_coords, key_coords: (N, 4) and (M, 4) int [b, x, y, z] voxel indices, each key voxel once.
@@ -223,17 +231,22 @@ def knn(
     Returns: as `knn_exact` (identical results).
     """
     on_cpu = query_coords.device.type == "cpu"
-    if on_cpu and len(query_coords) * (2 * radius + 1) ** 3 > CUBE_FIRST_CELLS:
+    first = min(radius, FIRST_RADIUS)
+    if on_cpu and len(query_coords) * (2 * first + 1) ** 3 > CUBE_FIRST_CELLS:
         return knn_tree(query_coords, key_coords, k, skip_centre)
     volume = index_volume(key_coords, tuple(volume_shape[1:]), volume_shape[0])
     if not on_cpu:
         return knn_cube_then_exact(query_coords, key_coords, volume, k, radius, skip_centre)
-    index, offset = knn_in_radius(query_coords, volume, k, radius, skip_centre)
+    index, offset = knn_in_radius(query_coords, volume, k, first, skip_centre)
     if k == 0 or len(query_coords) == 0:
         return index, offset
-    rows = _unsettled(index, offset, radius).nonzero()[:, 0]
+    rows = _unsettled(index, offset, first).nonzero()[:, 0]
+    if len(rows) and radius > first:
+        index[rows], offset[rows] = wider = knn_in_radius(query_coords[rows], volume, k, radius, skip_centre)
+        rows = rows[_unsettled(*wider, radius)]
     if len(rows):
-        search = knn_exact if len(rows) * len(key_coords) <= PLAIN_EXACT_PAIRS else knn_tree
+        m = len(key_coords)
+        search = knn_exact if len(rows) * m <= PLAIN_EXACT_PAIRS + PLAIN_EXACT_PAIRS_PER_KEY * m else knn_tree
         index[rows], offset[rows] = search(query_coords[rows], key_coords, k, skip_centre)
     return index, offset
 

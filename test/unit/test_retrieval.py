@@ -137,14 +137,17 @@ def assert_all_agree(queries, keys, k, radius, shape, batch, skip_centre=True):
     tree = knn_tree(queries, keys, k, skip_centre)
     cube = knn_cube_then_exact(queries, keys, index_volume(keys, shape, batch), k, radius, skip_centre)
     results = [tree, cube]
-    defaults = retrieval.CUBE_FIRST_CELLS, retrieval.PLAIN_EXACT_PAIRS
+    names = ("CUBE_FIRST_CELLS", "PLAIN_EXACT_PAIRS", "PLAIN_EXACT_PAIRS_PER_KEY")
+    defaults = tuple(getattr(retrieval, name) for name in names)
     try:
-        # Every path of knn: the tree alone, as shipped, the cube then the plain search, the cube then the tree.
-        for cube_first, plain_pairs in ((0, 0), defaults, (1 << 40, 1 << 40), (1 << 40, 0)):
-            retrieval.CUBE_FIRST_CELLS, retrieval.PLAIN_EXACT_PAIRS = cube_first, plain_pairs
+        # Every path of knn: the tree alone, as shipped, the cubes then the plain search, the cubes then the tree.
+        for setting in ((0, 0, 0), defaults, (1 << 40, 1 << 40, 0), (1 << 40, 0, 0)):
+            for name, value in zip(names, setting, strict=True):
+                setattr(retrieval, name, value)
             results.append(knn(queries, keys, k, radius, (batch, *shape), skip_centre))
     finally:
-        retrieval.CUBE_FIRST_CELLS, retrieval.PLAIN_EXACT_PAIRS = defaults
+        for name, value in zip(names, defaults, strict=True):
+            setattr(retrieval, name, value)
     for got in results:
         assert torch.equal(got[0], exact[0]) and torch.equal(got[1], exact[1])
     return exact
