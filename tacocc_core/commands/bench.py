@@ -71,6 +71,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also time onnxruntime running the stock torchvision ResNet on the preset's images; print the ratios",
     )
+    p.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count each stage's FLOPs (and the stock ResNet's) and print the ratio's FLOP floor",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     p.set_defaults(run=run)
 
@@ -338,12 +343,52 @@ def run(args: argparse.Namespace) -> int:
         for name in networks:
             wall, cpu = report["ratios"][name], report["cpu_ratios"][name]
             print(f"ratio {name} / reference: {wall:.2f}x wall, {cpu:.2f}x CPU time")
+    if args.flops:
+        report["flops"] = _flop_report(model, batch, config, results)
+        _print_flops(report["flops"])
     print(f"peak memory: {report['peak_memory_mb']:.0f} MiB ({report['peak_memory_kind']})")
     if malloc is not None:
         print(f"malloc: {report['malloc_mmapped_mb']:.0f} MiB in separately mmapped blocks at the end")
     if args.out is not None:
         _write_json(args.out, report)
     return 0
+
+
+def _flop_report(model: torch.nn.Module, batch: dict, config: ModelConfig, results: dict) -> dict:
+    """GFLOP per stage of the unfolded network, of the stock ResNet, the FLOP floor and the achieved rates."""
+    from tacocc_core.flop_count import flop_floor, stage_flops, stock_resnet_flops
+
+    stages = stage_flops(model, batch)  # type: ignore[arg-type]  # a TACOcc
+    reference = stock_resnet_flops(config)
+    total = sum(stages.values())
+    report: dict = {
+        "counter": "torch.utils.flop_counter (dense convolutions and matrix products; not spconv, KNN, elementwise)",
+        "stages_gflop": {name: n / 1e9 for name, n in stages.items()},
+        "total_gflop": total / 1e9,
+        "reference_gflop": reference / 1e9,
+        "flop_floor": flop_floor(total, reference),
+    }
+    if "torch" in results:  # achieved rates of the eager network's stages, from the timed window
+        table = results["torch"][0]
+        report["stages_gflop_per_s"] = {
+            name: n / 1e9 / (table[name]["p50_ms"] / 1e3) for name, n in stages.items() if name in table
+        }
+    if "reference" in results:
+        report["reference_gflop_per_s"] = reference / 1e9 / (results["reference"][0]["total"]["p50_ms"] / 1e3)
+    return report
+
+
+def _print_flops(flops: dict) -> None:
+    rates = flops.get("stages_gflop_per_s", {})
+    print(f"FLOPs, counted by {flops['counter']}:")
+    print(f"{'stage':<18}{'GFLOP':>10}{'GFLOP/s':>10}")
+    for name, gflop in flops["stages_gflop"].items():
+        rate = f"{rates[name]:>10.1f}" if name in rates else f"{'':>10}"
+        print(f"{name:<18}{gflop:>10.2f}{rate}")
+    reference_rate = flops.get("reference_gflop_per_s")
+    rate = f", {reference_rate:.1f} GFLOP/s" if reference_rate is not None else ""
+    print(f"network {flops['total_gflop']:.2f} GFLOP, stock ResNet {flops['reference_gflop']:.2f} GFLOP{rate}")
+    print(f"FLOP floor of the ratio to the stock ResNet: {flops['flop_floor']:.2f}x (both at the same FLOP rate)")
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -107,3 +107,20 @@ def test_bench_alternates_backends_and_prints_ratios_to_the_stock_network(tmp_pa
     with pytest.raises(SystemExit):  # argparse refuses an unknown backend
         main([*args, "--backend", "torch,tensorflow"])
     assert "expected a list of torch, onnxruntime, onnxruntime:image" in capsys.readouterr().err
+
+
+def test_bench_counts_flops_per_stage_and_the_floor_of_the_ratio(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--config", "tiny", "--frames", "1", "--warmup", "0", "--points-per-sweep", "2000"]
+    assert main([*args, "--flops", "--out", str(out)]) == 0
+    flops = json.loads(out.read_text())["flops"]
+    assert set(flops["stages_gflop"]) == {"conditioning", "lidar_branch", "image_branch", "view_transform"} | {
+        "fuser",
+        "temporal",
+        "head",
+    }
+    assert flops["total_gflop"] == pytest.approx(sum(flops["stages_gflop"].values()))
+    assert flops["flop_floor"] == pytest.approx(flops["total_gflop"] / flops["reference_gflop"])
+    assert flops["stages_gflop_per_s"]["image_branch"] > 0
+    assert "reference_gflop_per_s" not in flops  # no --reference: no stock network was timed
+    assert "FLOP floor of the ratio to the stock ResNet" in capsys.readouterr().out
