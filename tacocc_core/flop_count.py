@@ -40,6 +40,13 @@ class FlopStages(StageTimer):
         self.flops[name] = self.flops.get(name, 0) + counter.get_total_flops()
 
 
+def frame_flops(model: TACOcc, step_batch: dict[str, torch.Tensor]) -> int:
+    """FLOPs of the first frame of a stream (`step_batch` in the `batch_at` layout, B = 1), all stages."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.forward_step(step_batch, np.eye(4), 0, "flops", None)
+    return int(counter.get_total_flops())
+
+
 def stage_flops(model: TACOcc, step_batch: dict[str, torch.Tensor]) -> dict[str, int]:
     """FLOPs per stage (`StageTimer` names, in the order they ran) of the second frame of a stream.
 

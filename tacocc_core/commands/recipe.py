@@ -27,17 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def count_flops(config: Any, model: Any) -> int:
     """FLOPs of one inference frame of `model` (eval mode) on a synthetic frame of `config`, CPU."""
-    import numpy as np
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
+    from tacocc_core.flop_count import frame_flops
     from tacocc_core.synthetic_batch import synthetic_step_batch
 
-    batch = synthetic_step_batch(config, batch_size=1, seed=0)
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model.forward_step(batch, np.eye(4), 0, "dry-run", None)
-    return int(counter.get_total_flops())
+    return frame_flops(model, synthetic_step_batch(config, batch_size=1, seed=0))
 
 
 def dry_run(recipe_name: str, processes: int, flops: bool = True) -> dict[str, Any]:
