@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"ratio {name} / reference: {wall:.2f}x wall, {cpu:.2f}x CPU time")
     if args.flops:
         report["flops"] = _flop_report(model, batch, config, results)
-        _print_flops(report["flops"])
+        _print_flops(report["flops"], dtype_name)
     print(f"peak memory: {report['peak_memory_mb']:.0f} MiB ({report['peak_memory_kind']})")
     if malloc is not None:
         print(f"malloc: {report['malloc_mmapped_mb']:.0f} MiB in separately mmapped blocks at the end")
@@ -378,7 +378,7 @@ def _flop_report(model: torch.nn.Module, batch: dict, config: ModelConfig, resul
     return report
 
 
-def _print_flops(flops: dict) -> None:
+def _print_flops(flops: dict, dtype_name: str) -> None:
     rates = flops.get("stages_gflop_per_s", {})
     print(f"FLOPs, counted by {flops['counter']}:")
     print(f"{'stage':<18}{'GFLOP':>10}{'GFLOP/s':>10}")
@@ -389,6 +389,11 @@ def _print_flops(flops: dict) -> None:
     rate = f", {reference_rate:.1f} GFLOP/s" if reference_rate is not None else ""
     print(f"network {flops['total_gflop']:.2f} GFLOP, stock ResNet {flops['reference_gflop']:.2f} GFLOP{rate}")
     print(f"FLOP floor of the ratio to the stock ResNet: {flops['flop_floor']:.2f}x (both at the same FLOP rate)")
+    if dtype_name != "fp32":
+        print(
+            f"this run is {dtype_name}: its convolutions may run faster than the fp32 stock network's, and its ratio "
+            "fall below the floor"
+        )
 
 
 def _write_json(path: Path, data: dict) -> None:
