@@ -120,6 +120,11 @@ def masked_pool(volume: torch.Tensor, occupied: torch.Tensor, scale: int) -> tup
     return pooled / weight.clamp(min=1e-6), (weight[:, 0] > 0)
 
 
+def _to_coarse_grid(volume: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """(B, C, Xs, Ys, Zs) -> (B, C, *shape) by nearest upsampling; the volume itself where it is on the grid."""
+    return volume if tuple(volume.shape[2:]) == tuple(shape) else F.interpolate(volume, size=shape, mode="nearest")
+
+
 def _seeded(seed: int, build: Callable[[], ModuleT]) -> ModuleT:
     """Build a module with the global generator seeded by `seed`, leaving the global stream as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -216,8 +221,8 @@ class AdaptiveFuser(nn.Module):
                 )
                 counts[:, d, s] = k_hist.cpu()
                 maps.append(k_map)
-                acc[2 * d] += F.interpolate(gate, size=self.shape, mode="nearest") / self.num_scales
-                acc[2 * d + 1] += F.interpolate(context, size=self.shape, mode="nearest") / self.num_scales
+                acc[2 * d] += _to_coarse_grid(gate, self.shape) / self.num_scales
+                acc[2 * d + 1] += _to_coarse_grid(context, self.shape) / self.num_scales
         w_i, c_i, w_l, c_l = (a.to(f_i.dtype) for a in acc)
         if self.context_terms:
             term_i = (f_i * w_i + c_i) * image_occupied[:, None]

@@ -28,6 +28,7 @@ integer squared distances to every key of the sample (in chunks of queries), the
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -43,11 +44,15 @@ def cube_offsets(radius: int, device: torch.device | str = "cpu", skip_centre: b
     """
     if radius < 0:
         raise ValueError(f"fuser.search_radius must be >= 0, got {radius}")
+    offsets = _sorted_cube(radius)
+    return torch.tensor(offsets[1:] if skip_centre else offsets, dtype=torch.int64, device=device)
+
+
+@functools.cache
+def _sorted_cube(radius: int) -> tuple[tuple[int, int, int], ...]:
+    """The cube's offsets in visiting order, sorted once per radius (every retrieval of a frame asks again)."""
     rng = range(-radius, radius + 1)
-    offsets = sorted(itertools.product(rng, rng, rng), key=lambda o: (o[0] ** 2 + o[1] ** 2 + o[2] ** 2, o))
-    if skip_centre:
-        offsets = offsets[1:]
-    return torch.tensor(offsets, dtype=torch.int64, device=device)
+    return tuple(sorted(itertools.product(rng, rng, rng), key=lambda o: (o[0] ** 2 + o[1] ** 2 + o[2] ** 2, o)))
 
 
 def index_volume(coords: torch.Tensor, shape: tuple[int, ...], batch_size: int) -> torch.Tensor:
