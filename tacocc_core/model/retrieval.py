@@ -7,9 +7,10 @@ around it. Slots stay empty (-1) only when the sample holds fewer than k other k
 voxels, so this order is a total order and the answer is unique: every implementation below returns it.
 
 `knn` picks the cheapest of the searches below for the sizes at hand (all give the same answer); on the
-nuScenes preset's 100 x 100 x 8 grid that is the KD-tree. `knn_tree`: one `scipy.spatial.cKDTree` per
-sample over its keys. A KD-tree breaks ties of equal distance
-by its own traversal, so each query point is moved by -eps * a / 2 with a = (Wy * Wz, Wz, 1) (W_i: the
+nuScenes preset's 100 x 100 x 8 grid that is the KD-tree for the image voxels' queries at full scale (many
+queries, sparse LiDAR keys) and the cube searches for the others. `knn_tree`: one `scipy.spatial.cKDTree`
+per sample over its keys. A KD-tree breaks ties of equal distance by its own traversal, so each query
+point is moved by -eps * a / 2 with a = (Wy * Wz, Wz, 1) (W_i: the
 number of values the offset can take on axis i): the squared distance to a key at offset d becomes
 |d|^2 + eps * a.d + const, and a.d is an integer that orders offsets lexicographically. With eps =
 1 / (2 * Wx * Wy * Wz) that term moves a distance by less than 1/2, so it orders keys of equal |d|^2
